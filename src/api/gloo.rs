@@ -1,0 +1,186 @@
+//! The parts of Gloo's `gloo.solo.io/v1` `Proxy` that HostRouter writes and reads.
+//!
+//! Gloo ignores fields it does not know, so a misspelled field here would silently become wrong
+//! routing. The shapes are therefore typed, serialised with Gloo's exact JSON names, and checked
+//! against Gloo's full Proxy schema (v1.11) in the tests and the e2e suite.
+
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const GROUP: &str = "gloo.solo.io";
+pub const VERSION: &str = "v1";
+pub const KIND: &str = "Proxy";
+pub const PLURAL: &str = "proxies";
+
+/// Annotation that tells Gloo to read `spec.compressedSpec` instead of the plain spec.
+pub const COMPRESS_ANNOTATION: &str = "gloo.solo.io/compress";
+
+/// The API resource of Gloo's Proxy, for dynamic clients.
+pub fn proxy_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
+}
+
+/// `spec` of a Gloo Proxy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySpec {
+    pub listeners: Vec<Listener>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    pub name: String,
+    pub bind_address: String,
+    pub bind_port: u32,
+    pub http_listener: HttpListener,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpListener {
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub matchers: Vec<Matcher>,
+    pub route_action: RouteAction,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Matcher {
+    pub prefix: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteAction {
+    pub single: Destination,
+}
+
+/// Exactly one of the fields is set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum Destination {
+    /// A Kubernetes Service port, resolved by Gloo without discovery.
+    Kube(KubeDestination),
+    /// A Gloo Upstream.
+    Upstream(ResourceRef),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeDestination {
+    #[serde(rename = "ref")]
+    pub ref_: ResourceRef,
+    pub port: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRef {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// Gloo's verdict on a Proxy, from `status.statuses.<gloo namespace>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Gloo has not written a status for this Proxy (yet).
+    NotReported,
+    Pending,
+    Accepted,
+    Warning(String),
+    Rejected(String),
+}
+
+/// Reads the status Gloo wrote on a Proxy. Gloo writes `state` as a number (0 Pending,
+/// 1 Accepted, 2 Rejected, 3 Warning); the names are accepted too.
+pub fn verdict(proxy: &DynamicObject, gloo_namespace: &str) -> Verdict {
+    let Some(status) = proxy
+        .data
+        .get("status")
+        .and_then(|s| s.get("statuses"))
+        .and_then(|s| s.get(gloo_namespace))
+    else {
+        return Verdict::NotReported;
+    };
+    let reason = status
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    match status.get("state") {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(1) => Verdict::Accepted,
+            Some(2) => Verdict::Rejected(reason),
+            Some(3) => Verdict::Warning(reason),
+            _ => Verdict::Pending,
+        },
+        Some(Value::String(s)) => match s.as_str() {
+            "Accepted" => Verdict::Accepted,
+            "Rejected" => Verdict::Rejected(reason),
+            "Warning" => Verdict::Warning(reason),
+            _ => Verdict::Pending,
+        },
+        // protojson omits the zero value: a status without `state` is Pending.
+        _ => Verdict::Pending,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn proxy_with_status(status: Value) -> DynamicObject {
+        let mut p = DynamicObject::new("p", &proxy_resource());
+        p.data = json!({ "spec": {}, "status": status });
+        p
+    }
+
+    #[test]
+    fn destinations_serialise_with_gloo_field_names() {
+        let kube = Destination::Kube(KubeDestination {
+            ref_: ResourceRef { name: "petstore".into(), namespace: "default".into() },
+            port: 8080,
+        });
+        assert_eq!(
+            serde_json::to_value(&kube).unwrap(),
+            json!({"kube": {"ref": {"name": "petstore", "namespace": "default"}, "port": 8080}})
+        );
+        let up = Destination::Upstream(ResourceRef { name: "default-petstore-8080".into(), namespace: "gloo-system".into() });
+        assert_eq!(
+            serde_json::to_value(&up).unwrap(),
+            json!({"upstream": {"name": "default-petstore-8080", "namespace": "gloo-system"}})
+        );
+    }
+
+    #[test]
+    fn verdict_reads_numeric_and_named_states() {
+        let ns = "gloo-system";
+        assert_eq!(verdict(&proxy_with_status(json!({})), ns), Verdict::NotReported);
+        let st = |s: Value| proxy_with_status(json!({"statuses": {"gloo-system": s}}));
+        assert_eq!(verdict(&st(json!({"state": 1, "reportedBy": "gloo"})), ns), Verdict::Accepted);
+        assert_eq!(verdict(&st(json!({"reportedBy": "gloo"})), ns), Verdict::Pending);
+        assert_eq!(
+            verdict(&st(json!({"state": 2, "reason": "bad route\n"})), ns),
+            Verdict::Rejected("bad route".into())
+        );
+        assert_eq!(verdict(&st(json!({"state": "Warning", "reason": "w"})), ns), Verdict::Warning("w".into()));
+        // A status from another Gloo installation is not ours to read.
+        assert_eq!(verdict(&proxy_with_status(json!({"statuses": {"other": {"state": 1}}})), ns), Verdict::NotReported);
+    }
+}

@@ -1,0 +1,233 @@
+//! `hostrouter.io/v1alpha1` `HostRouter`: the one object a platform team writes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::selector::LabelSelector;
+
+/// Longest accepted `proxyName`: the longest generated name (`<proxyName>-envoy-bootstrap`)
+/// and the pods' generated names then stay within Kubernetes' limits.
+pub const MAX_PROXY_NAME_LEN: usize = 40;
+
+/// Envoy's admin port when `envoy.adminPort` is not set.
+pub const DEFAULT_ADMIN_PORT: i32 = 19000;
+
+/// Routes every Service port in the selected namespaces through an Envoy edge proxy programmed
+/// by Gloo. Each TCP port of each selected Service becomes a virtual host whose domain is
+/// `<namespace>-<service>-<port>`, so `curl -H 'Host: default-petstore-8080' <edge>/` reaches
+/// port 8080 of Service `petstore` in namespace `default`.
+///
+/// The operator writes a Gloo Proxy (in the proxy namespace, Gloo's write namespace), and in the
+/// HostRouter's own namespace a ConfigMap with the Envoy bootstrap, a Deployment running Envoy
+/// and a Service exposing the listener. All of them are named after `spec.proxyName`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hostrouter.io",
+    version = "v1alpha1",
+    kind = "HostRouter",
+    namespaced,
+    shortname = "hr",
+    category = "gloo",
+    status = "HostRouterStatus",
+    doc = "HostRouter routes every Service port in the selected namespaces by Host header (`<namespace>-<service>-<port>`) through an Envoy edge proxy programmed by Gloo.",
+    printcolumn(name = "Proxy", type_ = "string", json_path = ".spec.proxyName", description = "Name of the Gloo Proxy and of the Envoy Deployment and Service"),
+    printcolumn(name = "Port", type_ = "integer", json_path = ".spec.listener.port", description = "Port Envoy listens on"),
+    printcolumn(name = "Hosts", type_ = "integer", json_path = ".status.virtualHosts", description = "Virtual hosts in the Proxy"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the Proxy is accepted by Gloo and Envoy is available"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1, description = "Why the router is or is not ready"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new(format!("self.listener.port != (has(self.envoy) && has(self.envoy.adminPort) ? self.envoy.adminPort : {DEFAULT_ADMIN_PORT})")).message("listener.port must differ from envoy.adminPort (default 19000)"))]
+#[serde(rename_all = "camelCase")]
+pub struct HostRouterSpec {
+    /// Name of the Gloo Proxy this router writes. The Envoy Deployment, its Service and the
+    /// bootstrap ConfigMap (`<proxyName>-envoy-bootstrap`) get the same name, and Envoy asks Gloo
+    /// for its configuration as `<proxyNamespace>~<proxyName>`. Lowercase letters, digits and
+    /// '-', starting with a letter, at most 40 characters.
+    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub proxy_name: String,
+
+    /// Namespace of the Gloo Proxy: Gloo's write namespace, where Gloo reads Proxies written by
+    /// other controllers. Defaults to the operator's `--gloo-namespace` (usually `gloo-system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub proxy_namespace: Option<String>,
+
+    /// Where Envoy accepts traffic.
+    pub listener: Listener,
+
+    /// Namespaces whose Services are routed, by namespace label. `{}` selects every namespace;
+    /// `{matchLabels: {kubernetes.io/metadata.name: default}}` selects one namespace by name.
+    pub namespace_selector: LabelSelector,
+
+    /// Optionally narrows the routed Services by their labels. Unset routes every Service in the
+    /// selected namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_selector: Option<LabelSelector>,
+
+    /// How each route names its backend. `Kube` (default) points at the Kubernetes Service and
+    /// needs no Gloo discovery. `Upstream` points at the Upstream that Gloo's discovery creates
+    /// for the Service port (`<namespace>-<service>-<port>` in the proxy namespace), for when
+    /// those Upstreams carry extra settings.
+    #[serde(default)]
+    pub destination: Destination,
+
+    /// The Envoy Deployment.
+    #[serde(default)]
+    pub envoy: EnvoySpec,
+
+    /// The Service in front of Envoy.
+    #[serde(default)]
+    pub service: ServiceSpec,
+}
+
+/// Where Envoy accepts traffic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    /// TCP port Envoy listens on for HTTP, and the port of the Service in front of it.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// Address Envoy binds the listener to. `::` (default) accepts IPv4 and IPv6 on all
+    /// interfaces.
+    #[serde(default = "default_bind_address")]
+    #[x_kube(validation = Rule::new("isIP(self)").message("bindAddress must be an IPv4 or IPv6 address, such as 0.0.0.0 or ::"))]
+    #[schemars(length(max = 45))]
+    pub bind_address: String,
+}
+
+fn default_bind_address() -> String {
+    "::".to_owned()
+}
+
+/// How a route names its backend.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Destination {
+    /// Gloo's `kube` destination: the Service and port, resolved by Gloo without discovery.
+    #[default]
+    Kube,
+    /// Gloo's `upstream` destination: the Upstream Gloo's discovery creates for the Service port.
+    Upstream,
+}
+
+/// The Envoy Deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoySpec {
+    /// Envoy container image. Defaults to the operator's `--envoy-image`, Gloo's envoy wrapper
+    /// for the supported Gloo release. The image must have Envoy at `/usr/local/bin/envoy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// Number of Envoy pods. Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
+
+    /// CPU and memory requests and limits of the Envoy container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Port of Envoy's admin interface, bound to 127.0.0.1 inside the pod. Defaults to 19000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub admin_port: Option<i32>,
+}
+
+/// The Service in front of Envoy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type: `LoadBalancer` (default), `NodePort` or `ClusterIP`.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+
+    /// Annotations for the Service, e.g. to configure a cloud load balancer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Kubernetes Service type of the Envoy Service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Exposed by the cloud's load balancer.
+    #[default]
+    LoadBalancer,
+    /// Exposed on a port of every node.
+    NodePort,
+    /// Reachable inside the cluster only.
+    ClusterIP,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LoadBalancer => "LoadBalancer",
+            Self::NodePort => "NodePort",
+            Self::ClusterIP => "ClusterIP",
+        }
+    }
+}
+
+/// What the operator observed and did for this HostRouter.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostRouterStatus {
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Accepted`, `Programmed`, `ProxyAccepted`, `EnvoyAvailable` and `Ready`. `Ready` is True
+    /// when all the others are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]), length(max = 8))]
+    pub conditions: Vec<Condition>,
+
+    /// The Gloo Proxy this router writes (set once the router is accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ref: Option<ProxyRef>,
+
+    /// Number of namespaces the namespace selector matches.
+    #[serde(default)]
+    pub namespaces: i32,
+
+    /// Number of Services that contribute at least one virtual host.
+    #[serde(default)]
+    pub services: i32,
+
+    /// Number of virtual hosts in the Proxy.
+    #[serde(default)]
+    pub virtual_hosts: i32,
+
+    /// Number of Service ports left out because another Service port produced the same domain.
+    /// The older Service keeps the domain; a Warning Event names the ones left out.
+    #[serde(default)]
+    pub dropped_hosts: i32,
+}
+
+/// Namespace and name of a Gloo Proxy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema)]
+pub struct ProxyRef {
+    /// Namespace of the Proxy.
+    pub namespace: String,
+    /// Name of the Proxy.
+    pub name: String,
+}
+
+impl HostRouterSpec {
+    pub fn admin_port(&self) -> i32 {
+        self.envoy.admin_port.unwrap_or(DEFAULT_ADMIN_PORT)
+    }
+
+    pub fn replicas(&self) -> i32 {
+        self.envoy.replicas.unwrap_or(1)
+    }
+}

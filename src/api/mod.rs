@@ -1,0 +1,7 @@
+//! API types: HostRouter (ours) and the parts of Gloo's Proxy we write and read.
+
+pub mod gloo;
+pub mod hostrouter;
+pub mod selector;
+
+pub use hostrouter::{HostRouter, HostRouterSpec, HostRouterStatus};

@@ -1,0 +1,182 @@
+//! A label selector with the same wire format as `metav1.LabelSelector`, but with a schema that
+//! lets the API server reject malformed selectors at admission: the operator is an enum, keys and
+//! values carry Kubernetes' own syntax rules, and `values` must be set exactly for `In`/`NotIn`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
+use kube::core::{Selector, SelectorExt};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A qualified label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// characters that starts and ends with an alphanumeric character.
+pub const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+
+/// A label value: empty, or at most 63 characters that start and end with an alphanumeric.
+pub const LABEL_VALUE_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$";
+
+/// Selects objects by their labels. The result of `matchLabels` and `matchExpressions` are ANDed.
+/// An empty selector (`{}`) selects every object.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels the object must carry with exactly these values, e.g. `{team: payments}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(
+        validation = Rule::new(format!("self.all(k, k.matches('{LABEL_KEY_PATTERN}'))")).message("matchLabels keys must be valid label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'"),
+        validation = Rule::new(format!("self.all(k, self[k].matches('{LABEL_VALUE_PATTERN}'))")).message("matchLabels values must be valid label values: at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric")
+    )]
+    pub match_labels: BTreeMap<String, String>,
+
+    /// Label requirements the object must meet, e.g. `{key: env, operator: In, values: [prod]}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+/// One requirement of a label selector.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(self.operator == 'In' || self.operator == 'NotIn') == (has(self.values) && size(self.values) > 0)").message("values must be non-empty for operators In and NotIn, and must be empty for Exists and DoesNotExist"))]
+pub struct LabelSelectorRequirement {
+    /// The label key the requirement applies to.
+    #[schemars(length(min = 1, max = 317), regex(pattern = LABEL_KEY_PATTERN))]
+    pub key: String,
+
+    /// How the key relates to the values: `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: LabelSelectorOperator,
+
+    /// The values for `In` and `NotIn`; must be empty for `Exists` and `DoesNotExist`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63), regex(pattern = LABEL_VALUE_PATTERN)))]
+    pub values: Vec<String>,
+}
+
+/// The relation between a label's key and the listed values.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum LabelSelectorOperator {
+    /// The label is set to one of the values.
+    In,
+    /// The label is missing or set to none of the values.
+    NotIn,
+    /// The label is set, to any value.
+    Exists,
+    /// The label is not set.
+    DoesNotExist,
+}
+
+impl LabelSelector {
+    /// Compiles the selector for matching; fails on selectors the schema could not rule out
+    /// (for instance an object written before the schema was installed).
+    pub fn compile(&self) -> Result<Selector, String> {
+        let k8s = metav1::LabelSelector {
+            match_labels: (!self.match_labels.is_empty()).then(|| self.match_labels.clone()),
+            match_expressions: (!self.match_expressions.is_empty()).then(|| {
+                self.match_expressions
+                    .iter()
+                    .map(|r| metav1::LabelSelectorRequirement {
+                        key: r.key.clone(),
+                        operator: r.operator.as_str().to_owned(),
+                        values: (!r.values.is_empty()).then(|| r.values.clone()),
+                    })
+                    .collect()
+            }),
+        };
+        Selector::try_from(k8s).map_err(|e| e.to_string())
+    }
+}
+
+impl LabelSelectorOperator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "In",
+            Self::NotIn => "NotIn",
+            Self::Exists => "Exists",
+            Self::DoesNotExist => "DoesNotExist",
+        }
+    }
+}
+
+/// A compiled selector that treats missing labels as an empty label set.
+pub fn matches(selector: &Selector, labels: Option<&BTreeMap<String, String>>) -> bool {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    selector.matches(labels.unwrap_or(&EMPTY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn empty_selector_selects_everything() {
+        let s = LabelSelector::default().compile().unwrap();
+        assert!(matches(&s, None));
+        assert!(matches(&s, Some(&labels(&[("a", "b")]))));
+    }
+
+    #[test]
+    fn match_labels_and_expressions_are_anded() {
+        let sel = LabelSelector {
+            match_labels: labels(&[("team", "pay")]),
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "env".into(),
+                operator: LabelSelectorOperator::In,
+                values: vec!["prod".into(), "stage".into()],
+            }],
+        }
+        .compile()
+        .unwrap();
+        assert!(matches(&sel, Some(&labels(&[("team", "pay"), ("env", "prod")]))));
+        assert!(!matches(&sel, Some(&labels(&[("team", "pay"), ("env", "dev")]))));
+        assert!(!matches(&sel, Some(&labels(&[("env", "prod")]))));
+    }
+
+    #[test]
+    fn does_not_exist_and_not_in_match_missing_labels() {
+        let sel = LabelSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![
+                LabelSelectorRequirement {
+                    key: "skip".into(),
+                    operator: LabelSelectorOperator::DoesNotExist,
+                    values: vec![],
+                },
+                LabelSelectorRequirement {
+                    key: "env".into(),
+                    operator: LabelSelectorOperator::NotIn,
+                    values: vec!["dev".into()],
+                },
+            ],
+        }
+        .compile()
+        .unwrap();
+        assert!(matches(&sel, None));
+        assert!(!matches(&sel, Some(&labels(&[("skip", "")]))));
+        assert!(!matches(&sel, Some(&labels(&[("env", "dev")]))));
+    }
+
+    #[test]
+    fn patterns_accept_and_reject_like_kubernetes() {
+        let key = regex::Regex::new(LABEL_KEY_PATTERN).unwrap();
+        for ok in ["app", "app.kubernetes.io/name", "a_b.c-d", "x/Y", &"k".repeat(63)] {
+            assert!(key.is_match(ok), "{ok} should be a valid key");
+        }
+        for bad in ["-app", "app-", "/app", "Example.com/app", "a/b/c", "", &"k".repeat(64)] {
+            assert!(!key.is_match(bad), "{bad} should be rejected");
+        }
+        let value = regex::Regex::new(LABEL_VALUE_PATTERN).unwrap();
+        for ok in ["", "v1.2_3-x", "A", &"a".repeat(63)] {
+            assert!(value.is_match(ok), "{ok} should be a valid value");
+        }
+        for bad in ["-v", "v-", "a b", &"a".repeat(64)] {
+            assert!(!value.is_match(bad), "{bad} should be rejected");
+        }
+    }
+}

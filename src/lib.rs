@@ -1,0 +1,8 @@
+//! HostRouter: a Kubernetes operator that routes every Service of the selected namespaces by
+//! Host header through an Envoy edge proxy programmed by Gloo.
+
+pub mod api;
+pub mod diff;
+pub mod error;
+pub mod metrics;
+pub mod render;

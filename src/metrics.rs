@@ -1,0 +1,190 @@
+//! Prometheus metrics. Label values are bounded: controller name, result, kind, operation,
+//! condition type and status are fixed sets; per-router series exist only while the router does.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::api::HostRouter;
+
+pub const CONTROLLER: &str = "hostrouter";
+
+pub struct Metrics {
+    registry: Registry,
+    reconcile_total: IntCounterVec,
+    reconcile_errors: IntCounterVec,
+    reconcile_time: HistogramVec,
+    writes: IntCounterVec,
+}
+
+/// Result label of `controller_runtime_reconcile_total`.
+#[derive(Clone, Copy, Debug)]
+pub enum ReconcileResult {
+    Success,
+    Error,
+    Requeue,
+}
+
+/// What a write did, for `hostrouter_object_writes_total{operation}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Server-side apply of a generated object.
+    Apply,
+    Delete,
+    /// Server-side apply of a HostRouter's status.
+    Status,
+    /// Adding or removing the HostRouter's finalizer.
+    Finalizer,
+}
+
+impl WriteOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::Delete => "delete",
+            Self::Status => "status",
+            Self::Finalizer => "finalizer",
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers the metrics; fails only on a programming error (a duplicate or bad name).
+    pub fn new(routers: Store<HostRouter>) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let reconcile_total = IntCounterVec::new(
+            Opts::new("controller_runtime_reconcile_total", "Total number of reconciliations per controller"),
+            &["controller", "result"],
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new("controller_runtime_reconcile_errors_total", "Total number of reconciliation errors per controller"),
+            &["controller"],
+        )?;
+        let reconcile_time = HistogramVec::new(
+            HistogramOpts::new("controller_runtime_reconcile_time_seconds", "Length of time per reconciliation per controller")
+                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["controller"],
+        )?;
+        let writes = IntCounterVec::new(
+            Opts::new(
+                "hostrouter_object_writes_total",
+                "Writes to the Kubernetes API by object kind and operation (apply, delete, status, finalizer)",
+            ),
+            &["kind", "operation"],
+        )?;
+        registry.register(Box::new(reconcile_total.clone()))?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(reconcile_time.clone()))?;
+        registry.register(Box::new(writes.clone()))?;
+        registry.register(Box::new(RouterCollector::new(routers)?))?;
+        // Initialise the result series so that rate() works from the first scrape.
+        for result in ["success", "error", "requeue"] {
+            reconcile_total.with_label_values(&[CONTROLLER, result]);
+        }
+        reconcile_errors.with_label_values(&[CONTROLLER]);
+        Ok(Self { registry, reconcile_total, reconcile_errors, reconcile_time, writes })
+    }
+
+    pub fn reconcile_started(&self) -> ReconcileTimer<'_> {
+        ReconcileTimer { metrics: self, start: Instant::now() }
+    }
+
+    pub fn write(&self, kind: &str, op: WriteOp) {
+        self.writes.with_label_values(&[kind, op.as_str()]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// Measures one reconcile; records its result when finished.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    start: Instant,
+}
+
+impl ReconcileTimer<'_> {
+    pub fn finish(self, result: ReconcileResult) {
+        let m = self.metrics;
+        m.reconcile_time.with_label_values(&[CONTROLLER]).observe(self.start.elapsed().as_secs_f64());
+        let label = match result {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Error => "error",
+            ReconcileResult::Requeue => "requeue",
+        };
+        m.reconcile_total.with_label_values(&[CONTROLLER, label]).inc();
+        if matches!(result, ReconcileResult::Error) {
+            m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
+        }
+    }
+}
+
+/// Gauges computed at scrape time from the HostRouters' status, so that a deleted router's
+/// series disappear with it.
+struct RouterCollector {
+    routers: Store<HostRouter>,
+    descs: Vec<Desc>,
+}
+
+const ROUTERS: &str = "hostrouter_routers";
+const VIRTUAL_HOSTS: &str = "hostrouter_virtual_hosts";
+const DROPPED_HOSTS: &str = "hostrouter_dropped_hosts";
+
+impl RouterCollector {
+    fn new(routers: Store<HostRouter>) -> Result<Self, prometheus::Error> {
+        let descs = Self::gauges()?.iter().flat_map(|g| g.desc().into_iter().cloned()).collect();
+        Ok(Self { routers, descs })
+    }
+
+    fn gauges() -> Result<[IntGaugeVec; 3], prometheus::Error> {
+        Ok([
+            IntGaugeVec::new(
+                Opts::new(ROUTERS, "HostRouters by condition type and status"),
+                &["condition", "status"],
+            )?,
+            IntGaugeVec::new(Opts::new(VIRTUAL_HOSTS, "Virtual hosts in a HostRouter's Proxy"), &["namespace", "name"])?,
+            IntGaugeVec::new(
+                Opts::new(DROPPED_HOSTS, "Service ports left out of a HostRouter's Proxy because of a duplicate domain"),
+                &["namespace", "name"],
+            )?,
+        ])
+    }
+}
+
+impl Collector for RouterCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Ok([by_condition, hosts, dropped]) = Self::gauges() else {
+            return Vec::new();
+        };
+        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for router in self.routers.state() {
+            let ns = router.namespace().unwrap_or_default();
+            let name = router.name_any();
+            let status = router.status.clone().unwrap_or_default();
+            hosts.with_label_values(&[&ns, &name]).set(i64::from(status.virtual_hosts));
+            dropped.with_label_values(&[&ns, &name]).set(i64::from(status.dropped_hosts));
+            for c in &status.conditions {
+                *counts.entry((c.type_.clone(), c.status.clone())).or_default() += 1;
+            }
+        }
+        for ((condition, status), n) in counts {
+            by_condition.with_label_values(&[&condition, &status]).set(n);
+        }
+        [by_condition, hosts, dropped].iter().flat_map(Collector::collect).collect()
+    }
+}

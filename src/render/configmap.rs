@@ -1,0 +1,87 @@
+//! The ConfigMap holding Envoy's bootstrap: ADS over gRPC to Gloo, keyed by the proxy's role.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::naming::{BOOTSTRAP_KEY, bootstrap_config_map_name};
+use super::{Identity, Settings};
+use crate::api::HostRouterSpec;
+
+/// Name of the static cluster that reaches Gloo's xDS server.
+pub const XDS_CLUSTER: &str = "gloo_xds";
+
+/// The ConfigMap and the SHA-256 (hex) of the bootstrap it carries.
+pub fn config_map(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings) -> (ConfigMap, String) {
+    let bootstrap = bootstrap_yaml(id, spec, settings);
+    let hash = format!("{:x}", Sha256::digest(bootstrap.as_bytes()));
+    let cm = ConfigMap {
+        metadata: id.local_meta(bootstrap_config_map_name(&id.proxy.name)),
+        data: Some(BTreeMap::from([(BOOTSTRAP_KEY.to_owned(), bootstrap)])),
+        ..Default::default()
+    };
+    (cm, hash)
+}
+
+/// Envoy's bootstrap as YAML. Envoy's node id is set per pod on the command line; the role in
+/// the node metadata is what Gloo keys its configuration by.
+pub fn bootstrap_yaml(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings) -> String {
+    let value = bootstrap(id, spec, settings);
+    // Serialising a JSON value to YAML cannot fail.
+    serde_yaml::to_string(&value).unwrap_or_default()
+}
+
+fn bootstrap(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings) -> Value {
+    let ads = json!({ "ads": {}, "resource_api_version": "V3" });
+    json!({
+        "node": {
+            "id": id.proxy.name,
+            "cluster": id.proxy.name,
+            "metadata": { "role": format!("{}~{}", id.proxy.namespace, id.proxy.name) },
+        },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{ "envoy_grpc": { "cluster_name": XDS_CLUSTER } }],
+                "set_node_on_first_message_only": true,
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": XDS_CLUSTER,
+                "type": "STRICT_DNS",
+                "dns_lookup_family": "V4_PREFERRED",
+                "connect_timeout": "5s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": { "http2_protocol_options": {} },
+                    },
+                },
+                "load_assignment": {
+                    "cluster_name": XDS_CLUSTER,
+                    "endpoints": [{
+                        "lb_endpoints": [{
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {
+                                        "address": settings.xds_address,
+                                        "port_value": settings.xds_port,
+                                    },
+                                },
+                            },
+                        }],
+                    }],
+                },
+            }],
+        },
+        "admin": {
+            "address": { "socket_address": { "address": "127.0.0.1", "port_value": spec.admin_port() } },
+        },
+    })
+}

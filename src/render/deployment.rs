@@ -1,0 +1,138 @@
+//! The Deployment running Envoy with the bootstrap from the ConfigMap.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Sysctl, TCPSocketAction,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::naming::{BOOTSTRAP_HASH_ANNOTATION, BOOTSTRAP_KEY, bootstrap_config_map_name, selector_labels};
+use super::{Identity, Settings};
+use crate::api::HostRouterSpec;
+
+/// Name of the listener port on the container and the Service.
+pub const LISTENER_PORT_NAME: &str = "http";
+/// Where the bootstrap ConfigMap is mounted.
+pub const BOOTSTRAP_DIR: &str = "/etc/envoy";
+/// Envoy's path in Gloo's envoy wrapper image (and in upstream Envoy images).
+pub const ENVOY_BINARY: &str = "/usr/local/bin/envoy";
+/// The non-root user Gloo's envoy wrapper image runs as.
+pub const ENVOY_UID: i64 = 10101;
+
+/// Envoy's command line. The node id is unique per pod; `$(VAR)` is expanded by the kubelet.
+pub fn envoy_args(proxy_name: &str) -> Vec<String> {
+    [
+        "--config-path",
+        &format!("{BOOTSTRAP_DIR}/{BOOTSTRAP_KEY}"),
+        "--service-node",
+        "$(POD_NAME).$(POD_NAMESPACE)",
+        "--service-cluster",
+        proxy_name,
+        "--disable-hot-restart",
+        "--log-level",
+        "info",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+pub fn deployment(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings, bootstrap_hash: &str) -> Deployment {
+    let image = spec.envoy.image.clone().unwrap_or_else(|| settings.envoy_image.clone());
+    let field_env = |name: &str, path: &str| EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.to_owned(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // Binding a port below 1024 as non-root, without capabilities, needs this namespaced sysctl
+    // (allowed by the restricted Pod Security Standard).
+    let sysctls = (spec.listener.port < 1024).then(|| {
+        vec![Sysctl { name: "net.ipv4.ip_unprivileged_port_start".to_owned(), value: "0".to_owned() }]
+    });
+
+    let container = Container {
+        name: "envoy".to_owned(),
+        image: Some(image),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        command: Some(vec![ENVOY_BINARY.to_owned()]),
+        args: Some(envoy_args(&id.proxy.name)),
+        env: Some(vec![field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")]),
+        ports: Some(vec![ContainerPort {
+            name: Some(LISTENER_PORT_NAME.to_owned()),
+            container_port: spec.listener.port,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        // Ready once Gloo has delivered the listener and Envoy accepts connections on it.
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String(LISTENER_PORT_NAME.to_owned()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        resources: spec.envoy.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Default::default() }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "bootstrap".to_owned(),
+            mount_path: BOOTSTRAP_DIR.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+
+    Deployment {
+        metadata: id.local_meta(id.proxy.name.clone()),
+        spec: DeploymentSpec {
+            replicas: Some(spec.replicas()),
+            selector: LabelSelector { match_labels: Some(selector_labels(&id.proxy.name)), ..Default::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(id.labels.clone()),
+                    annotations: Some(BTreeMap::from([(BOOTSTRAP_HASH_ANNOTATION.to_owned(), bootstrap_hash.to_owned())])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(ENVOY_UID),
+                        run_as_group: Some(ENVOY_UID),
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..Default::default() }),
+                        sysctls,
+                        ..Default::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "bootstrap".to_owned(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: bootstrap_config_map_name(&id.proxy.name),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}

@@ -1,0 +1,153 @@
+//! The sans-IO core: `render(router, cluster view, settings)` returns the objects the operator
+//! must keep true and the facts its status reports. Pure and deterministic: the same inputs, in
+//! any order, give byte-identical output.
+
+pub mod configmap;
+pub mod deployment;
+pub mod hosts;
+pub mod naming;
+pub mod proxy;
+pub mod service;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::DynamicObject;
+use kube::{Resource, ResourceExt};
+
+pub use hosts::{ClusterView, DroppedHost, Host, HostSet};
+
+use crate::api::HostRouter;
+use crate::api::hostrouter::ProxyRef;
+
+/// Operator-wide settings that shape the generated objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Gloo's write namespace: where Proxies go unless a router names another.
+    pub gloo_namespace: String,
+    /// Host of Gloo's xDS server, as Envoy resolves it.
+    pub xds_address: String,
+    pub xds_port: u16,
+    /// Envoy image when a router does not name one.
+    pub envoy_image: String,
+    /// Proxies whose JSON spec is larger than this are written in Gloo's compressed form.
+    pub compress_proxy_above_bytes: usize,
+}
+
+/// Gloo release whose Proxy API and Envoy image HostRouter is built and tested against.
+pub const GLOO_VERSION: &str = "1.22.1";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            gloo_namespace: "gloo-system".to_owned(),
+            xds_address: "gloo.gloo-system.svc.cluster.local".to_owned(),
+            xds_port: 9977,
+            envoy_image: format!("quay.io/solo-io/gloo-envoy-wrapper:{GLOO_VERSION}"),
+            compress_proxy_above_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Everything the operator writes for one router, and what it found on the way.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    pub proxy: DynamicObject,
+    pub config_map: ConfigMap,
+    pub service: Service,
+    pub deployment: Deployment,
+    pub hosts: HostSet,
+    pub proxy_ref: ProxyRef,
+    pub proxy_compressed: bool,
+    /// SHA-256 of the Envoy bootstrap (also on the pod template).
+    pub bootstrap_sha256: String,
+}
+
+/// Why a router cannot be rendered. Reported in status; never retried until the spec changes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("{field} is invalid: {message}")]
+    InvalidSelector { field: &'static str, message: String },
+    #[error("the HostRouter has no {0}")]
+    MissingMetadata(&'static str),
+}
+
+/// The Proxy a router claims: `spec.proxyNamespace` (or Gloo's namespace) and `spec.proxyName`.
+pub fn proxy_ref(router: &HostRouter, settings: &Settings) -> ProxyRef {
+    ProxyRef {
+        namespace: router.spec.proxy_namespace.clone().unwrap_or_else(|| settings.gloo_namespace.clone()),
+        name: router.spec.proxy_name.clone(),
+    }
+}
+
+pub fn render(router: &HostRouter, view: &ClusterView<'_>, settings: &Settings) -> Result<Rendered, RenderError> {
+    let namespace = router.metadata.namespace.as_deref().ok_or(RenderError::MissingMetadata("namespace"))?;
+    let name = router.metadata.name.as_deref().ok_or(RenderError::MissingMetadata("name"))?;
+    let spec = &router.spec;
+    let namespace_selector = spec
+        .namespace_selector
+        .compile()
+        .map_err(|message| RenderError::InvalidSelector { field: "spec.namespaceSelector", message })?;
+    let service_selector = spec
+        .service_selector
+        .as_ref()
+        .map(|s| s.compile())
+        .transpose()
+        .map_err(|message| RenderError::InvalidSelector { field: "spec.serviceSelector", message })?;
+
+    let proxy = proxy_ref(router, settings);
+    let id = Identity {
+        router_namespace: namespace,
+        router_name: name,
+        labels: naming::common_labels(&proxy.name, router.uid().as_deref()),
+        owner: router.controller_owner_ref(&()),
+        proxy: proxy.clone(),
+    };
+    let hosts = hosts::select(&namespace_selector, service_selector.as_ref(), view);
+    let (proxy_obj, proxy_compressed) = proxy::proxy(&id, spec, &hosts.hosts, settings);
+    let (config_map, bootstrap_sha256) = configmap::config_map(&id, spec, settings);
+    let deployment = deployment::deployment(&id, spec, settings, &bootstrap_sha256);
+    let service = service::service(&id, spec);
+    Ok(Rendered {
+        proxy: proxy_obj,
+        config_map,
+        service,
+        deployment,
+        hosts,
+        proxy_ref: proxy,
+        proxy_compressed,
+        bootstrap_sha256,
+    })
+}
+
+/// Who a generated object belongs to, and the labels it carries (built by [`render`]).
+pub struct Identity<'a> {
+    pub router_namespace: &'a str,
+    pub router_name: &'a str,
+    pub proxy: ProxyRef,
+    pub labels: BTreeMap<String, String>,
+    pub owner: Option<OwnerReference>,
+}
+
+impl Identity<'_> {
+    /// `<namespace>/<name>` of the router.
+    pub fn router_key(&self) -> String {
+        format!("{}/{}", self.router_namespace, self.router_name)
+    }
+
+    /// Metadata of an object in the router's namespace, owned by the router.
+    pub fn local_meta(&self, name: String) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.router_namespace.to_owned()),
+            labels: Some(self.labels.clone()),
+            owner_references: self.owner.clone().map(|o| vec![o]),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
