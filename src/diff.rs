@@ -52,15 +52,19 @@ fn is_empty(v: &Value) -> bool {
 
 /// The key server-side apply merges a list of objects by, when every element has it.
 fn merge_key(items: &[Value]) -> Option<&'static str> {
-    ["uid", "name"]
-        .into_iter()
-        .find(|k| !items.is_empty() && items.iter().all(|i| i.get(*k).is_some_and(Value::is_string)))
+    ["uid", "name"].into_iter().find(|k| {
+        !items.is_empty()
+            && items
+                .iter()
+                .all(|i| i.get(*k).is_some_and(Value::is_string))
+    })
 }
 
 /// Keys under `resources` (`limits`, `requests`) hold quantities: their map keys are the
 /// resource names, so the string values are reached with the resource name as `key`.
 fn in_resources(key: Option<&str>) -> bool {
-    matches!(key, Some("cpu" | "memory" | "ephemeral-storage")) || key.is_some_and(|k| k.starts_with("hugepages-"))
+    matches!(key, Some("cpu" | "memory" | "ephemeral-storage"))
+        || key.is_some_and(|k| k.starts_with("hugepages-"))
 }
 
 /// Compares two Kubernetes quantities by value.
@@ -141,15 +145,30 @@ mod tests {
 
     #[test]
     fn positional_lists_must_match_exactly() {
-        assert!(is_subset(&json!({"args": ["-c", "x"]}), &json!({"args": ["-c", "x"]})));
-        assert!(!is_subset(&json!({"args": ["-c", "x"]}), &json!({"args": ["-c", "x", "y"]})));
-        assert!(!is_subset(&json!({"args": ["-c", "x"]}), &json!({"args": ["x", "-c"]})));
-        assert!(!is_subset(&json!({"domains": ["a"]}), &json!({"domains": []})));
+        assert!(is_subset(
+            &json!({"args": ["-c", "x"]}),
+            &json!({"args": ["-c", "x"]})
+        ));
+        assert!(!is_subset(
+            &json!({"args": ["-c", "x"]}),
+            &json!({"args": ["-c", "x", "y"]})
+        ));
+        assert!(!is_subset(
+            &json!({"args": ["-c", "x"]}),
+            &json!({"args": ["x", "-c"]})
+        ));
+        assert!(!is_subset(
+            &json!({"domains": ["a"]}),
+            &json!({"domains": []})
+        ));
     }
 
     #[test]
     fn empty_desired_values_match_missing_ones() {
-        assert!(is_subset(&json!({"a": {}, "b": [], "c": "", "d": false, "e": null}), &json!({})));
+        assert!(is_subset(
+            &json!({"a": {}, "b": [], "c": "", "d": false, "e": null}),
+            &json!({})
+        ));
         assert!(!is_subset(&json!({"a": {"k": "v"}}), &json!({})));
         assert!(!is_subset(&json!({"d": true}), &json!({})));
     }
@@ -159,7 +178,10 @@ mod tests {
         let desired = json!({"resources": {"limits": {"cpu": "0.5", "memory": "128Mi"}}});
         let actual = json!({"resources": {"limits": {"cpu": "500m", "memory": "134217728"}}});
         assert!(is_subset(&desired, &actual));
-        assert!(!is_subset(&json!({"resources": {"limits": {"cpu": "1"}}}), &json!({"resources": {"limits": {"cpu": "500m"}}})));
+        assert!(!is_subset(
+            &json!({"resources": {"limits": {"cpu": "1"}}}),
+            &json!({"resources": {"limits": {"cpu": "500m"}}})
+        ));
         // Elsewhere strings compare exactly.
         assert!(!is_subset(&json!({"image": "1.0"}), &json!({"image": "1"})));
     }

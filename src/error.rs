@@ -48,8 +48,20 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn api(action: &'static str, kind: &'static str, namespace: &str, name: &str, source: kube::Error) -> Self {
-        Self::Api { action, kind, namespace: namespace.to_owned(), name: name.to_owned(), source: Box::new(source) }
+    pub fn api(
+        action: &'static str,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        source: kube::Error,
+    ) -> Self {
+        Self::Api {
+            action,
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source: Box::new(source),
+        }
     }
 
     /// The API server's status, when the error is one.

@@ -2,7 +2,13 @@
 //! Host header through an Envoy edge proxy programmed by Gloo.
 
 pub mod api;
+pub mod cli;
+pub mod controller;
 pub mod diff;
 pub mod error;
 pub mod metrics;
+pub mod offline;
 pub mod render;
+pub mod server;
+#[cfg(test)]
+mod testing;

@@ -60,16 +60,27 @@ impl Metrics {
     pub fn new(routers: Store<HostRouter>) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let reconcile_total = IntCounterVec::new(
-            Opts::new("controller_runtime_reconcile_total", "Total number of reconciliations per controller"),
+            Opts::new(
+                "controller_runtime_reconcile_total",
+                "Total number of reconciliations per controller",
+            ),
             &["controller", "result"],
         )?;
         let reconcile_errors = IntCounterVec::new(
-            Opts::new("controller_runtime_reconcile_errors_total", "Total number of reconciliation errors per controller"),
+            Opts::new(
+                "controller_runtime_reconcile_errors_total",
+                "Total number of reconciliation errors per controller",
+            ),
             &["controller"],
         )?;
         let reconcile_time = HistogramVec::new(
-            HistogramOpts::new("controller_runtime_reconcile_time_seconds", "Length of time per reconciliation per controller")
-                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                "controller_runtime_reconcile_time_seconds",
+                "Length of time per reconciliation per controller",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             &["controller"],
         )?;
         let writes = IntCounterVec::new(
@@ -89,11 +100,20 @@ impl Metrics {
             reconcile_total.with_label_values(&[CONTROLLER, result]);
         }
         reconcile_errors.with_label_values(&[CONTROLLER]);
-        Ok(Self { registry, reconcile_total, reconcile_errors, reconcile_time, writes })
+        Ok(Self {
+            registry,
+            reconcile_total,
+            reconcile_errors,
+            reconcile_time,
+            writes,
+        })
     }
 
     pub fn reconcile_started(&self) -> ReconcileTimer<'_> {
-        ReconcileTimer { metrics: self, start: Instant::now() }
+        ReconcileTimer {
+            metrics: self,
+            start: Instant::now(),
+        }
     }
 
     pub fn write(&self, kind: &str, op: WriteOp) {
@@ -117,13 +137,17 @@ pub struct ReconcileTimer<'a> {
 impl ReconcileTimer<'_> {
     pub fn finish(self, result: ReconcileResult) {
         let m = self.metrics;
-        m.reconcile_time.with_label_values(&[CONTROLLER]).observe(self.start.elapsed().as_secs_f64());
+        m.reconcile_time
+            .with_label_values(&[CONTROLLER])
+            .observe(self.start.elapsed().as_secs_f64());
         let label = match result {
             ReconcileResult::Success => "success",
             ReconcileResult::Error => "error",
             ReconcileResult::Requeue => "requeue",
         };
-        m.reconcile_total.with_label_values(&[CONTROLLER, label]).inc();
+        m.reconcile_total
+            .with_label_values(&[CONTROLLER, label])
+            .inc();
         if matches!(result, ReconcileResult::Error) {
             m.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
         }
@@ -143,7 +167,10 @@ const DROPPED_HOSTS: &str = "hostrouter_dropped_hosts";
 
 impl RouterCollector {
     fn new(routers: Store<HostRouter>) -> Result<Self, prometheus::Error> {
-        let descs = Self::gauges()?.iter().flat_map(|g| g.desc().into_iter().cloned()).collect();
+        let descs = Self::gauges()?
+            .iter()
+            .flat_map(|g| g.desc().into_iter().cloned())
+            .collect();
         Ok(Self { routers, descs })
     }
 
@@ -153,9 +180,15 @@ impl RouterCollector {
                 Opts::new(ROUTERS, "HostRouters by condition type and status"),
                 &["condition", "status"],
             )?,
-            IntGaugeVec::new(Opts::new(VIRTUAL_HOSTS, "Virtual hosts in a HostRouter's Proxy"), &["namespace", "name"])?,
             IntGaugeVec::new(
-                Opts::new(DROPPED_HOSTS, "Service ports left out of a HostRouter's Proxy because of a duplicate domain"),
+                Opts::new(VIRTUAL_HOSTS, "Virtual hosts in a HostRouter's Proxy"),
+                &["namespace", "name"],
+            )?,
+            IntGaugeVec::new(
+                Opts::new(
+                    DROPPED_HOSTS,
+                    "Service ports left out of a HostRouter's Proxy because of a duplicate domain",
+                ),
                 &["namespace", "name"],
             )?,
         ])
@@ -176,15 +209,26 @@ impl Collector for RouterCollector {
             let ns = router.namespace().unwrap_or_default();
             let name = router.name_any();
             let status = router.status.clone().unwrap_or_default();
-            hosts.with_label_values(&[&ns, &name]).set(i64::from(status.virtual_hosts));
-            dropped.with_label_values(&[&ns, &name]).set(i64::from(status.dropped_hosts));
+            hosts
+                .with_label_values(&[&ns, &name])
+                .set(i64::from(status.virtual_hosts));
+            dropped
+                .with_label_values(&[&ns, &name])
+                .set(i64::from(status.dropped_hosts));
             for c in &status.conditions {
-                *counts.entry((c.type_.clone(), c.status.clone())).or_default() += 1;
+                *counts
+                    .entry((c.type_.clone(), c.status.clone()))
+                    .or_default() += 1;
             }
         }
         for ((condition, status), n) in counts {
-            by_condition.with_label_values(&[&condition, &status]).set(n);
+            by_condition
+                .with_label_values(&[&condition, &status])
+                .set(n);
         }
-        [by_condition, hosts, dropped].iter().flat_map(Collector::collect).collect()
+        [by_condition, hosts, dropped]
+            .iter()
+            .flat_map(Collector::collect)
+            .collect()
     }
 }

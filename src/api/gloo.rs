@@ -154,14 +154,20 @@ mod tests {
     #[test]
     fn destinations_serialise_with_gloo_field_names() {
         let kube = Destination::Kube(KubeDestination {
-            ref_: ResourceRef { name: "petstore".into(), namespace: "default".into() },
+            ref_: ResourceRef {
+                name: "petstore".into(),
+                namespace: "default".into(),
+            },
             port: 8080,
         });
         assert_eq!(
             serde_json::to_value(&kube).unwrap(),
             json!({"kube": {"ref": {"name": "petstore", "namespace": "default"}, "port": 8080}})
         );
-        let up = Destination::Upstream(ResourceRef { name: "default-petstore-8080".into(), namespace: "gloo-system".into() });
+        let up = Destination::Upstream(ResourceRef {
+            name: "default-petstore-8080".into(),
+            namespace: "gloo-system".into(),
+        });
         assert_eq!(
             serde_json::to_value(&up).unwrap(),
             json!({"upstream": {"name": "default-petstore-8080", "namespace": "gloo-system"}})
@@ -171,16 +177,34 @@ mod tests {
     #[test]
     fn verdict_reads_numeric_and_named_states() {
         let ns = "gloo-system";
-        assert_eq!(verdict(&proxy_with_status(json!({})), ns), Verdict::NotReported);
+        assert_eq!(
+            verdict(&proxy_with_status(json!({})), ns),
+            Verdict::NotReported
+        );
         let st = |s: Value| proxy_with_status(json!({"statuses": {"gloo-system": s}}));
-        assert_eq!(verdict(&st(json!({"state": 1, "reportedBy": "gloo"})), ns), Verdict::Accepted);
-        assert_eq!(verdict(&st(json!({"reportedBy": "gloo"})), ns), Verdict::Pending);
+        assert_eq!(
+            verdict(&st(json!({"state": 1, "reportedBy": "gloo"})), ns),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            verdict(&st(json!({"reportedBy": "gloo"})), ns),
+            Verdict::Pending
+        );
         assert_eq!(
             verdict(&st(json!({"state": 2, "reason": "bad route\n"})), ns),
             Verdict::Rejected("bad route".into())
         );
-        assert_eq!(verdict(&st(json!({"state": "Warning", "reason": "w"})), ns), Verdict::Warning("w".into()));
+        assert_eq!(
+            verdict(&st(json!({"state": "Warning", "reason": "w"})), ns),
+            Verdict::Warning("w".into())
+        );
         // A status from another Gloo installation is not ours to read.
-        assert_eq!(verdict(&proxy_with_status(json!({"statuses": {"other": {"state": 1}}})), ns), Verdict::NotReported);
+        assert_eq!(
+            verdict(
+                &proxy_with_status(json!({"statuses": {"other": {"state": 1}}})),
+                ns
+            ),
+            Verdict::NotReported
+        );
     }
 }

@@ -25,6 +25,8 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
 /// The operator writes a Gloo Proxy (in the proxy namespace, Gloo's write namespace), and in the
 /// HostRouter's own namespace a ConfigMap with the Envoy bootstrap, a Deployment running Envoy
 /// and a Service exposing the listener. All of them are named after `spec.proxyName`.
+// The derive repeats `type_` across print columns, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hostrouter.io",
@@ -35,12 +37,42 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
     category = "gloo",
     status = "HostRouterStatus",
     doc = "HostRouter routes every Service port in the selected namespaces by Host header (`<namespace>-<service>-<port>`) through an Envoy edge proxy programmed by Gloo.",
-    printcolumn(name = "Proxy", type_ = "string", json_path = ".spec.proxyName", description = "Name of the Gloo Proxy and of the Envoy Deployment and Service"),
-    printcolumn(name = "Port", type_ = "integer", json_path = ".spec.listener.port", description = "Port Envoy listens on"),
-    printcolumn(name = "Hosts", type_ = "integer", json_path = ".status.virtualHosts", description = "Virtual hosts in the Proxy"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the Proxy is accepted by Gloo and Envoy is available"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1, description = "Why the router is or is not ready"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Proxy",
+        type_ = "string",
+        json_path = ".spec.proxyName",
+        description = "Name of the Gloo Proxy and of the Envoy Deployment and Service"
+    ),
+    printcolumn(
+        name = "Port",
+        type_ = "integer",
+        json_path = ".spec.listener.port",
+        description = "Port Envoy listens on"
+    ),
+    printcolumn(
+        name = "Hosts",
+        type_ = "integer",
+        json_path = ".status.virtualHosts",
+        description = "Virtual hosts in the Proxy"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the Proxy is accepted by Gloo and Envoy is available"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1,
+        description = "Why the router is or is not ready"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new(format!("self.listener.port != (has(self.envoy) && has(self.envoy.adminPort) ? self.envoy.adminPort : {DEFAULT_ADMIN_PORT})")).message("listener.port must differ from envoy.adminPort (default 19000)"))]
 #[serde(rename_all = "camelCase")]
@@ -49,13 +81,19 @@ pub struct HostRouterSpec {
     /// bootstrap ConfigMap (`<proxyName>-envoy-bootstrap`) get the same name, and Envoy asks Gloo
     /// for its configuration as `<proxyNamespace>~<proxyName>`. Lowercase letters, digits and
     /// '-', starting with a letter, at most 40 characters.
-    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub proxy_name: String,
 
     /// Namespace of the Gloo Proxy: Gloo's write namespace, where Gloo reads Proxies written by
     /// other controllers. Defaults to the operator's `--gloo-namespace` (usually `gloo-system`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub proxy_namespace: Option<String>,
 
     /// Where Envoy accepts traffic.
@@ -214,7 +252,9 @@ pub struct HostRouterStatus {
 }
 
 /// Namespace and name of a Gloo Proxy.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema,
+)]
 pub struct ProxyRef {
     /// Namespace of the Proxy.
     pub namespace: String,

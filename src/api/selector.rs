@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
-use kube::core::{Selector, SelectorExt};
 use kube::KubeSchema;
+use kube::core::{Selector, SelectorExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +111,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -133,8 +136,14 @@ mod tests {
         }
         .compile()
         .unwrap();
-        assert!(matches(&sel, Some(&labels(&[("team", "pay"), ("env", "prod")]))));
-        assert!(!matches(&sel, Some(&labels(&[("team", "pay"), ("env", "dev")]))));
+        assert!(matches(
+            &sel,
+            Some(&labels(&[("team", "pay"), ("env", "prod")]))
+        ));
+        assert!(!matches(
+            &sel,
+            Some(&labels(&[("team", "pay"), ("env", "dev")]))
+        ));
         assert!(!matches(&sel, Some(&labels(&[("env", "prod")]))));
     }
 
@@ -165,10 +174,24 @@ mod tests {
     #[test]
     fn patterns_accept_and_reject_like_kubernetes() {
         let key = regex::Regex::new(LABEL_KEY_PATTERN).unwrap();
-        for ok in ["app", "app.kubernetes.io/name", "a_b.c-d", "x/Y", &"k".repeat(63)] {
+        for ok in [
+            "app",
+            "app.kubernetes.io/name",
+            "a_b.c-d",
+            "x/Y",
+            &"k".repeat(63),
+        ] {
             assert!(key.is_match(ok), "{ok} should be a valid key");
         }
-        for bad in ["-app", "app-", "/app", "Example.com/app", "a/b/c", "", &"k".repeat(64)] {
+        for bad in [
+            "-app",
+            "app-",
+            "/app",
+            "Example.com/app",
+            "a/b/c",
+            "",
+            &"k".repeat(64),
+        ] {
             assert!(!key.is_match(bad), "{bad} should be rejected");
         }
         let value = regex::Regex::new(LABEL_VALUE_PATTERN).unwrap();

@@ -14,7 +14,11 @@ use crate::api::HostRouterSpec;
 pub const XDS_CLUSTER: &str = "gloo_xds";
 
 /// The ConfigMap and the SHA-256 (hex) of the bootstrap it carries.
-pub fn config_map(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings) -> (ConfigMap, String) {
+pub fn config_map(
+    id: &Identity<'_>,
+    spec: &HostRouterSpec,
+    settings: &Settings,
+) -> (ConfigMap, String) {
     let bootstrap = bootstrap_yaml(id, spec, settings);
     let hash = format!("{:x}", Sha256::digest(bootstrap.as_bytes()));
     let cm = ConfigMap {

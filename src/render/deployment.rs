@@ -4,14 +4,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Sysctl, TCPSocketAction,
-    Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, Sysctl, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::naming::{BOOTSTRAP_HASH_ANNOTATION, BOOTSTRAP_KEY, bootstrap_config_map_name, selector_labels};
+use super::naming::{
+    BOOTSTRAP_HASH_ANNOTATION, BOOTSTRAP_KEY, bootstrap_config_map_name, selector_labels,
+};
 use super::{Identity, Settings};
 use crate::api::HostRouterSpec;
 
@@ -41,12 +43,24 @@ pub fn envoy_args(proxy_name: &str) -> Vec<String> {
     .to_vec()
 }
 
-pub fn deployment(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings, bootstrap_hash: &str) -> Deployment {
-    let image = spec.envoy.image.clone().unwrap_or_else(|| settings.envoy_image.clone());
+pub fn deployment(
+    id: &Identity<'_>,
+    spec: &HostRouterSpec,
+    settings: &Settings,
+    bootstrap_hash: &str,
+) -> Deployment {
+    let image = spec
+        .envoy
+        .image
+        .clone()
+        .unwrap_or_else(|| settings.envoy_image.clone());
     let field_env = |name: &str, path: &str| EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.to_owned(), ..Default::default() }),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -54,7 +68,10 @@ pub fn deployment(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings,
     // Binding a port below 1024 as non-root, without capabilities, needs this namespaced sysctl
     // (allowed by the restricted Pod Security Standard).
     let sysctls = (spec.listener.port < 1024).then(|| {
-        vec![Sysctl { name: "net.ipv4.ip_unprivileged_port_start".to_owned(), value: "0".to_owned() }]
+        vec![Sysctl {
+            name: "net.ipv4.ip_unprivileged_port_start".to_owned(),
+            value: "0".to_owned(),
+        }]
     });
 
     let container = Container {
@@ -63,7 +80,10 @@ pub fn deployment(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings,
         image_pull_policy: Some("IfNotPresent".to_owned()),
         command: Some(vec![ENVOY_BINARY.to_owned()]),
         args: Some(envoy_args(&id.proxy.name)),
-        env: Some(vec![field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")]),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some(LISTENER_PORT_NAME.to_owned()),
             container_port: spec.listener.port,
@@ -83,7 +103,10 @@ pub fn deployment(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings,
         resources: spec.envoy.resources.clone(),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Default::default() }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Default::default()
+            }),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
             ..Default::default()
@@ -101,11 +124,17 @@ pub fn deployment(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings,
         metadata: id.local_meta(id.proxy.name.clone()),
         spec: DeploymentSpec {
             replicas: Some(spec.replicas()),
-            selector: LabelSelector { match_labels: Some(selector_labels(&id.proxy.name)), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&id.proxy.name)),
+                ..Default::default()
+            },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(id.labels.clone()),
-                    annotations: Some(BTreeMap::from([(BOOTSTRAP_HASH_ANNOTATION.to_owned(), bootstrap_hash.to_owned())])),
+                    annotations: Some(BTreeMap::from([(
+                        BOOTSTRAP_HASH_ANNOTATION.to_owned(),
+                        bootstrap_hash.to_owned(),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -115,7 +144,10 @@ pub fn deployment(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings,
                         run_as_non_root: Some(true),
                         run_as_user: Some(ENVOY_UID),
                         run_as_group: Some(ENVOY_UID),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..Default::default() }),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..Default::default()
+                        }),
                         sysctls,
                         ..Default::default()
                     }),

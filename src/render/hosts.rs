@@ -49,7 +49,11 @@ pub struct HostSet {
 /// domains. Of Service ports that share a domain, the one of the oldest Service wins (then
 /// namespace, name and port decide), so a new Service can never take traffic from an existing
 /// one.
-pub fn select(namespace_selector: &Selector, service_selector: Option<&Selector>, view: &ClusterView<'_>) -> HostSet {
+pub fn select(
+    namespace_selector: &Selector,
+    service_selector: Option<&Selector>,
+    view: &ClusterView<'_>,
+) -> HostSet {
     let selected: BTreeSet<&str> = view
         .namespaces
         .iter()
@@ -60,7 +64,12 @@ pub fn select(namespace_selector: &Selector, service_selector: Option<&Selector>
     let mut candidates: Vec<(Option<Timestamp>, Host)> = view
         .services
         .iter()
-        .filter(|svc| svc.metadata.namespace.as_deref().is_some_and(|ns| selected.contains(ns)))
+        .filter(|svc| {
+            svc.metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| selected.contains(ns))
+        })
         .filter(|svc| routable(svc, service_selector))
         .flat_map(|svc| {
             let created = svc.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -81,7 +90,13 @@ pub fn select(namespace_selector: &Selector, service_selector: Option<&Selector>
         .collect();
     // Oldest first; objects without a timestamp (offline input) sort after dated ones.
     candidates.sort_by(|(ta, a), (tb, b)| {
-        (ta.is_none(), ta, &a.namespace, &a.service, a.port).cmp(&(tb.is_none(), tb, &b.namespace, &b.service, b.port))
+        (ta.is_none(), ta, &a.namespace, &a.service, a.port).cmp(&(
+            tb.is_none(),
+            tb,
+            &b.namespace,
+            &b.service,
+            b.port,
+        ))
     });
 
     let mut by_domain: BTreeMap<String, Host> = BTreeMap::new();
@@ -97,11 +112,26 @@ pub fn select(namespace_selector: &Selector, service_selector: Option<&Selector>
             }
         }
     }
-    dropped.sort_by(|a, b| (&a.host.domain, &a.host.namespace, &a.host.service).cmp(&(&b.host.domain, &b.host.namespace, &b.host.service)));
+    dropped.sort_by(|a, b| {
+        (&a.host.domain, &a.host.namespace, &a.host.service).cmp(&(
+            &b.host.domain,
+            &b.host.namespace,
+            &b.host.service,
+        ))
+    });
 
     let hosts: Vec<Host> = by_domain.into_values().collect();
-    let services = hosts.iter().map(|h| (&h.namespace, &h.service)).collect::<BTreeSet<_>>().len();
-    HostSet { hosts, dropped, namespaces: selected.len(), services }
+    let services = hosts
+        .iter()
+        .map(|h| (&h.namespace, &h.service))
+        .collect::<BTreeSet<_>>()
+        .len();
+    HostSet {
+        hosts,
+        dropped,
+        namespaces: selected.len(),
+        services,
+    }
 }
 
 /// Services that get virtual hosts: not ExternalName, not excluded by annotation, not an Envoy
@@ -115,7 +145,12 @@ fn routable(svc: &Service, service_selector: Option<&Selector>) -> bool {
         .as_ref()
         .and_then(|a| a.get(EXCLUDE_ANNOTATION))
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let generated = meta.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY_VALUE);
+    let generated = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(MANAGED_BY_VALUE);
     let selected = service_selector.is_none_or(|s| selector::matches(s, meta.labels.as_ref()));
     !external && !excluded && !generated && selected
 }
@@ -143,7 +178,12 @@ mod tests {
         Namespace {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
             spec: Some(NamespaceSpec::default()),
@@ -191,18 +231,28 @@ mod tests {
 
     #[test]
     fn one_host_per_tcp_port_of_services_in_selected_namespaces() {
-        let namespaces = [ns("one", &[("team", "a")]), ns("two", &[("team", "a")]), ns("other", &[("team", "b")])];
+        let namespaces = [
+            ns("one", &[("team", "a")]),
+            ns("two", &[("team", "a")]),
+            ns("other", &[("team", "b")]),
+        ];
         let services = [
             svc("one", "web", &[(80, "TCP"), (443, "")], 1),
             svc("two", "dns", &[(53, "UDP"), (53, "TCP"), (9153, "SCTP")], 2),
             svc("other", "hidden", &[(80, "TCP")], 3),
         ];
-        let view = ClusterView { namespaces: namespaces.iter().collect(), services: services.iter().collect() };
+        let view = ClusterView {
+            namespaces: namespaces.iter().collect(),
+            services: services.iter().collect(),
+        };
         let set = select(&team_selector(), None, &view);
         assert_eq!(domains(&set), ["one-web-443", "one-web-80", "two-dns-53"]);
         assert_eq!((set.namespaces, set.services, set.dropped.len()), (2, 2, 0));
         let web80 = &set.hosts[1];
-        assert_eq!((web80.namespace.as_str(), web80.service.as_str(), web80.port), ("one", "web", 80));
+        assert_eq!(
+            (web80.namespace.as_str(), web80.service.as_str(), web80.port),
+            ("one", "web", 80)
+        );
     }
 
     #[test]
@@ -211,14 +261,23 @@ mod tests {
         let mut external = svc("one", "ext", &[(80, "TCP")], 1);
         external.spec.as_mut().unwrap().type_ = Some("ExternalName".into());
         let mut excluded = svc("one", "skip", &[(80, "TCP")], 1);
-        excluded.metadata.annotations = Some([(EXCLUDE_ANNOTATION.to_string(), "true".to_string())].into());
+        excluded.metadata.annotations =
+            Some([(EXCLUDE_ANNOTATION.to_string(), "true".to_string())].into());
         let mut not_excluded = svc("one", "keep", &[(80, "TCP")], 1);
-        not_excluded.metadata.annotations = Some([(EXCLUDE_ANNOTATION.to_string(), "false".to_string())].into());
+        not_excluded.metadata.annotations =
+            Some([(EXCLUDE_ANNOTATION.to_string(), "false".to_string())].into());
         let mut generated = svc("one", "edge", &[(8080, "TCP")], 1);
-        generated.metadata.labels = Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into());
+        generated.metadata.labels =
+            Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into());
         let services = [external, excluded, not_excluded, generated];
-        let view = ClusterView { namespaces: namespaces.iter().collect(), services: services.iter().collect() };
-        assert_eq!(domains(&select(&team_selector(), None, &view)), ["one-keep-80"]);
+        let view = ClusterView {
+            namespaces: namespaces.iter().collect(),
+            services: services.iter().collect(),
+        };
+        assert_eq!(
+            domains(&select(&team_selector(), None, &view)),
+            ["one-keep-80"]
+        );
     }
 
     #[test]
@@ -227,14 +286,20 @@ mod tests {
         let mut public = svc("one", "public", &[(80, "TCP")], 1);
         public.metadata.labels = Some([("expose".to_string(), "yes".to_string())].into());
         let services = [public, svc("one", "private", &[(80, "TCP")], 1)];
-        let view = ClusterView { namespaces: namespaces.iter().collect(), services: services.iter().collect() };
+        let view = ClusterView {
+            namespaces: namespaces.iter().collect(),
+            services: services.iter().collect(),
+        };
         let only_exposed = LabelSelector {
             match_labels: [("expose".to_string(), "yes".to_string())].into(),
             ..Default::default()
         }
         .compile()
         .unwrap();
-        assert_eq!(domains(&select(&team_selector(), Some(&only_exposed), &view)), ["one-public-80"]);
+        assert_eq!(
+            domains(&select(&team_selector(), Some(&only_exposed), &view)),
+            ["one-public-80"]
+        );
     }
 
     #[test]
@@ -243,8 +308,14 @@ mod tests {
         let namespaces = [ns("a-b", &[("team", "a")]), ns("a", &[("team", "a")])];
         let older = svc("a-b", "c", &[(80, "TCP")], 10);
         let newer = svc("a", "b-c", &[(80, "TCP")], 20);
-        for services in [[older.clone(), newer.clone()], [newer.clone(), older.clone()]] {
-            let view = ClusterView { namespaces: namespaces.iter().collect(), services: services.iter().collect() };
+        for services in [
+            [older.clone(), newer.clone()],
+            [newer.clone(), older.clone()],
+        ] {
+            let view = ClusterView {
+                namespaces: namespaces.iter().collect(),
+                services: services.iter().collect(),
+            };
             let set = select(&team_selector(), None, &view);
             assert_eq!(domains(&set), ["a-b-c-80"]);
             assert_eq!(set.hosts[0].namespace, "a-b");
@@ -258,7 +329,10 @@ mod tests {
     #[test]
     fn empty_selector_selects_all_namespaces_and_nothing_without_services() {
         let namespaces = [ns("x", &[]), ns("y", &[("k", "v")])];
-        let view = ClusterView { namespaces: namespaces.iter().collect(), services: vec![] };
+        let view = ClusterView {
+            namespaces: namespaces.iter().collect(),
+            services: vec![],
+        };
         let all = LabelSelector::default().compile().unwrap();
         let set = select(&all, None, &view);
         assert_eq!((set.namespaces, set.hosts.len()), (2, 0));

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
 
 pub use hosts::{ClusterView, DroppedHost, Host, HostSet};
 
@@ -69,7 +70,10 @@ pub struct Rendered {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
     #[error("{field} is invalid: {message}")]
-    InvalidSelector { field: &'static str, message: String },
+    InvalidSelector {
+        field: &'static str,
+        message: String,
+    },
     #[error("the HostRouter has no {0}")]
     MissingMetadata(&'static str),
 }
@@ -77,25 +81,47 @@ pub enum RenderError {
 /// The Proxy a router claims: `spec.proxyNamespace` (or Gloo's namespace) and `spec.proxyName`.
 pub fn proxy_ref(router: &HostRouter, settings: &Settings) -> ProxyRef {
     ProxyRef {
-        namespace: router.spec.proxy_namespace.clone().unwrap_or_else(|| settings.gloo_namespace.clone()),
+        namespace: router
+            .spec
+            .proxy_namespace
+            .clone()
+            .unwrap_or_else(|| settings.gloo_namespace.clone()),
         name: router.spec.proxy_name.clone(),
     }
 }
 
-pub fn render(router: &HostRouter, view: &ClusterView<'_>, settings: &Settings) -> Result<Rendered, RenderError> {
-    let namespace = router.metadata.namespace.as_deref().ok_or(RenderError::MissingMetadata("namespace"))?;
-    let name = router.metadata.name.as_deref().ok_or(RenderError::MissingMetadata("name"))?;
+pub fn render(
+    router: &HostRouter,
+    view: &ClusterView<'_>,
+    settings: &Settings,
+) -> Result<Rendered, RenderError> {
+    let namespace = router
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(RenderError::MissingMetadata("namespace"))?;
+    let name = router
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(RenderError::MissingMetadata("name"))?;
     let spec = &router.spec;
-    let namespace_selector = spec
-        .namespace_selector
-        .compile()
-        .map_err(|message| RenderError::InvalidSelector { field: "spec.namespaceSelector", message })?;
+    let namespace_selector =
+        spec.namespace_selector
+            .compile()
+            .map_err(|message| RenderError::InvalidSelector {
+                field: "spec.namespaceSelector",
+                message,
+            })?;
     let service_selector = spec
         .service_selector
         .as_ref()
         .map(|s| s.compile())
         .transpose()
-        .map_err(|message| RenderError::InvalidSelector { field: "spec.serviceSelector", message })?;
+        .map_err(|message| RenderError::InvalidSelector {
+            field: "spec.serviceSelector",
+            message,
+        })?;
 
     let proxy = proxy_ref(router, settings);
     let id = Identity {
@@ -106,10 +132,14 @@ pub fn render(router: &HostRouter, view: &ClusterView<'_>, settings: &Settings) 
         proxy: proxy.clone(),
     };
     let hosts = hosts::select(&namespace_selector, service_selector.as_ref(), view);
-    let (proxy_obj, proxy_compressed) = proxy::proxy(&id, spec, &hosts.hosts, settings);
-    let (config_map, bootstrap_sha256) = configmap::config_map(&id, spec, settings);
-    let deployment = deployment::deployment(&id, spec, settings, &bootstrap_sha256);
-    let service = service::service(&id, spec);
+    let (mut proxy_obj, proxy_compressed) = proxy::proxy(&id, spec, &hosts.hosts, settings);
+    let (mut config_map, bootstrap_sha256) = configmap::config_map(&id, spec, settings);
+    let mut deployment = deployment::deployment(&id, spec, settings, &bootstrap_sha256);
+    let mut service = service::service(&id, spec);
+    stamp(&mut proxy_obj);
+    stamp(&mut config_map);
+    stamp(&mut deployment);
+    stamp(&mut service);
     Ok(Rendered {
         proxy: proxy_obj,
         config_map,
@@ -120,6 +150,20 @@ pub fn render(router: &HostRouter, view: &ClusterView<'_>, settings: &Settings) 
         proxy_compressed,
         bootstrap_sha256,
     })
+}
+
+/// Sets [`naming::APPLIED_HASH_ANNOTATION`] to the SHA-256 of the object as rendered.
+fn stamp<K: Resource + serde::Serialize>(obj: &mut K) {
+    let hash = serde_json::to_vec(obj)
+        .map(|bytes| format!("{:x}", Sha256::digest(bytes)))
+        .unwrap_or_default();
+    obj.meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            naming::APPLIED_HASH_ANNOTATION.to_owned(),
+            hash.get(..16).unwrap_or(&hash).to_owned(),
+        );
 }
 
 /// Who a generated object belongs to, and the labels it carries (built by [`render`]).

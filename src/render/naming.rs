@@ -20,7 +20,10 @@ pub const ROUTER_ANNOTATION: &str = "hostrouter.io/router";
 pub const EXCLUDE_ANNOTATION: &str = "hostrouter.io/exclude";
 /// SHA-256 of the Envoy bootstrap, on the pod template: a new bootstrap rolls the pods.
 pub const BOOTSTRAP_HASH_ANNOTATION: &str = "hostrouter.io/bootstrap-sha256";
-/// Finalizer that removes the Proxy, which lives in another namespace.
+/// Annotation on every generated object: a hash of what the operator applied. A changed spec
+/// changes the hash, so fields the operator stopped setting are removed by the next apply.
+pub const APPLIED_HASH_ANNOTATION: &str = "hostrouter.io/applied-hash";
+/// Finalizer that removes the Proxy, which lives in another namespace, before the router goes.
 pub const FINALIZER: &str = "hostrouter.io/proxy-cleanup";
 
 /// Label selector (string form) of every object HostRouter generates.
@@ -89,7 +92,10 @@ mod tests {
 
     #[test]
     fn upstream_name_matches_gloo_for_ordinary_names() {
-        assert_eq!(gloo_upstream_name("default", "petstore", 8080), "default-petstore-8080");
+        assert_eq!(
+            gloo_upstream_name("default", "petstore", 8080),
+            "default-petstore-8080"
+        );
         assert_eq!(domain("default", "petstore", 8080), "default-petstore-8080");
     }
 
@@ -124,8 +130,18 @@ mod tests {
         let s40 = "s".repeat(40);
         let cases = [
             ("default", "petstore", 8080, "default-petstore-8080"),
-            (a64.as_str(), "svc", 80, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-9c0a1410cfee2e6aa9fd8065574d933"),
-            (n40.as_str(), s40.as_str(), 8080, "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn-1379b93cb6c72722331d2ef4809e865"),
+            (
+                a64.as_str(),
+                "svc",
+                80,
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-9c0a1410cfee2e6aa9fd8065574d933",
+            ),
+            (
+                n40.as_str(),
+                s40.as_str(),
+                8080,
+                "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn-1379b93cb6c72722331d2ef4809e865",
+            ),
             (
                 "team-payments-production",
                 "checkout-api-gateway-v2",

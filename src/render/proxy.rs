@@ -13,8 +13,8 @@ use serde_json::json;
 use super::hosts::Host;
 use super::{Identity, Settings};
 use crate::api::gloo::{
-    self, Destination, HttpListener, KubeDestination, Listener, Matcher, ProxySpec, ResourceRef, Route, RouteAction,
-    VirtualHost,
+    self, Destination, HttpListener, KubeDestination, Listener, Matcher, ProxySpec, ResourceRef,
+    Route, RouteAction, VirtualHost,
 };
 use crate::api::hostrouter::{self, HostRouterSpec};
 use crate::render::naming::{self, ROUTER_ANNOTATION};
@@ -23,14 +23,22 @@ use crate::render::naming::{self, ROUTER_ANNOTATION};
 pub const LISTENER_NAME: &str = "http";
 
 /// The Proxy, and whether its spec was compressed.
-pub fn proxy(id: &Identity<'_>, spec: &HostRouterSpec, hosts: &[Host], settings: &Settings) -> (DynamicObject, bool) {
+pub fn proxy(
+    id: &Identity<'_>,
+    spec: &HostRouterSpec,
+    hosts: &[Host],
+    settings: &Settings,
+) -> (DynamicObject, bool) {
     let proxy_spec = ProxySpec {
         listeners: vec![Listener {
             name: LISTENER_NAME.to_owned(),
             bind_address: spec.listener.bind_address.clone(),
             bind_port: port(spec.listener.port),
             http_listener: HttpListener {
-                virtual_hosts: hosts.iter().map(|h| virtual_host(h, spec.destination, &id.proxy.namespace)).collect(),
+                virtual_hosts: hosts
+                    .iter()
+                    .map(|h| virtual_host(h, spec.destination, &id.proxy.namespace))
+                    .collect(),
             },
         }],
     };
@@ -46,7 +54,8 @@ pub fn proxy(id: &Identity<'_>, spec: &HostRouterSpec, hosts: &[Host], settings:
         (plain, false)
     };
 
-    let mut obj = DynamicObject::new(&id.proxy.name, &gloo::proxy_resource()).within(&id.proxy.namespace);
+    let mut obj =
+        DynamicObject::new(&id.proxy.name, &gloo::proxy_resource()).within(&id.proxy.namespace);
     obj.metadata = ObjectMeta {
         annotations: Some(annotations),
         labels: Some(id.labels.clone()),
@@ -56,10 +65,17 @@ pub fn proxy(id: &Identity<'_>, spec: &HostRouterSpec, hosts: &[Host], settings:
     (obj, compressed)
 }
 
-fn virtual_host(host: &Host, destination: hostrouter::Destination, proxy_namespace: &str) -> VirtualHost {
+fn virtual_host(
+    host: &Host,
+    destination: hostrouter::Destination,
+    proxy_namespace: &str,
+) -> VirtualHost {
     let single = match destination {
         hostrouter::Destination::Kube => Destination::Kube(KubeDestination {
-            ref_: ResourceRef { name: host.service.clone(), namespace: host.namespace.clone() },
+            ref_: ResourceRef {
+                name: host.service.clone(),
+                namespace: host.namespace.clone(),
+            },
             port: port(host.port),
         }),
         hostrouter::Destination::Upstream => Destination::Upstream(ResourceRef {
@@ -71,7 +87,9 @@ fn virtual_host(host: &Host, destination: hostrouter::Destination, proxy_namespa
         name: host.domain.clone(),
         domains: vec![host.domain.clone()],
         routes: vec![Route {
-            matchers: vec![Matcher { prefix: "/".to_owned() }],
+            matchers: vec![Matcher {
+                prefix: "/".to_owned(),
+            }],
             route_action: RouteAction { single },
         }],
     }
@@ -86,7 +104,10 @@ fn port(p: i32) -> u32 {
 fn compress(json: &[u8]) -> String {
     let mut enc = ZlibEncoder::new(Vec::new(), Compression::default());
     // Writing into a Vec cannot fail.
-    let bytes = enc.write_all(json).and_then(|()| enc.finish()).unwrap_or_default();
+    let bytes = enc
+        .write_all(json)
+        .and_then(|()| enc.finish())
+        .unwrap_or_default();
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 

@@ -4,34 +4,25 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::api::hostrouter::{Destination, HostRouterSpec, Listener};
-use crate::api::selector::LabelSelector;
+use crate::api::hostrouter::Destination;
 
 fn router(destination: Destination) -> HostRouter {
-    let mut r = HostRouter::new(
-        "edge",
-        HostRouterSpec {
-            proxy_name: "my-cool-proxy".into(),
-            proxy_namespace: None,
-            listener: Listener { port: 8080, bind_address: "::".into() },
-            namespace_selector: LabelSelector {
-                match_labels: [("routed".to_string(), "yes".to_string())].into(),
-                ..Default::default()
-            },
-            service_selector: None,
-            destination,
-            envoy: Default::default(),
-            service: Default::default(),
-        },
-    );
-    r.metadata.namespace = Some("default".into());
+    let mut r = crate::testing::router("default", "edge", "my-cool-proxy");
+    r.spec.destination = destination;
     r.metadata.uid = Some("1b2c".into());
     r
 }
 
 fn namespace(name: &str, routed: bool) -> Namespace {
     let labels = routed.then(|| [("routed".to_string(), "yes".to_string())].into());
-    Namespace { metadata: ObjectMeta { name: Some(name.into()), labels, ..Default::default() }, ..Default::default() }
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 fn service(ns: &str, name: &str, ports: &[i32]) -> Service {
@@ -43,7 +34,15 @@ fn service(ns: &str, name: &str, ports: &[i32]) -> Service {
             ..Default::default()
         },
         spec: Some(ServiceSpec {
-            ports: Some(ports.iter().map(|p| ServicePort { port: *p, ..Default::default() }).collect()),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        port: *p,
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()
@@ -58,7 +57,11 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         Self {
-            namespaces: vec![namespace("default", true), namespace("shop", true), namespace("private", false)],
+            namespaces: vec![
+                namespace("default", true),
+                namespace("shop", true),
+                namespace("private", false),
+            ],
             services: vec![
                 service("default", "petstore", &[8080]),
                 service("shop", "cart", &[80, 9090]),
@@ -68,7 +71,10 @@ impl Fixture {
     }
 
     fn view(&self) -> ClusterView<'_> {
-        ClusterView { namespaces: self.namespaces.iter().collect(), services: self.services.iter().collect() }
+        ClusterView {
+            namespaces: self.namespaces.iter().collect(),
+            services: self.services.iter().collect(),
+        }
     }
 }
 
@@ -83,7 +89,10 @@ fn to_yaml(r: &Rendered) -> String {
 }
 
 fn virtual_hosts(r: &Rendered) -> Vec<Value> {
-    r.proxy.data["spec"]["listeners"][0]["httpListener"]["virtualHosts"].as_array().unwrap().clone()
+    r.proxy.data["spec"]["listeners"][0]["httpListener"]["virtualHosts"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -92,7 +101,10 @@ fn proxy_has_one_virtual_host_per_selected_service_port() {
     let r = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
     let vhs = virtual_hosts(&r);
     let names: Vec<&str> = vhs.iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["default-petstore-8080", "shop-cart-80", "shop-cart-9090"]);
+    assert_eq!(
+        names,
+        ["default-petstore-8080", "shop-cart-80", "shop-cart-9090"]
+    );
     assert_eq!(
         vhs[0],
         json!({
@@ -105,14 +117,28 @@ fn proxy_has_one_virtual_host_per_selected_service_port() {
         })
     );
     let listener = &r.proxy.data["spec"]["listeners"][0];
-    assert_eq!((listener["bindAddress"].as_str(), listener["bindPort"].as_u64()), (Some("::"), Some(8080)));
-    assert_eq!((r.hosts.namespaces, r.hosts.services, r.hosts.hosts.len()), (2, 2, 3));
+    assert_eq!(
+        (
+            listener["bindAddress"].as_str(),
+            listener["bindPort"].as_u64()
+        ),
+        (Some("::"), Some(8080))
+    );
+    assert_eq!(
+        (r.hosts.namespaces, r.hosts.services, r.hosts.hosts.len()),
+        (2, 2, 3)
+    );
 }
 
 #[test]
 fn upstream_destination_names_gloos_discovered_upstream_in_proxy_namespace() {
     let f = Fixture::new();
-    let r = render(&router(Destination::Upstream), &f.view(), &Settings::default()).unwrap();
+    let r = render(
+        &router(Destination::Upstream),
+        &f.view(),
+        &Settings::default(),
+    )
+    .unwrap();
     assert_eq!(
         virtual_hosts(&r)[0]["routes"][0]["routeAction"],
         json!({"single": {"upstream": {"name": "default-petstore-8080", "namespace": "gloo-system"}}})
@@ -135,22 +161,45 @@ fn output_is_byte_stable_whatever_the_input_order() {
 fn local_objects_are_owned_by_the_router_and_the_proxy_is_labelled() {
     let f = Fixture::new();
     let r = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
-    for meta in [&r.config_map.metadata, &r.service.metadata, &r.deployment.metadata] {
+    for meta in [
+        &r.config_map.metadata,
+        &r.service.metadata,
+        &r.deployment.metadata,
+    ] {
         assert_eq!(meta.namespace.as_deref(), Some("default"));
         let owners = meta.owner_references.as_ref().unwrap();
         assert_eq!(owners.len(), 1);
-        assert_eq!((owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()), ("HostRouter", "edge", "1b2c"));
+        assert_eq!(
+            (
+                owners[0].kind.as_str(),
+                owners[0].name.as_str(),
+                owners[0].uid.as_str()
+            ),
+            ("HostRouter", "edge", "1b2c")
+        );
         assert_eq!(owners[0].controller, Some(true));
-        assert_eq!(meta.labels.as_ref().unwrap()[naming::ROUTER_UID_LABEL], "1b2c");
+        assert_eq!(
+            meta.labels.as_ref().unwrap()[naming::ROUTER_UID_LABEL],
+            "1b2c"
+        );
     }
-    assert_eq!(r.config_map.metadata.name.as_deref(), Some("my-cool-proxy-envoy-bootstrap"));
+    assert_eq!(
+        r.config_map.metadata.name.as_deref(),
+        Some("my-cool-proxy-envoy-bootstrap")
+    );
     assert_eq!(r.deployment.metadata.name.as_deref(), Some("my-cool-proxy"));
     assert_eq!(r.service.metadata.name.as_deref(), Some("my-cool-proxy"));
     // The Proxy lives in Gloo's namespace: no owner reference, labels and an annotation instead.
     assert_eq!(r.proxy.metadata.namespace.as_deref(), Some("gloo-system"));
     assert!(r.proxy.metadata.owner_references.is_none());
-    assert_eq!(r.proxy.metadata.labels.as_ref().unwrap()[naming::MANAGED_BY_LABEL], "hostrouter");
-    assert_eq!(r.proxy.metadata.annotations.as_ref().unwrap()[naming::ROUTER_ANNOTATION], "default/edge");
+    assert_eq!(
+        r.proxy.metadata.labels.as_ref().unwrap()[naming::MANAGED_BY_LABEL],
+        "hostrouter"
+    );
+    assert_eq!(
+        r.proxy.metadata.annotations.as_ref().unwrap()[naming::ROUTER_ANNOTATION],
+        "default/edge"
+    );
 }
 
 #[test]
@@ -158,14 +207,24 @@ fn service_selects_exactly_the_deployments_pods() {
     let f = Fixture::new();
     let r = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
     let dep = &r.deployment.spec;
-    let pod_labels = dep.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    let pod_labels = dep
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
     let selector = r.service.spec.as_ref().unwrap().selector.as_ref().unwrap();
     assert_eq!(Some(selector), dep.selector.match_labels.as_ref());
     assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
     assert_eq!(selector[naming::INSTANCE_LABEL], "my-cool-proxy");
     let port = &r.service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
     assert_eq!(port.port, 8080);
-    assert_eq!(r.service.spec.as_ref().unwrap().type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(
+        r.service.spec.as_ref().unwrap().type_.as_deref(),
+        Some("LoadBalancer")
+    );
 }
 
 #[test]
@@ -175,20 +234,43 @@ fn deployment_is_restricted_and_carries_the_bootstrap_hash() {
     let pod = r.deployment.spec.template.spec.as_ref().unwrap();
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
-    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
     assert!(psc.sysctls.is_none(), "port 8080 needs no sysctl");
     let c = &pod.containers[0];
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.allow_privilege_escalation, Some(false));
-    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
     assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
     assert!(c.readiness_probe.is_some());
-    let env: Vec<&str> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+    let env: Vec<&str> = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
     assert_eq!(env, ["POD_NAME", "POD_NAMESPACE"]);
-    let hash = &r.deployment.spec.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
-        [naming::BOOTSTRAP_HASH_ANNOTATION];
+    let hash = &r
+        .deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[naming::BOOTSTRAP_HASH_ANNOTATION];
     assert_eq!(hash, &r.bootstrap_sha256);
-    assert_eq!(c.image.as_deref(), Some("quay.io/solo-io/gloo-envoy-wrapper:1.22.1"));
+    assert_eq!(
+        c.image.as_deref(),
+        Some("quay.io/solo-io/gloo-envoy-wrapper:1.22.1")
+    );
 }
 
 #[test]
@@ -197,8 +279,18 @@ fn low_ports_get_the_unprivileged_port_sysctl() {
     let mut rt = router(Destination::Kube);
     rt.spec.listener.port = 80;
     let r = render(&rt, &f.view(), &Settings::default()).unwrap();
-    let psc = r.deployment.spec.template.spec.unwrap().security_context.unwrap();
-    assert_eq!(psc.sysctls.unwrap()[0].name, "net.ipv4.ip_unprivileged_port_start");
+    let psc = r
+        .deployment
+        .spec
+        .template
+        .spec
+        .unwrap()
+        .security_context
+        .unwrap();
+    assert_eq!(
+        psc.sysctls.unwrap()[0].name,
+        "net.ipv4.ip_unprivileged_port_start"
+    );
 }
 
 #[test]
@@ -208,14 +300,29 @@ fn bootstrap_targets_gloos_xds_with_the_proxy_role_and_changes_roll_the_pods() {
     let r = render(&router(Destination::Kube), &f.view(), &settings).unwrap();
     let yaml = &r.config_map.data.as_ref().unwrap()[naming::BOOTSTRAP_KEY];
     let boot: Value = serde_yaml::from_str(yaml).unwrap();
-    assert_eq!(boot["node"]["metadata"]["role"], "gloo-system~my-cool-proxy");
-    let addr = &boot["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-        ["address"]["socket_address"];
-    assert_eq!(addr, &json!({"address": "gloo.gloo-system.svc.cluster.local", "port_value": 9977}));
-    assert_eq!(boot["dynamic_resources"]["ads_config"]["transport_api_version"], "V3");
-    assert_eq!(boot["admin"]["address"]["socket_address"]["address"], "127.0.0.1");
+    assert_eq!(
+        boot["node"]["metadata"]["role"],
+        "gloo-system~my-cool-proxy"
+    );
+    let addr = &boot["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        [0]["endpoint"]["address"]["socket_address"];
+    assert_eq!(
+        addr,
+        &json!({"address": "gloo.gloo-system.svc.cluster.local", "port_value": 9977})
+    );
+    assert_eq!(
+        boot["dynamic_resources"]["ads_config"]["transport_api_version"],
+        "V3"
+    );
+    assert_eq!(
+        boot["admin"]["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
 
-    let moved = Settings { xds_address: "gloo.other.svc".into(), ..settings };
+    let moved = Settings {
+        xds_address: "gloo.other.svc".into(),
+        ..settings
+    };
     let r2 = render(&router(Destination::Kube), &f.view(), &moved).unwrap();
     assert_ne!(r.bootstrap_sha256, r2.bootstrap_sha256);
 }
@@ -224,10 +331,16 @@ fn bootstrap_targets_gloos_xds_with_the_proxy_role_and_changes_roll_the_pods() {
 fn large_proxies_are_compressed_in_gloos_format() {
     let f = Fixture::new();
     let plain = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
-    let small = Settings { compress_proxy_above_bytes: 10, ..Settings::default() };
+    let small = Settings {
+        compress_proxy_above_bytes: 10,
+        ..Settings::default()
+    };
     let r = render(&router(Destination::Kube), &f.view(), &small).unwrap();
     assert!(r.proxy_compressed && !plain.proxy_compressed);
-    assert_eq!(r.proxy.metadata.annotations.as_ref().unwrap()[crate::api::gloo::COMPRESS_ANNOTATION], "true");
+    assert_eq!(
+        r.proxy.metadata.annotations.as_ref().unwrap()[crate::api::gloo::COMPRESS_ANNOTATION],
+        "true"
+    );
     let spec = &r.proxy.data["spec"];
     assert!(spec.get("listeners").is_none());
     let restored = proxy::decompress(spec["compressedSpec"].as_str().unwrap()).unwrap();
@@ -240,7 +353,13 @@ fn proxy_namespace_and_name_come_from_the_spec() {
     let mut rt = router(Destination::Kube);
     rt.spec.proxy_namespace = Some("gloo".into());
     let r = render(&rt, &f.view(), &Settings::default()).unwrap();
-    assert_eq!(r.proxy_ref, ProxyRef { namespace: "gloo".into(), name: "my-cool-proxy".into() });
+    assert_eq!(
+        r.proxy_ref,
+        ProxyRef {
+            namespace: "gloo".into(),
+            name: "my-cool-proxy".into()
+        }
+    );
     assert_eq!(r.proxy.metadata.namespace.as_deref(), Some("gloo"));
 }
 
@@ -249,5 +368,8 @@ fn a_router_without_namespace_is_an_error_not_a_panic() {
     let f = Fixture::new();
     let mut rt = router(Destination::Kube);
     rt.metadata.namespace = None;
-    assert_eq!(render(&rt, &f.view(), &Settings::default()).unwrap_err(), RenderError::MissingMetadata("namespace"));
+    assert_eq!(
+        render(&rt, &f.view(), &Settings::default()).unwrap_err(),
+        RenderError::MissingMetadata("namespace")
+    );
 }

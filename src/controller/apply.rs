@@ -1,0 +1,136 @@
+//! Writes: server-side apply with one field manager, only when the object differs from what
+//! the cache shows; deletes with preconditions, so an object someone else just replaced is
+//! never removed.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::diff::is_subset;
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, WriteOp};
+use crate::render::naming::FIELD_MANAGER;
+
+/// What [`ensure`] did.
+#[derive(Clone, Debug)]
+pub enum Outcome<K> {
+    /// The object already matched; nothing was written.
+    Unchanged(Arc<K>),
+    Created(K),
+    Updated(K),
+    /// An object with that name exists and is not ours: it is left alone.
+    Conflict(String),
+}
+
+impl<K> Outcome<K> {
+    /// The object as it now is, unless it was left alone.
+    pub fn object(&self) -> Option<&K> {
+        match self {
+            Self::Unchanged(k) => Some(k),
+            Self::Created(k) | Self::Updated(k) => Some(k),
+            Self::Conflict(_) => None,
+        }
+    }
+
+    /// `Created` or `Updated`, for Events.
+    pub fn verb(&self) -> Option<&'static str> {
+        match self {
+            Self::Created(_) => Some("Created"),
+            Self::Updated(_) => Some("Updated"),
+            _ => None,
+        }
+    }
+}
+
+/// Makes `desired` true through `api`. `observed` is the cached object of that name, if the
+/// cache has one; `is_ours` tells whether an existing object may be overwritten.
+pub async fn ensure<K>(
+    api: &Api<K>,
+    metrics: &Metrics,
+    kind: &'static str,
+    desired: &K,
+    observed: Option<Arc<K>>,
+    is_ours: impl Fn(&K) -> bool,
+) -> Result<Outcome<K>>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = desired.name_any();
+    let namespace = desired.namespace().unwrap_or_default();
+    let api_err = |action, e| Error::api(action, kind, &namespace, &name, e);
+    let desired_json =
+        serde_json::to_value(desired).map_err(|source| Error::Serialize { kind, source })?;
+
+    // The cache may lag behind our own writes, and does not hold objects we did not write:
+    // ask the API server before creating anything.
+    let current = match observed {
+        Some(o) => Some(o),
+        None => api
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_err("reading", e))?
+            .map(Arc::new),
+    };
+    if let Some(current) = &current {
+        if !is_ours(current) {
+            return Ok(Outcome::Conflict(format!(
+                "{kind} {namespace}/{name} already exists and was not created by this HostRouter; rename spec.proxyName or remove the {kind}"
+            )));
+        }
+        let current_json = serde_json::to_value(current.as_ref())
+            .map_err(|source| Error::Serialize { kind, source })?;
+        if is_subset(&desired_json, &current_json) {
+            return Ok(Outcome::Unchanged(current.clone()));
+        }
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let written = api
+        .patch(&name, &params, &Patch::Apply(desired))
+        .await
+        .map_err(|e| api_err("applying", e))?;
+    metrics.write(kind, WriteOp::Apply);
+    Ok(if current.is_some() {
+        Outcome::Updated(written)
+    } else {
+        Outcome::Created(written)
+    })
+}
+
+/// Deletes `obj` if it is still the same object at the same version.
+pub async fn delete_exact<K>(
+    api: &Api<K>,
+    metrics: &Metrics,
+    kind: &'static str,
+    obj: &K,
+) -> Result<bool>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let name = obj.name_any();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: obj.uid(),
+            resource_version: obj.resource_version(),
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => {
+            metrics.write(kind, WriteOp::Delete);
+            Ok(true)
+        }
+        // Gone already, or replaced since we looked: nothing of ours to delete.
+        Err(e) if crate::error::is_not_found(&e) || crate::error::is_conflict(&e) => Ok(false),
+        Err(e) => Err(Error::api(
+            "deleting",
+            kind,
+            &obj.namespace().unwrap_or_default(),
+            &name,
+            e,
+        )),
+    }
+}

@@ -1,0 +1,233 @@
+//! What every reconcile shares: the client, the watch caches, settings, metrics and events.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::DynamicObject;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
+use tracing::warn;
+
+use crate::api::HostRouter;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::render::Settings;
+
+/// Read-only caches of everything reconcile reads. Filled by watches; reconcile never lists.
+#[derive(Clone)]
+pub struct Stores {
+    pub routers: Store<HostRouter>,
+    pub namespaces: Store<Namespace>,
+    /// Every Service: the routed ones and the Envoy Services the operator writes.
+    pub services: Store<Service>,
+    /// ConfigMaps labelled as written by the operator.
+    pub config_maps: Store<ConfigMap>,
+    /// Deployments labelled as written by the operator.
+    pub deployments: Store<Deployment>,
+    /// Gloo Proxies labelled as written by the operator. Not ready while Gloo's CRD is missing.
+    pub proxies: Store<DynamicObject>,
+}
+
+impl Stores {
+    /// Waits until the caches a render reads from hold a full listing, so no router is ever
+    /// rendered from a partial view of the cluster.
+    pub async fn wait_for_inputs(&self) -> Result<(), Error> {
+        let not_ready = |what: &str| Error::Cache(format!("the {what} watch stopped"));
+        self.routers
+            .wait_until_ready()
+            .await
+            .map_err(|_| not_ready("HostRouter"))?;
+        self.namespaces
+            .wait_until_ready()
+            .await
+            .map_err(|_| not_ready("Namespace"))?;
+        self.services
+            .wait_until_ready()
+            .await
+            .map_err(|_| not_ready("Service"))?;
+        self.config_maps
+            .wait_until_ready()
+            .await
+            .map_err(|_| not_ready("ConfigMap"))?;
+        self.deployments
+            .wait_until_ready()
+            .await
+            .map_err(|_| not_ready("Deployment"))?;
+        Ok(())
+    }
+
+    /// Whether a cache has completed its first listing.
+    fn ready<K: Resource + Clone + 'static>(store: &Store<K>) -> bool
+    where
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        store
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok())
+    }
+
+    /// Whether every input cache has completed its first listing (for `/readyz`).
+    pub fn inputs_ready(&self) -> bool {
+        Self::ready(&self.routers)
+            && Self::ready(&self.namespaces)
+            && Self::ready(&self.services)
+            && Self::ready(&self.config_maps)
+            && Self::ready(&self.deployments)
+    }
+
+    /// The Proxy cache is complete (false while Gloo's CRD is missing).
+    pub fn proxies_ready(&self) -> bool {
+        Self::ready(&self.proxies)
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub stores: Stores,
+    pub metrics: Arc<Metrics>,
+    pub reporter: Reporter,
+    /// Per router: the duplicate domains last reported in an Event, so the Warning is emitted
+    /// when the set changes, not on every reconcile.
+    reported_duplicates: Mutex<HashMap<ObjectRef<HostRouter>, BTreeSet<String>>>,
+    /// Per router: consecutive failed reconciles, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<HostRouter>, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Self {
+        Self {
+            client,
+            settings,
+            stores,
+            metrics,
+            reporter,
+            reported_duplicates: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Publishes an Event about `router`. Events are best effort: a failure is logged, never
+    /// fails the reconcile.
+    pub async fn event(
+        &self,
+        router: &HostRouter,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate_note(note)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &router.object_ref(&())).await {
+            warn!(%error, reason, "could not publish event");
+        }
+    }
+
+    /// Records the duplicate domains of `router` and returns `true` when they differ from
+    /// the ones last recorded. `known_count` is the count in the router's status: after a
+    /// restart, an unchanged count is not news.
+    pub fn duplicates_changed(
+        &self,
+        router: &ObjectRef<HostRouter>,
+        now: BTreeSet<String>,
+        known_count: usize,
+    ) -> bool {
+        let Ok(mut seen) = self.reported_duplicates.lock() else {
+            return !now.is_empty();
+        };
+        let changed = match seen.get(router) {
+            Some(previous) => *previous != now,
+            None => now.len() != known_count,
+        };
+        if now.is_empty() {
+            seen.remove(router);
+        } else {
+            seen.insert(router.clone(), now);
+        }
+        changed
+    }
+
+    /// Delay before retrying a router that failed: 500 ms, doubling per consecutive failure,
+    /// at most 5 minutes.
+    pub fn backoff_next(&self, router: &ObjectRef<HostRouter>) -> Duration {
+        let n = match self.failures.lock() {
+            Ok(mut f) => {
+                let n = f.entry(router.clone()).or_default();
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        backoff(n)
+    }
+
+    pub fn backoff_reset(&self, router: &ObjectRef<HostRouter>) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(router);
+        }
+    }
+
+    pub fn forget(&self, router: &ObjectRef<HostRouter>) {
+        if let Ok(mut seen) = self.reported_duplicates.lock() {
+            seen.remove(router);
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    const MAX: Duration = Duration::from_secs(300);
+    let exp = failures.saturating_sub(1).min(16);
+    Duration::from_millis(500).saturating_mul(1 << exp).min(MAX)
+}
+
+/// Event notes are limited to 1 kB.
+fn truncate_note(mut note: String) -> String {
+    const MAX: usize = 1000;
+    if note.len() > MAX {
+        let mut end = MAX - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(4), Duration::from_secs(4));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn notes_are_cut_to_the_events_api_limit() {
+        let note = truncate_note("é".repeat(800));
+        assert!(note.len() <= 1000 && note.ends_with("..."));
+    }
+}

@@ -1,0 +1,207 @@
+//! Which HostRouters an event affects. Each function maps one changed object to the routers
+//! that must be reconciled; none of them does IO.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::claims::overlaps;
+use crate::api::HostRouter;
+use crate::api::selector;
+use crate::render::naming::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTER_ANNOTATION};
+use crate::render::{Settings, proxy_ref};
+
+type Labels = BTreeMap<String, String>;
+
+fn selects(router: &HostRouter, labels: Option<&Labels>) -> bool {
+    // A selector the API server accepted but that does not compile is reported by the render;
+    // such a router is reconciled on its own events only.
+    router
+        .spec
+        .namespace_selector
+        .compile()
+        .is_ok_and(|s| selector::matches(&s, labels))
+}
+
+/// Routers whose namespace selector matches a namespace with `labels`: those a Service in that
+/// namespace can contribute to.
+pub fn routers_selecting(
+    routers: &[Arc<HostRouter>],
+    labels: Option<&Labels>,
+) -> Vec<ObjectRef<HostRouter>> {
+    routers
+        .iter()
+        .filter(|r| selects(r, labels))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// Routers whose selection changed when a namespace's labels went from `old` to `new` (`None`
+/// for a namespace that did not exist, or no longer does).
+pub fn namespace_changed(
+    routers: &[Arc<HostRouter>],
+    old: Option<&Labels>,
+    new: Option<&Labels>,
+    existed: bool,
+    exists: bool,
+) -> Vec<ObjectRef<HostRouter>> {
+    routers
+        .iter()
+        .filter(|r| (existed && selects(r, old)) != (exists && selects(r, new)))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// The router that controls an object through its owner reference.
+pub fn owner<K: kube::Resource>(obj: &K) -> Option<ObjectRef<HostRouter>> {
+    let namespace = obj.meta().namespace.as_deref()?;
+    obj.owner_references()
+        .iter()
+        .find(|o| {
+            o.controller == Some(true)
+                && o.kind == "HostRouter"
+                && o.api_version.starts_with("hostrouter.io/")
+        })
+        .map(|o| ObjectRef::new(&o.name).within(namespace))
+}
+
+/// The router named in a generated object's `hostrouter.io/router` annotation (Proxies live in
+/// another namespace, so they carry no owner reference).
+pub fn annotated_router<K: kube::Resource>(obj: &K) -> Option<ObjectRef<HostRouter>> {
+    let key = obj.annotations().get(ROUTER_ANNOTATION)?;
+    let (namespace, name) = key.split_once('/')?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// Whether the operator wrote `obj`.
+pub fn is_managed<K: kube::Resource>(obj: &K) -> bool {
+    obj.labels()
+        .get(MANAGED_BY_LABEL)
+        .is_some_and(|v| v == MANAGED_BY_VALUE)
+}
+
+/// Routers that compete with `router` for the same names, now or before its last change
+/// (`previous`), so that a rename or a deletion hands over at once.
+pub fn competitors(
+    routers: &[Arc<HostRouter>],
+    router: &HostRouter,
+    previous: Option<&HostRouter>,
+    settings: &Settings,
+) -> Vec<ObjectRef<HostRouter>> {
+    let me = ObjectRef::from_obj(router);
+    routers
+        .iter()
+        .filter(|other| ObjectRef::from_obj(other.as_ref()) != me)
+        .filter(|other| {
+            overlaps(router, other, settings)
+                || previous.is_some_and(|p| overlaps(p, other, settings))
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// The key used to remember a router's claim between events.
+pub fn claim_key(router: &HostRouter, settings: &Settings) -> (String, String, String) {
+    let p = proxy_ref(router, settings);
+    (p.namespace, p.name, router.namespace().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::selector::LabelSelector;
+    use crate::testing::router;
+    use kube::Resource;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn names(refs: Vec<ObjectRef<HostRouter>>) -> Vec<String> {
+        let mut v: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        v.sort();
+        v
+    }
+
+    fn routers() -> Vec<Arc<HostRouter>> {
+        let routed = router("a", "routed", "p1");
+        let mut all = router("a", "all", "p2");
+        all.spec.namespace_selector = LabelSelector::default();
+        let mut team = router("a", "team", "p3");
+        team.spec.namespace_selector.match_labels = labels(&[("team", "x")]);
+        vec![Arc::new(routed), Arc::new(all), Arc::new(team)]
+    }
+
+    #[test]
+    fn a_service_event_reaches_routers_selecting_its_namespace() {
+        let rs = routers();
+        assert_eq!(
+            names(routers_selecting(&rs, Some(&labels(&[("routed", "yes")])))),
+            ["all", "routed"]
+        );
+        assert_eq!(
+            names(routers_selecting(&rs, Some(&labels(&[("team", "x")])))),
+            ["all", "team"]
+        );
+        assert_eq!(names(routers_selecting(&rs, None)), ["all"]);
+    }
+
+    #[test]
+    fn a_relabel_reaches_only_routers_whose_selection_changed() {
+        let rs = routers();
+        let old = labels(&[("routed", "yes")]);
+        let new = labels(&[("team", "x")]);
+        assert_eq!(
+            names(namespace_changed(&rs, Some(&old), Some(&new), true, true)),
+            ["routed", "team"]
+        );
+        // An unrelated label change affects nobody.
+        let same = labels(&[("routed", "yes"), ("colour", "blue")]);
+        assert!(namespace_changed(&rs, Some(&old), Some(&same), true, true).is_empty());
+        // A deleted namespace affects every router that selected it.
+        assert_eq!(
+            names(namespace_changed(&rs, Some(&old), None, true, false)),
+            ["all", "routed"]
+        );
+        // A new namespace affects every router that selects it.
+        assert_eq!(
+            names(namespace_changed(&rs, None, Some(&new), false, true)),
+            ["all", "team"]
+        );
+    }
+
+    #[test]
+    fn generated_objects_lead_back_to_their_router() {
+        let r = router("a", "edge", "p");
+        let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
+        cm.metadata.namespace = Some("a".into());
+        cm.metadata.owner_references = r.controller_owner_ref(&()).map(|o| vec![o]);
+        assert_eq!(owner(&cm), Some(ObjectRef::new("edge").within("a")));
+
+        let mut proxy = k8s_openapi::api::core::v1::ConfigMap::default();
+        proxy.metadata.annotations =
+            Some([(ROUTER_ANNOTATION.to_string(), "a/edge".to_string())].into());
+        assert_eq!(
+            annotated_router(&proxy),
+            Some(ObjectRef::new("edge").within("a"))
+        );
+    }
+
+    #[test]
+    fn a_rename_reaches_the_old_and_the_new_competitors() {
+        let s = Settings::default();
+        let before = router("a", "mover", "p1");
+        let mut after = before.clone();
+        after.spec.proxy_name = "p3".into();
+        let rs = routers();
+        assert_eq!(
+            names(competitors(&rs, &after, Some(&before), &s)),
+            ["routed", "team"]
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! `hostrouter render`: the objects the operator would write, computed offline from files.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api::HostRouter;
+use crate::error::{Error, Result};
+use crate::render::{self, ClusterView, Settings};
+
+/// Renders the router in `router_path` against the Namespaces and Services in `cluster_path`,
+/// as a YAML stream: Proxy, ConfigMap, Service, Deployment. A summary goes to stderr.
+pub fn render_files(
+    router_path: &Path,
+    cluster_path: Option<&Path>,
+    settings: &Settings,
+) -> Result<String> {
+    let router_docs = documents(&read(router_path)?, router_path)?;
+    let [router_doc] = router_docs.as_slice() else {
+        return Err(parse_err(
+            router_path,
+            format!(
+                "expected one HostRouter, found {} documents",
+                router_docs.len()
+            ),
+        ));
+    };
+    let router: HostRouter = serde_json::from_value(router_doc.clone())
+        .map_err(|e| parse_err(router_path, e.to_string()))?;
+
+    let (namespaces, services) = match cluster_path {
+        Some(p) => cluster_objects(&read(p)?, p)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let view = ClusterView {
+        namespaces: namespaces.iter().collect(),
+        services: services.iter().collect(),
+    };
+    let rendered = render::render(&router, &view, settings)?;
+    eprintln!(
+        "{} namespaces, {} services, {} virtual hosts, {} dropped as duplicates{}",
+        rendered.hosts.namespaces,
+        rendered.hosts.services,
+        rendered.hosts.hosts.len(),
+        rendered.hosts.dropped.len(),
+        if rendered.proxy_compressed {
+            " (Proxy spec compressed)"
+        } else {
+            ""
+        }
+    );
+    let objects = [
+        to_value(&rendered.proxy)?,
+        to_value(&rendered.config_map)?,
+        to_value(&rendered.service)?,
+        to_value(&rendered.deployment)?,
+    ];
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&object).map_err(|e| Error::Parse {
+            what: "output".into(),
+            message: e.to_string(),
+        })?);
+    }
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn parse_err(path: &Path, message: String) -> Error {
+    Error::Parse {
+        what: path.display().to_string(),
+        message,
+    }
+}
+
+fn to_value<T: serde::Serialize>(obj: &T) -> Result<Value> {
+    serde_json::to_value(obj).map_err(|source| Error::Serialize {
+        kind: "object",
+        source,
+    })
+}
+
+/// The non-empty documents of a YAML stream, `kind: List` items flattened.
+fn documents(text: &str, path: &Path) -> Result<Vec<Value>> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let value = Value::deserialize(doc).map_err(|e| parse_err(path, e.to_string()))?;
+        match value {
+            Value::Null => {}
+            Value::Object(ref o)
+                if o.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k.ends_with("List")) =>
+            {
+                docs.extend(
+                    o.get("items")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            v => docs.push(v),
+        }
+    }
+    Ok(docs)
+}
+
+fn cluster_objects(text: &str, path: &Path) -> Result<(Vec<Namespace>, Vec<Service>)> {
+    let mut namespaces = Vec::new();
+    let mut services = Vec::new();
+    for doc in documents(text, path)? {
+        match doc.get("kind").and_then(Value::as_str) {
+            Some("Namespace") => namespaces
+                .push(serde_json::from_value(doc).map_err(|e| parse_err(path, e.to_string()))?),
+            Some("Service") => services
+                .push(serde_json::from_value(doc).map_err(|e| parse_err(path, e.to_string()))?),
+            // Other kinds do not affect the render.
+            _ => {}
+        }
+    }
+    Ok((namespaces, services))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_streams_are_flattened_and_other_kinds_ignored() {
+        let text = "kind: List\nitems:\n- {kind: Namespace, apiVersion: v1, metadata: {name: a}}\n---\n\
+                    {kind: Service, apiVersion: v1, metadata: {name: s, namespace: a}, spec: {ports: [{port: 80}]}}\n---\n\
+                    {kind: Pod, apiVersion: v1, metadata: {name: p}}\n";
+        let (ns, svc) = cluster_objects(text, Path::new("x")).unwrap();
+        assert_eq!((ns.len(), svc.len()), (1, 1));
+    }
+}

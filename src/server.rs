@@ -1,0 +1,79 @@
+//! The operator's HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::controller::Stores;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+/// What the endpoints read. The stores appear once the controller has built them.
+#[derive(Clone, Default)]
+pub struct Health {
+    pub metrics: Arc<OnceLock<Arc<Metrics>>>,
+    pub stores: Arc<OnceLock<Stores>>,
+}
+
+pub fn router(health: Health) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(health)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    address: SocketAddr,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Io {
+            path: format!("listening on {address}"),
+            source,
+        })?;
+    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, router(health))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Io {
+            path: format!("serving on {address}"),
+            source,
+        })
+}
+
+async fn metrics(State(h): State<Health>) -> impl IntoResponse {
+    let Some(m) = h.metrics.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned()).into_response();
+    };
+    match m.render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Ready once every watch the reconcile depends on has listed its objects.
+async fn readyz(State(h): State<Health>) -> impl IntoResponse {
+    match h.stores.get() {
+        Some(s) if s.inputs_ready() => (StatusCode::OK, "ok\n"),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the watch caches\n",
+        ),
+    }
+}
