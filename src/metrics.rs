@@ -100,6 +100,15 @@ impl Metrics {
             reconcile_total.with_label_values(&[CONTROLLER, result]);
         }
         reconcile_errors.with_label_values(&[CONTROLLER]);
+        // And every write series, so that "no writes" reads as 0, not as a missing series.
+        for kind in ["Proxy", "ConfigMap", "Service", "Deployment"] {
+            for op in [WriteOp::Apply, WriteOp::Delete] {
+                writes.with_label_values(&[kind, op.as_str()]);
+            }
+        }
+        for op in [WriteOp::Status, WriteOp::Finalizer] {
+            writes.with_label_values(&["HostRouter", op.as_str()]);
+        }
         Ok(Self {
             registry,
             reconcile_total,

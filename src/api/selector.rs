@@ -24,10 +24,12 @@ pub const LABEL_VALUE_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-
 pub struct LabelSelector {
     /// Labels the object must carry with exactly these values, e.g. `{team: payments}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend(
+        "maxProperties" = 64,
+        "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN}
+    ))]
     #[x_kube(
-        validation = Rule::new(format!("self.all(k, k.matches('{LABEL_KEY_PATTERN}'))")).message("matchLabels keys must be valid label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'"),
-        validation = Rule::new(format!("self.all(k, self[k].matches('{LABEL_VALUE_PATTERN}'))")).message("matchLabels values must be valid label values: at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric")
+        validation = Rule::new(format!("self.all(k, k.matches(r'{LABEL_KEY_PATTERN}'))")).message("matchLabels keys must be valid label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'")
     )]
     pub match_labels: BTreeMap<String, String>,
 

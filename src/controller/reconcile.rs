@@ -3,6 +3,7 @@
 //! file only reads caches, writes, and reports.
 
 use std::collections::BTreeSet;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
@@ -233,12 +235,12 @@ async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> Resu
         &r.proxy_ref.namespace,
         &gloo::proxy_resource(),
     );
-    let my_key = format!("{ns}/{}", router.name_any());
+    let me = ObjectRef::from_obj(router);
     let routers = &ctx.stores.routers;
     let is_ours = |p: &DynamicObject| {
         is_managed(p)
             && match annotated_router(p) {
-                Some(owner) if owner.to_string() == my_key => true,
+                Some(owner) if owner == me => true,
                 // Left behind by a router that no longer exists: adopt it.
                 Some(owner) => routers.get(&owner).is_none(),
                 None => true,
@@ -361,73 +363,90 @@ async fn delete_leftovers(
     ctx: &Context,
     keep: Option<&Rendered>,
 ) -> Result<()> {
-    let Some(uid) = router.uid() else {
-        return Ok(());
-    };
-    let mine = |labels: &std::collections::BTreeMap<String, String>| {
-        labels.get(ROUTER_UID_LABEL) == Some(&uid)
-    };
-    let m = ctx.metrics.as_ref();
-    let client = &ctx.client;
-
-    macro_rules! sweep {
-        ($store:expr, $kind:literal, $ty:ty, $wanted:expr) => {
-            for obj in $store.state() {
-                let wanted: Option<&$ty> = $wanted;
-                if !mine(obj.labels())
-                    || wanted.is_some_and(|w| {
-                        ObjectRef::from_obj(w) == ObjectRef::from_obj(obj.as_ref())
-                    })
-                {
-                    continue;
-                }
-                let api: Api<$ty> =
-                    Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-                if apply::delete_exact(&api, m, $kind, obj.as_ref()).await? {
-                    ctx.event(
-                        router,
-                        EventType::Normal,
-                        "Deleted",
-                        "Cleanup",
-                        format!(
-                            "Deleted {} {}/{}",
-                            $kind,
-                            obj.namespace().unwrap_or_default(),
-                            obj.name_any()
-                        ),
-                    )
-                    .await;
-                }
-            }
-        };
-    }
-    sweep!(
-        ctx.stores.config_maps,
+    let s = &ctx.stores;
+    sweep(
+        router,
+        ctx,
+        &s.config_maps,
         "ConfigMap",
-        ConfigMap,
-        keep.map(|r| &r.config_map)
-    );
-    sweep!(
-        ctx.stores.services,
+        keep.map(|r| &r.config_map),
+    )
+    .await?;
+    sweep(
+        router,
+        ctx,
+        &s.services,
         "Service",
-        Service,
-        keep.map(|r| &r.service)
-    );
-    sweep!(
-        ctx.stores.deployments,
+        keep.map(|r| &r.service),
+    )
+    .await?;
+    sweep(
+        router,
+        ctx,
+        &s.deployments,
         "Deployment",
-        Deployment,
-        keep.map(|r| &r.deployment)
-    );
-    if ctx.stores.proxies_ready() {
-        for proxy in ctx.stores.proxies.state() {
-            let wanted = keep.is_some_and(|r| {
-                proxy.name_any() == r.proxy_ref.name
-                    && proxy.namespace().as_deref() == Some(r.proxy_ref.namespace.as_str())
-            });
-            if wanted || !mine(proxy.labels()) {
-                continue;
-            }
+        keep.map(|r| &r.deployment),
+    )
+    .await?;
+    delete_leftover_proxies(router, ctx, keep).await
+}
+
+/// Whether the operator wrote `obj` for `router`.
+fn labelled_for(router: &HostRouter, obj: &impl Resource) -> bool {
+    router
+        .uid()
+        .is_some_and(|uid| obj.labels().get(ROUTER_UID_LABEL) == Some(&uid))
+}
+
+/// Deletes the cached objects of one kind labelled for `router`, except `keep`.
+async fn sweep<K>(
+    router: &HostRouter,
+    ctx: &Context,
+    store: &Store<K>,
+    kind: &'static str,
+    keep: Option<&K>,
+) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let keep = keep.map(ObjectRef::from_obj);
+    for obj in store.state() {
+        if !labelled_for(router, obj.as_ref())
+            || keep.as_ref() == Some(&ObjectRef::from_obj(obj.as_ref()))
+        {
+            continue;
+        }
+        let ns = obj.namespace().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        if apply::delete_exact(&api, &ctx.metrics, kind, obj.as_ref()).await? {
+            let note = format!("Deleted {kind} {ns}/{}", obj.name_any());
+            ctx.event(router, EventType::Normal, "Deleted", "Cleanup", note)
+                .await;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes Proxies labelled for this router other than the one in `keep`.
+async fn delete_leftover_proxies(
+    router: &HostRouter,
+    ctx: &Context,
+    keep: Option<&Rendered>,
+) -> Result<()> {
+    if !ctx.stores.proxies_ready() {
+        return Ok(());
+    }
+    for proxy in ctx.stores.proxies.state() {
+        let wanted = keep.is_some_and(|r| {
+            proxy.name_any() == r.proxy_ref.name
+                && proxy.namespace().as_deref() == Some(r.proxy_ref.namespace.as_str())
+        });
+        if !wanted && labelled_for(router, proxy.as_ref()) {
             delete_proxy(router, ctx, &proxy).await?;
         }
     }
@@ -478,8 +497,9 @@ async fn finalize(router: &HostRouter, ctx: &Context) -> Result<Action> {
     if let Some(proxy) = current.filter(|p| p.labels().get(ROUTER_UID_LABEL) == Some(&uid)) {
         delete_proxy(router, ctx, &proxy).await?;
     }
-    // Proxies left under earlier names.
-    delete_leftovers(router, ctx, None).await?;
+    // Proxies left under earlier names. The namespaced objects are left to the garbage
+    // collector, which follows their owner references.
+    delete_leftover_proxies(router, ctx, None).await?;
     remove_finalizer(router, ctx).await?;
     debug!(router = %key, "finalized");
     Ok(Action::await_change())
@@ -523,11 +543,24 @@ async fn patch_router(router: &HostRouter, ctx: &Context, patch: serde_json::Val
             kind: "finalizer patch",
             source,
         })?;
-    api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
-        .map_err(|e| Error::api("updating finalizers of", "HostRouter", &ns, &name, e))?;
-    ctx.metrics.write("HostRouter", WriteOp::Finalizer);
-    Ok(())
+    {
+        Ok(_) => {
+            ctx.metrics.write("HostRouter", WriteOp::Finalizer);
+            Ok(())
+        }
+        // Already gone: nothing left to guard.
+        Err(e) if crate::error::is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::api(
+            "updating finalizers of",
+            "HostRouter",
+            &ns,
+            &name,
+            e,
+        )),
+    }
 }
 
 /// Writes the status computed from `facts`, only when it differs from the current one, and
