@@ -49,6 +49,12 @@ struct RunArgs {
     #[arg(long, env = "HOSTROUTER_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     http_address: SocketAddr,
 
+    /// Manage only the HostRouters matching this label selector (e.g. `shard=a`), to split
+    /// routers between operator instances. Routers that compete for a proxy name must be
+    /// managed by the same instance. Default: every HostRouter.
+    #[arg(long, env = "HOSTROUTER_ROUTER_SELECTOR")]
+    router_selector: Option<String>,
+
     /// Log format.
     #[arg(long, env = "HOSTROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -182,6 +188,9 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| Error::Client(Box::new(e)))?;
+    if let Some(selector) = &args.router_selector {
+        check_selector(&client, selector).await?;
+    }
     let shutdown = shutdown_signal().shared();
     let health = Health::default();
 
@@ -195,6 +204,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let controller = controller::run(
         client,
         settings,
+        args.router_selector.as_deref(),
         move |routers| {
             // Registration fails only for a programming error (a duplicate metric name).
             #[allow(clippy::expect_used)]
@@ -214,6 +224,23 @@ async fn run_async(args: RunArgs) -> Result<()> {
             error!(error = %e, "HTTP server task failed");
             Ok(())
         }
+    }
+}
+
+/// Fails fast on a `--router-selector` the API server cannot parse, which would otherwise
+/// leave the HostRouter watch retrying forever.
+async fn check_selector(client: &kube::Client, selector: &str) -> Result<()> {
+    let api: kube::Api<HostRouter> = kube::Api::all(client.clone());
+    match api
+        .list_metadata(&kube::api::ListParams::default().labels(selector).limit(1))
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 400 => Err(Error::Config(format!(
+            "--router-selector {selector:?}: {}",
+            status.message
+        ))),
+        // Anything else (including a missing CRD) is retried by the watches.
+        _ => Ok(()),
     }
 }
 

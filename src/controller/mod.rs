@@ -40,9 +40,13 @@ const CONCURRENCY: u16 = 8;
 type Labels = Option<BTreeMap<String, String>>;
 
 /// Runs the controller until `shutdown` resolves.
+/// `router_selector` (label selector syntax) limits the HostRouters this instance manages, so
+/// that several operators can split a cluster; routers that compete for a proxy name must be
+/// managed by the same instance.
 pub async fn run(
     client: Client,
     settings: Settings,
+    router_selector: Option<&str>,
     metrics_for: impl FnOnce(Store<HostRouter>) -> Arc<Metrics>,
     on_stores: impl FnOnce(Stores),
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -185,27 +189,35 @@ pub async fn run(
     let previous: Mutex<HashMap<ObjectRef<HostRouter>, Arc<HostRouter>>> = Mutex::default();
     let claims_tx = tx.clone();
     let claim_store = routers.clone();
-    let router_stream = mirrored(Api::<HostRouter>::all(client.clone()), all, router_writer)
-        .inspect(move |event| {
-            let Ok(event) = event else { return };
-            let (router, deleted) = match event {
-                Event::Apply(r) | Event::InitApply(r) => (r, false),
-                Event::Delete(r) => (r, true),
-                Event::Init | Event::InitDone => return,
-            };
-            let key = ObjectRef::from_obj(router);
-            let mut prev = previous.lock().unwrap_or_else(|p| p.into_inner());
-            let before = if deleted {
-                prev.remove(&key)
-            } else {
-                prev.insert(key, Arc::new(router.clone()))
-            };
-            let all = claim_store.state();
-            for r in triggers::competitors(&all, router, before.as_deref(), &settings) {
-                let _ = claims_tx.unbounded_send(r);
-            }
-        })
-        .touched_objects();
+    let router_config = match router_selector {
+        Some(selector) => all.labels(selector),
+        None => all,
+    };
+    let router_stream = mirrored(
+        Api::<HostRouter>::all(client.clone()),
+        router_config,
+        router_writer,
+    )
+    .inspect(move |event| {
+        let Ok(event) = event else { return };
+        let (router, deleted) = match event {
+            Event::Apply(r) | Event::InitApply(r) => (r, false),
+            Event::Delete(r) => (r, true),
+            Event::Init | Event::InitDone => return,
+        };
+        let key = ObjectRef::from_obj(router);
+        let mut prev = previous.lock().unwrap_or_else(|p| p.into_inner());
+        let before = if deleted {
+            prev.remove(&key)
+        } else {
+            prev.insert(key, Arc::new(router.clone()))
+        };
+        let all = claim_store.state();
+        for r in triggers::competitors(&all, router, before.as_deref(), &settings) {
+            let _ = claims_tx.unbounded_send(r);
+        }
+    })
+    .touched_objects();
     drop(tx);
 
     let config = ControllerConfig::default().concurrency(CONCURRENCY);

@@ -4,6 +4,8 @@
 //! To add an area, write a module with `pub fn trials(suite: &Suite) -> Vec<Trial>` and
 //! list it in `main` below.
 
+mod operator;
+mod shapes;
 mod smoke;
 
 use std::process::ExitCode;
@@ -23,6 +25,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let trials = [smoke::trials(&suite)].into_iter().flatten().collect();
+    let trials = [smoke::trials(&suite), operator::trials(&suite)]
+        .into_iter()
+        .flatten()
+        .collect();
     suite.run(trials)
 }

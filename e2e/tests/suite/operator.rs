@@ -1,0 +1,1181 @@
+//! The operator on the real control plane: what it writes, how it follows the cluster, how it
+//! cleans up, and what it refuses. Each trial runs its own operator process (under the chart's
+//! ServiceAccount) scoped to the trial's HostRouters, and its own namespaces.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use hostrouter_e2e::operator::{Operator, TRIAL_LABEL};
+use hostrouter_e2e::toolchain::{tool, vars};
+use hostrouter_e2e::{Progress, Suite, TestContext, TestNamespace, wait_until};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use kube::{Client, ResourceExt};
+use libtest_mimic::Trial;
+use serde_json::{Value, json};
+
+/// How fast a change in the cluster must reach the Proxy.
+const PROPAGATION: Duration = Duration::from_secs(2);
+/// How long the real garbage collector may take.
+const GC_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the operator may take to converge after start.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+pub fn trials(suite: &Suite) -> Vec<Trial> {
+    vec![
+        suite.trial(
+            "operator::routes_every_tcp_port_of_selected_namespaces",
+            |cx| async move { routes_selected_namespaces(&cx).await },
+        ),
+        suite.trial(
+            "operator::follows_services_and_namespace_labels",
+            |cx| async move { follows_the_cluster(&cx).await },
+        ),
+        suite.trial("operator::reverts_drift", |cx| async move {
+            reverts_drift(&cx).await
+        }),
+        suite.trial(
+            "operator::deletion_removes_all_four_objects",
+            |cx| async move { deletion_cleans_up(&cx).await },
+        ),
+        suite.trial(
+            "operator::proxy_name_conflict_hands_over",
+            |cx| async move { proxy_name_conflict(&cx).await },
+        ),
+        suite.trial(
+            "operator::rejects_invalid_specs_at_admission",
+            |cx| async move { rejects_invalid_specs(&cx).await },
+        ),
+        suite.trial(
+            "operator::restart_with_nothing_changed_writes_nothing",
+            |cx| async move { restart_writes_nothing(&cx).await },
+        ),
+        suite.trial(
+            "operator::generated_config_passes_envoy_and_gloo_schemas",
+            |cx| async move { generated_config_is_valid(&cx).await },
+        ),
+    ]
+}
+
+fn proxy_api(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gloo.solo.io", "v1", "Proxy"),
+        "proxies",
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn hostrouter_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("hostrouter.io", "v1alpha1", "HostRouter"),
+        "hostrouters",
+    )
+}
+
+/// A trial's cluster: two selected namespaces, one not selected, a namespace standing in for
+/// Gloo's, Services in each, an operator, and one HostRouter.
+struct World {
+    shard: String,
+    app: TestNamespace,
+    shop: TestNamespace,
+    other: TestNamespace,
+    gloo: TestNamespace,
+    operator: Operator,
+    proxy_name: String,
+    client: Client,
+}
+
+impl World {
+    /// Label that selects the trial's namespaces.
+    fn select_label(&self) -> (&'static str, &str) {
+        ("e2e.hostrouter.io/routed", self.shard.as_str())
+    }
+
+    async fn new(cx: &TestContext, extra_args: &[&str]) -> Result<Self> {
+        let shard = hostrouter_e2e::namespace::unique_name("t");
+        let routed = ("e2e.hostrouter.io/routed", shard.as_str());
+        let app = cx.namespace([routed]).await?;
+        let shop = cx.namespace([routed]).await?;
+        let other = cx.namespace([]).await?;
+        let gloo = cx.namespace([]).await?;
+        let client = cx.client();
+        apply_service(
+            &client,
+            app.name(),
+            "petstore",
+            &[("http", 8080, "TCP")],
+            None,
+        )
+        .await?;
+        apply_service(&client, app.name(), "dns", &[("dns", 53, "UDP")], None).await?;
+        apply_service(
+            &client,
+            app.name(),
+            "legacy",
+            &[("http", 80, "TCP")],
+            Some("true"),
+        )
+        .await?;
+        apply_external_name(&client, app.name(), "external").await?;
+        apply_service(
+            &client,
+            shop.name(),
+            "cart",
+            &[("http", 80, "TCP"), ("admin", 9090, "TCP")],
+            None,
+        )
+        .await?;
+        apply_service(
+            &client,
+            other.name(),
+            "hidden",
+            &[("http", 80, "TCP")],
+            None,
+        )
+        .await?;
+        let mut args = vec!["--gloo-namespace", gloo.name()];
+        args.extend_from_slice(extra_args);
+        let operator = Operator::start(cx, &shard, &args).await?;
+        let proxy_name = format!("edge-{}", &shard[shard.len().saturating_sub(6)..]);
+        Ok(Self {
+            shard,
+            app,
+            shop,
+            other,
+            gloo,
+            operator,
+            proxy_name,
+            client,
+        })
+    }
+
+    fn router_manifest(&self, namespace: &str, name: &str, proxy_name: &str) -> Value {
+        json!({
+            "apiVersion": "hostrouter.io/v1alpha1",
+            "kind": "HostRouter",
+            "metadata": {"name": name, "namespace": namespace, "labels": {TRIAL_LABEL: self.shard}},
+            "spec": {
+                "proxyName": proxy_name,
+                "listener": {"port": 8080},
+                "namespaceSelector": {"matchLabels": {self.select_label().0: self.select_label().1}},
+                "service": {"type": "ClusterIP"},
+            }
+        })
+    }
+
+    async fn create_router(&self, namespace: &str, name: &str, proxy_name: &str) -> Result<()> {
+        let api = routers(&self.client, namespace);
+        let obj: DynamicObject =
+            serde_json::from_value(self.router_manifest(namespace, name, proxy_name))?;
+        api.create(&PostParams::default(), &obj)
+            .await
+            .with_context(|| format!("creating HostRouter {namespace}/{name}"))?;
+        Ok(())
+    }
+
+    /// The domains in the Proxy, once it exists.
+    async fn domains(&self) -> Result<BTreeSet<String>> {
+        let proxy = proxy_api(&self.client, self.gloo.name())
+            .get(&self.proxy_name)
+            .await?;
+        Ok(domains_of(&proxy))
+    }
+
+    fn expected_domains(&self, extra: &[String]) -> BTreeSet<String> {
+        let mut d: BTreeSet<String> = [
+            format!("{}-petstore-8080", self.app.name()),
+            format!("{}-cart-80", self.shop.name()),
+            format!("{}-cart-9090", self.shop.name()),
+        ]
+        .into();
+        d.extend(extra.iter().cloned());
+        d
+    }
+
+    async fn wait_domains(
+        &self,
+        what: &str,
+        expected: BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let start = Instant::now();
+        wait_until(what, timeout, || async {
+            let got = self.domains().await?;
+            Ok(if got == expected {
+                Progress::Done(())
+            } else {
+                Progress::pending(got)
+            })
+        })
+        .await
+        .with_context(|| format!("expected {expected:?}"))?;
+        Ok(start.elapsed())
+    }
+
+    async fn condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+    ) -> Result<(String, String, String)> {
+        condition(&self.client, namespace, name, type_).await
+    }
+
+    async fn wait_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let what = format!("{namespace}/{name} {type_}={status} ({reason})");
+        wait_until(&what, CONVERGE, || async {
+            let got = self.condition(namespace, name, type_).await?;
+            Ok(if got.0 == status && got.1 == reason {
+                Progress::Done(())
+            } else {
+                Progress::pending(got)
+            })
+        })
+        .await
+    }
+}
+
+fn routers(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &hostrouter_resource())
+}
+
+async fn condition(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    type_: &str,
+) -> Result<(String, String, String)> {
+    let hr = routers(client, namespace).get(name).await?;
+    let conds = hr.data["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let c = conds
+        .iter()
+        .find(|c| c["type"] == type_)
+        .with_context(|| format!("no {type_} condition yet; status is {}", hr.data["status"]))?;
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    Ok((s("status"), s("reason"), s("message")))
+}
+
+fn domains_of(proxy: &DynamicObject) -> BTreeSet<String> {
+    proxy.data["spec"]["listeners"][0]["httpListener"]["virtualHosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|vh| vh["domains"].as_array().cloned().unwrap_or_default())
+        .filter_map(|d| d.as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn apply_service(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    ports: &[(&str, i32, &str)],
+    exclude: Option<&str>,
+) -> Result<()> {
+    let ports: Vec<Value> = ports
+        .iter()
+        .map(|(n, p, proto)| json!({"name": n, "port": p, "protocol": proto}))
+        .collect();
+    let mut svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"ports": ports, "selector": {"app": name}},
+    });
+    if let Some(v) = exclude {
+        svc["metadata"]["annotations"] = json!({"hostrouter.io/exclude": v});
+    }
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&svc),
+    )
+    .await
+    .with_context(|| format!("applying Service {ns}/{name}"))?;
+    Ok(())
+}
+
+async fn apply_external_name(client: &Client, ns: &str, name: &str) -> Result<()> {
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"type": "ExternalName", "externalName": "example.com", "ports": [{"port": 443}]},
+    });
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&svc),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Scenario 1: the Proxy holds exactly the TCP ports of the selected namespaces' Services; the
+/// four objects exist with the right owners and labels; status, printer columns and metrics
+/// say so; `hostrouter render` agrees with what was written.
+async fn routes_selected_namespaces(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let ns = w.app.name();
+    w.create_router(ns, "edge", &w.proxy_name).await?;
+    w.wait_domains(
+        "the Proxy to hold the selected Service ports",
+        w.expected_domains(&[]),
+        CONVERGE,
+    )
+    .await?;
+    w.wait_condition(ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+
+    // Status: conditions and counts.
+    let hr = routers(&w.client, ns).get("edge").await?;
+    let status = &hr.data["status"];
+    ensure!(
+        status["namespaces"] == 2 && status["services"] == 2,
+        "counts: {status}"
+    );
+    ensure!(
+        status["virtualHosts"] == 3 && status["droppedHosts"] == 0,
+        "counts: {status}"
+    );
+    ensure!(
+        status["proxyRef"] == json!({"namespace": w.gloo.name(), "name": w.proxy_name}),
+        "proxyRef: {status}"
+    );
+    ensure!(
+        status["observedGeneration"] == hr.metadata.generation.unwrap_or_default(),
+        "observedGeneration: {status}"
+    );
+    let accepted = w.condition(ns, "edge", "Accepted").await?;
+    ensure!(accepted.0 == "True", "Accepted: {accepted:?}");
+    let gloo = w.condition(ns, "edge", "ProxyAccepted").await?;
+    ensure!(
+        gloo.0 == "Unknown" && gloo.1 == "GlooNotReported" && gloo.2.contains("persistProxySpec"),
+        "ProxyAccepted: {gloo:?}"
+    );
+    let envoy = w.condition(ns, "edge", "EnvoyAvailable").await?;
+    ensure!(
+        envoy.0 == "False" && envoy.1 == "Unavailable",
+        "EnvoyAvailable: {envoy:?}"
+    );
+    let ready = w.condition(ns, "edge", "Ready").await?;
+    ensure!(ready.0 == "False", "Ready: {ready:?}");
+
+    // The four objects: names, owners, labels.
+    let uid = hr.uid().context("router uid")?;
+    let cm: ConfigMap = Api::namespaced(w.client.clone(), ns)
+        .get(&format!("{}-envoy-bootstrap", w.proxy_name))
+        .await?;
+    let svc: Service = Api::namespaced(w.client.clone(), ns)
+        .get(&w.proxy_name)
+        .await?;
+    let dep: Deployment = Api::namespaced(w.client.clone(), ns)
+        .get(&w.proxy_name)
+        .await?;
+    for (kind, refs, labels) in [
+        ("ConfigMap", cm.owner_references(), cm.labels()),
+        ("Service", svc.owner_references(), svc.labels()),
+        ("Deployment", dep.owner_references(), dep.labels()),
+    ] {
+        ensure!(
+            refs.len() == 1
+                && refs[0].uid == uid
+                && refs[0].controller == Some(true)
+                && refs[0].kind == "HostRouter",
+            "{kind} owner references: {refs:?}"
+        );
+        ensure!(
+            labels.get("hostrouter.io/router-uid") == Some(&uid),
+            "{kind} labels: {labels:?}"
+        );
+    }
+    let proxy = proxy_api(&w.client, w.gloo.name())
+        .get(&w.proxy_name)
+        .await?;
+    ensure!(
+        proxy.owner_references().is_empty(),
+        "the Proxy lives in another namespace and must have no owner reference"
+    );
+    ensure!(
+        proxy.labels().get("hostrouter.io/router-uid") == Some(&uid),
+        "Proxy labels: {:?}",
+        proxy.labels()
+    );
+    ensure!(
+        hr.finalizers()
+            .iter()
+            .any(|f| f == "hostrouter.io/proxy-cleanup"),
+        "finalizer: {:?}",
+        hr.finalizers()
+    );
+    let selector = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    let pod_labels = dep
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    ensure!(
+        !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "Service selector {selector:?} vs pod labels {pod_labels:?}"
+    );
+
+    // kubectl get hr shows the columns.
+    let table = cx.cluster().kubectl(["get", "hr", "-n", ns]).await?;
+    ensure!(
+        table.contains("PROXY") && table.contains("HOSTS") && table.contains("READY"),
+        "kubectl get hr:\n{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("edge"))
+        .context("no row for edge")?;
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    ensure!(
+        cols[1] == w.proxy_name && cols[2] == "8080" && cols[3] == "3" && cols[4] == "False",
+        "row: {row}"
+    );
+
+    // Gloo's verdict (written here as Gloo writes it) and an available Deployment make it Ready.
+    let status_patch = json!({"status": {"statuses": {w.gloo.name(): {"state": "Accepted", "reportedBy": "gloo"}}}});
+    proxy_api(&w.client, w.gloo.name())
+        .patch(
+            &w.proxy_name,
+            &PatchParams::default(),
+            &Patch::Merge(&status_patch),
+        )
+        .await?;
+    let dep_status = json!({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}});
+    Api::<Deployment>::namespaced(w.client.clone(), ns)
+        .patch_status(
+            &w.proxy_name,
+            &PatchParams::default(),
+            &Patch::Merge(&dep_status),
+        )
+        .await?;
+    w.wait_condition(ns, "edge", "Ready", "True", "Ready")
+        .await?;
+
+    // Metrics: bounded series for this router.
+    let m = w.operator.metrics().await?;
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        hostrouter_e2e::http::metric(&m, name, labels).unwrap_or(0.0)
+    };
+    ensure!(
+        get(
+            "hostrouter_virtual_hosts",
+            &[("namespace", ns), ("name", "edge")]
+        ) == 3.0,
+        "virtual hosts metric:\n{m}"
+    );
+    ensure!(
+        get(
+            "hostrouter_routers",
+            &[("condition", "Ready"), ("status", "True")]
+        ) == 1.0,
+        "routers metric:\n{m}"
+    );
+    ensure!(
+        get(
+            "hostrouter_object_writes_total",
+            &[("kind", "Proxy"), ("operation", "apply")]
+        ) >= 1.0,
+        "writes metric:\n{m}"
+    );
+    ensure!(
+        get(
+            "controller_runtime_reconcile_total",
+            &[("result", "success")]
+        ) >= 1.0,
+        "reconcile metric:\n{m}"
+    );
+    ensure!(
+        m.contains("controller_runtime_reconcile_time_seconds_bucket"),
+        "histogram missing:\n{m}"
+    );
+
+    // `hostrouter render` offline, from the live router and cluster, gives the same objects.
+    let dir = cx.log_dir();
+    let router_yaml = cx
+        .cluster()
+        .kubectl(["get", "hr", "edge", "-n", ns, "-o", "yaml"])
+        .await?;
+    let cluster_yaml = cx
+        .cluster()
+        .kubectl(["get", "ns,svc", "-A", "-o", "yaml"])
+        .await?;
+    std::fs::write(dir.join("router.yaml"), router_yaml)?;
+    std::fs::write(dir.join("cluster.yaml"), cluster_yaml)?;
+    let out = hostrouter_e2e::cli::ToolCommand::new(tool(vars::HOSTROUTER_BIN)?)
+        .args(["render", "-f"])
+        .arg(dir.join("router.yaml"))
+        .arg("--cluster")
+        .arg(dir.join("cluster.yaml"))
+        .args(["--gloo-namespace", w.gloo.name()])
+        .run()
+        .await?;
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&out)
+        .map(|d| serde::Deserialize::deserialize(d).map_err(anyhow::Error::from))
+        .collect::<Result<_>>()?;
+    ensure!(docs.len() == 4, "render printed {} objects", docs.len());
+    let live_proxy = serde_json::to_value(&proxy)?;
+    ensure!(
+        docs[0]["spec"] == live_proxy["spec"],
+        "render's Proxy spec differs from the live one"
+    );
+    let hash = |v: &Value| v["metadata"]["annotations"]["hostrouter.io/applied-hash"].clone();
+    ensure!(
+        hash(&docs[0]) == hash(&live_proxy),
+        "applied hash of the Proxy differs"
+    );
+    ensure!(
+        hash(&docs[1]) == hash(&serde_json::to_value(&cm)?),
+        "applied hash of the ConfigMap differs"
+    );
+    ensure!(
+        hash(&docs[3]) == hash(&serde_json::to_value(&dep)?),
+        "applied hash of the Deployment differs"
+    );
+    Ok(())
+}
+
+/// Scenario 2: Services and namespace labels reach the Proxy within 2 s.
+async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    w.create_router(w.app.name(), "edge", &w.proxy_name).await?;
+    w.wait_domains("the initial Proxy", w.expected_domains(&[]), CONVERGE)
+        .await?;
+    let reconciles_before = w
+        .operator
+        .metric(
+            "controller_runtime_reconcile_total",
+            &[("result", "success")],
+        )
+        .await?;
+
+    apply_service(
+        &w.client,
+        w.shop.name(),
+        "orders",
+        &[("http", 8081, "TCP")],
+        None,
+    )
+    .await?;
+    let added = format!("{}-orders-8081", w.shop.name());
+    let t = w
+        .wait_domains(
+            "a new Service to be routed",
+            w.expected_domains(std::slice::from_ref(&added)),
+            PROPAGATION,
+        )
+        .await?;
+    eprintln!("service added -> Proxy updated in {t:?}");
+
+    Api::<Service>::namespaced(w.client.clone(), w.shop.name())
+        .delete("orders", &DeleteParams::default())
+        .await?;
+    let t = w
+        .wait_domains(
+            "a deleted Service to be dropped",
+            w.expected_domains(&[]),
+            PROPAGATION,
+        )
+        .await?;
+    eprintln!("service deleted -> Proxy updated in {t:?}");
+
+    let (k, v) = w.select_label();
+    let relabel = json!({"metadata": {"labels": {k: v}}});
+    let namespaces: Api<Namespace> = Api::all(w.client.clone());
+    namespaces
+        .patch(
+            w.other.name(),
+            &PatchParams::default(),
+            &Patch::Merge(&relabel),
+        )
+        .await?;
+    let hidden = format!("{}-hidden-80", w.other.name());
+    let t = w
+        .wait_domains(
+            "a relabelled namespace to be selected",
+            w.expected_domains(&[hidden]),
+            PROPAGATION,
+        )
+        .await?;
+    eprintln!("namespace selected -> Proxy updated in {t:?}");
+
+    let unlabel = json!({"metadata": {"labels": {k: null}}});
+    namespaces
+        .patch(
+            w.other.name(),
+            &PatchParams::default(),
+            &Patch::Merge(&unlabel),
+        )
+        .await?;
+    let t = w
+        .wait_domains(
+            "an unlabelled namespace to be dropped",
+            w.expected_domains(&[]),
+            PROPAGATION,
+        )
+        .await?;
+    eprintln!("namespace deselected -> Proxy updated in {t:?}");
+
+    // A namespace relabel that changes no router's selection reconciles nothing.
+    let settled = w
+        .operator
+        .metric(
+            "controller_runtime_reconcile_total",
+            &[("result", "success")],
+        )
+        .await?;
+    ensure!(
+        settled > reconciles_before,
+        "changes must have been reconciled"
+    );
+    namespaces
+        .patch(
+            w.other.name(),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"colour": "blue"}}})),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = w
+        .operator
+        .metric(
+            "controller_runtime_reconcile_total",
+            &[("result", "success")],
+        )
+        .await?;
+    ensure!(
+        after == settled,
+        "an irrelevant relabel caused {} reconciles",
+        after - settled
+    );
+    Ok(())
+}
+
+/// Scenario 3: edits and deletions by someone else are reverted.
+async fn reverts_drift(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let ns = w.app.name();
+    w.create_router(ns, "edge", &w.proxy_name).await?;
+    w.wait_condition(ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), ns);
+    let cm_name = format!("{}-envoy-bootstrap", w.proxy_name);
+    let old_uid = cms.get(&cm_name).await?.uid();
+    cms.delete(&cm_name, &DeleteParams::default()).await?;
+    wait_until(
+        "the deleted ConfigMap to be recreated",
+        CONVERGE,
+        || async {
+            let cm = cms.get_opt(&cm_name).await?;
+            Ok(match cm {
+                Some(cm) if cm.uid() != old_uid => Progress::Done(()),
+                other => Progress::pending(other.map(|c| c.uid())),
+            })
+        },
+    )
+    .await?;
+
+    let deps: Api<Deployment> = Api::namespaced(w.client.clone(), ns);
+    let image = |d: &Deployment| {
+        d.spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+    };
+    let original = image(&deps.get(&w.proxy_name).await?);
+    let edit = json!({"spec": {"template": {"spec": {"containers": [{"name": "envoy", "image": "example.com/not-envoy:1"}]}}}});
+    deps.patch(
+        &w.proxy_name,
+        &PatchParams::default(),
+        &Patch::Strategic(&edit),
+    )
+    .await?;
+    wait_until(
+        "the edited Deployment image to be reverted",
+        CONVERGE,
+        || async {
+            let now = image(&deps.get(&w.proxy_name).await?);
+            Ok(if now == original {
+                Progress::Done(())
+            } else {
+                Progress::pending(now)
+            })
+        },
+    )
+    .await?;
+
+    let proxies = proxy_api(&w.client, w.gloo.name());
+    proxies
+        .delete(&w.proxy_name, &DeleteParams::default())
+        .await?;
+    w.wait_domains(
+        "the deleted Proxy to be recreated",
+        w.expected_domains(&[]),
+        CONVERGE,
+    )
+    .await?;
+    let svcs: Api<Service> = Api::namespaced(w.client.clone(), ns);
+    svcs.delete(&w.proxy_name, &DeleteParams::default()).await?;
+    wait_until("the deleted Service to be recreated", CONVERGE, || async {
+        Ok(match svcs.get_opt(&w.proxy_name).await? {
+            Some(s) if s.metadata.deletion_timestamp.is_none() => Progress::Done(()),
+            other => Progress::pending(other.map(|s| s.metadata.deletion_timestamp)),
+        })
+    })
+    .await?;
+    Ok(())
+}
+
+/// Scenario 4: deleting the router removes the Proxy (finalizer) and the namespaced objects
+/// (the real garbage collector).
+async fn deletion_cleans_up(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let ns = w.app.name();
+    w.create_router(ns, "edge", &w.proxy_name).await?;
+    w.wait_condition(ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    routers(&w.client, ns)
+        .delete("edge", &DeleteParams::default())
+        .await?;
+    let proxies = proxy_api(&w.client, w.gloo.name());
+    wait_until(
+        "the Proxy to be deleted by the finalizer",
+        CONVERGE,
+        || async {
+            Ok(match proxies.get_opt(&w.proxy_name).await? {
+                None => Progress::Done(()),
+                Some(p) => Progress::pending(p.metadata.deletion_timestamp),
+            })
+        },
+    )
+    .await?;
+    wait_until("the HostRouter to be gone", CONVERGE, || async {
+        Ok(match routers(&w.client, ns).get_opt("edge").await? {
+            None => Progress::Done(()),
+            Some(r) => Progress::pending(r.finalizers().to_vec()),
+        })
+    })
+    .await?;
+    let cm_name = format!("{}-envoy-bootstrap", w.proxy_name);
+    wait_until(
+        "the garbage collector to delete the ConfigMap, Service and Deployment",
+        GC_TIMEOUT,
+        || async {
+            let cm = Api::<ConfigMap>::namespaced(w.client.clone(), ns)
+                .get_opt(&cm_name)
+                .await?
+                .is_some();
+            let svc = Api::<Service>::namespaced(w.client.clone(), ns)
+                .get_opt(&w.proxy_name)
+                .await?
+                .is_some();
+            let dep = Api::<Deployment>::namespaced(w.client.clone(), ns)
+                .get_opt(&w.proxy_name)
+                .await?
+                .is_some();
+            Ok(if !(cm || svc || dep) {
+                Progress::Done(())
+            } else {
+                Progress::Pending(format!("configmap={cm} service={svc} deployment={dep}"))
+            })
+        },
+    )
+    .await?;
+    let deletes = w
+        .operator
+        .metric(
+            "hostrouter_object_writes_total",
+            &[("kind", "Deployment"), ("operation", "delete")],
+        )
+        .await?;
+    ensure!(
+        deletes == 0.0,
+        "the operator deleted the Deployment itself ({deletes}); the garbage collector should"
+    );
+    Ok(())
+}
+
+/// Scenario 5: the older router keeps the proxy; the younger reports the conflict, writes
+/// nothing, and takes over when the older goes.
+async fn proxy_name_conflict(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let (older, younger) = (w.app.name(), w.shop.name());
+    w.create_router(older, "first", &w.proxy_name).await?;
+    w.wait_condition(older, "first", "Programmed", "True", "Programmed")
+        .await?;
+    // creationTimestamp has a resolution of one second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.create_router(younger, "second", &w.proxy_name).await?;
+    w.wait_condition(younger, "second", "Accepted", "False", "ProxyNameConflict")
+        .await?;
+    let (_, _, message) = w.condition(younger, "second", "Accepted").await?;
+    ensure!(
+        message.contains(&format!("{older}/first")),
+        "the conflict should name the winner: {message}"
+    );
+    let deps: Api<Deployment> = Api::namespaced(w.client.clone(), younger);
+    ensure!(
+        deps.get_opt(&w.proxy_name).await?.is_none(),
+        "the losing router must write nothing"
+    );
+    let proxy = proxy_api(&w.client, w.gloo.name())
+        .get(&w.proxy_name)
+        .await?;
+    ensure!(
+        proxy.annotations().get("hostrouter.io/router") == Some(&format!("{older}/first")),
+        "{:?}",
+        proxy.annotations()
+    );
+
+    routers(&w.client, older)
+        .delete("first", &DeleteParams::default())
+        .await?;
+    w.wait_condition(younger, "second", "Accepted", "True", "Accepted")
+        .await?;
+    w.wait_condition(younger, "second", "Programmed", "True", "Programmed")
+        .await?;
+    wait_until(
+        "the Proxy to belong to the younger router",
+        CONVERGE,
+        || async {
+            let p = proxy_api(&w.client, w.gloo.name())
+                .get_opt(&w.proxy_name)
+                .await?;
+            let owner = p
+                .as_ref()
+                .and_then(|p| p.annotations().get("hostrouter.io/router").cloned());
+            Ok(if owner == Some(format!("{younger}/second")) {
+                Progress::Done(())
+            } else {
+                Progress::pending(owner)
+            })
+        },
+    )
+    .await?;
+    ensure!(
+        deps.get_opt(&w.proxy_name).await?.is_some(),
+        "the new owner writes its Deployment"
+    );
+    Ok(())
+}
+
+/// Scenario 6: invalid specs never reach the operator.
+async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
+    let ns = cx.namespace([]).await?;
+    let valid = json!({
+        "apiVersion": "hostrouter.io/v1alpha1", "kind": "HostRouter",
+        "metadata": {"name": "probe", "namespace": ns.name()},
+        "spec": {"proxyName": "edge", "listener": {"port": 8080}, "namespaceSelector": {}},
+    });
+    let api = routers(&cx.client(), ns.name());
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let obj: DynamicObject = serde_json::from_value(valid.clone())?;
+    api.create(&params, &obj)
+        .await
+        .context("the valid baseline must be accepted")?;
+
+    let long_name = "a".repeat(41);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "port 0",
+            json!({"listener": {"port": 0}}),
+            "spec.listener.port",
+        ),
+        (
+            "port 65536",
+            json!({"listener": {"port": 65536}}),
+            "spec.listener.port",
+        ),
+        (
+            "uppercase proxy name",
+            json!({"proxyName": "Edge"}),
+            "spec.proxyName",
+        ),
+        (
+            "proxy name with underscore",
+            json!({"proxyName": "my_proxy"}),
+            "spec.proxyName",
+        ),
+        (
+            "too long proxy name",
+            json!({"proxyName": long_name}),
+            "spec.proxyName",
+        ),
+        (
+            "missing namespace selector",
+            json!({"namespaceSelector": null}),
+            "namespaceSelector",
+        ),
+        (
+            "In without values",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]}}),
+            "values must be non-empty",
+        ),
+        (
+            "Exists with values",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["x"]}]}}),
+            "must be empty for Exists",
+        ),
+        (
+            "unknown operator",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Like"}]}}),
+            "operator",
+        ),
+        (
+            "bad matchLabels key",
+            json!({"namespaceSelector": {"matchLabels": {"-bad key": "x"}}}),
+            "matchLabels keys must be valid label keys",
+        ),
+        (
+            "bad matchLabels value",
+            json!({"serviceSelector": {"matchLabels": {"team": "not a value!"}}}),
+            "serviceSelector.matchLabels",
+        ),
+        (
+            "bind address not an IP",
+            json!({"listener": {"port": 8080, "bindAddress": "localhost"}}),
+            "bindAddress must be an IPv4 or IPv6 address",
+        ),
+        (
+            "listener on the admin port",
+            json!({"listener": {"port": 19000}}),
+            "listener.port must differ from envoy.adminPort",
+        ),
+        (
+            "unknown destination",
+            json!({"destination": "Cluster"}),
+            "spec.destination",
+        ),
+        (
+            "negative replicas",
+            json!({"envoy": {"replicas": -1}}),
+            "spec.envoy.replicas",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, spec_patch, expected) in &cases {
+        let mut manifest = valid.clone();
+        for (k, v) in spec_patch.as_object().into_iter().flatten() {
+            manifest["spec"][k] = v.clone();
+        }
+        if manifest["spec"]["namespaceSelector"].is_null() {
+            manifest["spec"]
+                .as_object_mut()
+                .map(|s| s.remove("namespaceSelector"));
+        }
+        let obj: DynamicObject = serde_json::from_value(manifest)?;
+        match api.create(&params, &obj).await {
+            Ok(_) => failures.push(format!("{what}: accepted")),
+            Err(kube::Error::Api(status))
+                if status.code == 422 && status.message.contains(expected) =>
+            {
+                eprintln!("{what}: {}", status.message);
+            }
+            Err(e) => failures.push(format!(
+                "{what}: expected a 422 mentioning {expected:?}, got {e}"
+            )),
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "invalid specs were not rejected as expected:\n{}",
+            failures.join("\n")
+        );
+    }
+    // kubectl shows the same readable message.
+    let bad = json!({"apiVersion": "hostrouter.io/v1alpha1", "kind": "HostRouter", "metadata": {"name": "bad", "namespace": ns.name()},
+        "spec": {"proxyName": "edge", "listener": {"port": 0}, "namespaceSelector": {}}});
+    let out = cx
+        .cluster()
+        .kubectl_command()?
+        .args(["apply", "--dry-run=server", "-f", "-"])
+        .stdin(bad.to_string())
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("spec.listener.port"),
+        "kubectl apply of port 0: {stderr}"
+    );
+    Ok(())
+}
+
+/// Scenario 7: a restarted operator that finds everything in place writes nothing.
+async fn restart_writes_nothing(cx: &TestContext) -> Result<()> {
+    let mut w = World::new(cx, &[]).await?;
+    let ns = w.app.name().to_owned();
+    w.create_router(&ns, "edge", &w.proxy_name).await?;
+    w.wait_condition(&ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    // Let the status settle (a second pass sees the applied objects in the cache).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let versions = resource_versions(&w, &ns).await?;
+    w.operator.restart(cx).await?;
+    wait_until(
+        "the restarted operator to reconcile the router",
+        CONVERGE,
+        || async {
+            let n = w
+                .operator
+                .metric(
+                    "controller_runtime_reconcile_total",
+                    &[("result", "success")],
+                )
+                .await?;
+            Ok(if n >= 1.0 {
+                Progress::Done(())
+            } else {
+                Progress::pending(n)
+            })
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = w.operator.writes().await?;
+    let after = resource_versions(&w, &ns).await?;
+    ensure!(
+        writes == 0.0,
+        "the restarted operator wrote {writes} times:\n{}",
+        w.operator.metrics().await?
+    );
+    ensure!(
+        versions == after,
+        "resourceVersions changed:\nbefore {versions:?}\nafter  {after:?}"
+    );
+    Ok(())
+}
+
+async fn resource_versions(w: &World, ns: &str) -> Result<Vec<(String, String)>> {
+    let rv = |kind: &str, o: Option<String>| (kind.to_owned(), o.unwrap_or_default());
+    Ok(vec![
+        rv(
+            "HostRouter",
+            routers(&w.client, ns).get("edge").await?.resource_version(),
+        ),
+        rv(
+            "Proxy",
+            proxy_api(&w.client, w.gloo.name())
+                .get(&w.proxy_name)
+                .await?
+                .resource_version(),
+        ),
+        rv(
+            "ConfigMap",
+            Api::<ConfigMap>::namespaced(w.client.clone(), ns)
+                .get(&format!("{}-envoy-bootstrap", w.proxy_name))
+                .await?
+                .resource_version(),
+        ),
+        rv(
+            "Service",
+            Api::<Service>::namespaced(w.client.clone(), ns)
+                .get(&w.proxy_name)
+                .await?
+                .resource_version(),
+        ),
+        rv(
+            "Deployment",
+            Api::<Deployment>::namespaced(w.client.clone(), ns)
+                .get(&w.proxy_name)
+                .await?
+                .resource_version(),
+        ),
+    ])
+}
+
+/// Scenario 8: the bootstrap passes the real Envoy's validation; the Proxy is accepted by
+/// Gloo's v1.22 CRD (it was created) and its shapes validate strictly against Gloo v1.11's
+/// full schema.
+async fn generated_config_is_valid(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let ns = w.app.name();
+    w.create_router(ns, "edge", &w.proxy_name).await?;
+    w.wait_condition(ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    let cm: ConfigMap = Api::namespaced(w.client.clone(), ns)
+        .get(&format!("{}-envoy-bootstrap", w.proxy_name))
+        .await?;
+    let bootstrap = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("envoy.yaml"))
+        .context("no envoy.yaml in the ConfigMap")?;
+    let path = cx.log_dir().join("envoy.yaml");
+    std::fs::write(&path, bootstrap)?;
+    let out = hostrouter_e2e::cli::ToolCommand::new(tool(vars::ENVOY)?)
+        .args(["--mode", "validate", "-c"])
+        .arg(&path)
+        .args([
+            "--service-node",
+            "validate",
+            "--service-cluster",
+            "validate",
+        ])
+        .output()
+        .await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.status.success() && text.contains("OK"),
+        "envoy --mode validate failed:\n{text}"
+    );
+
+    let proxy = proxy_api(&w.client, w.gloo.name())
+        .get(&w.proxy_name)
+        .await?;
+    let shape = crate::shapes::v111_proxy(cx).await?;
+    let copy = json!({
+        "apiVersion": shape.api_version, "kind": "Proxy",
+        "metadata": {"name": w.proxy_name, "namespace": w.gloo.name()},
+        "spec": proxy.data["spec"],
+    });
+    let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), w.gloo.name(), &shape);
+    let params = PatchParams::apply("e2e").validation(kube::api::ValidationDirective::Strict);
+    api.patch(&w.proxy_name, &params, &Patch::Apply(&copy))
+        .await
+        .context("the generated Proxy does not validate against Gloo v1.11's full Proxy schema")?;
+
+    // And the check can fail: a misspelled field is rejected.
+    let mut broken = copy.clone();
+    broken["spec"]["listeners"][0]["httpListener"]["virtualHosts"][0]["routes"][0]["matchers"][0] =
+        json!({"prefx": "/"});
+    let rejected = api
+        .patch(&w.proxy_name, &params, &Patch::Apply(&broken))
+        .await;
+    ensure!(
+        rejected.is_err(),
+        "the v1.11 schema accepted a misspelled matcher; the shape check would prove nothing"
+    );
+    Ok(())
+}
