@@ -33,8 +33,9 @@ use crate::render::{self, ClusterView, Rendered};
 
 /// How often a healthy router is looked at again even without events.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How soon to look again while Gloo's Proxy CRD is missing.
-const GLOO_CRD_RETRY: Duration = Duration::from_secs(10);
+/// How soon to look again while something outside the operator's watches blocks the router:
+/// Gloo's Proxy CRD is missing, or an object the operator did not write holds a name it needs.
+const BLOCKED_RETRY: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(router: Arc<HostRouter>, ctx: Arc<Context>) -> Result<Action> {
     let timer = ctx.metrics.reconcile_started();
@@ -125,6 +126,8 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
                     reason: reason::PROXY_NAME_CONFLICT,
                     message: conflict,
                 };
+                // The object in the way is not watched (it is not labelled as ours).
+                action = Action::requeue(BLOCKED_RETRY);
             }
             facts.verdict = w.verdict;
             facts.envoy = w.envoy;
@@ -133,7 +136,7 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
                     reason: reason::GLOO_CRD_MISSING,
                     message: "Gloo's Proxy CRD (proxies.gloo.solo.io) is not installed. Install Gloo; the Proxy is written as soon as the CRD exists".into(),
                 };
-                action = Action::requeue(GLOO_CRD_RETRY);
+                action = Action::requeue(BLOCKED_RETRY);
             } else if facts.acceptance == Acceptance::Accepted {
                 delete_leftovers(router, ctx, Some(&rendered)).await?;
             }

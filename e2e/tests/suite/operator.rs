@@ -58,6 +58,18 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
             "operator::generated_config_passes_envoy_and_gloo_schemas",
             |cx| async move { generated_config_is_valid(&cx).await },
         ),
+        suite.trial(
+            "operator::duplicate_domains_are_dropped_and_reported",
+            |cx| async move { duplicate_domains(&cx).await },
+        ),
+        suite.trial(
+            "operator::foreign_object_with_our_name_is_left_alone",
+            |cx| async move { foreign_object(&cx).await },
+        ),
+        suite.trial(
+            "operator::recovers_when_gloos_crd_appears",
+            |cx| async move { missing_gloo_crd(&cx).await },
+        ),
     ]
 }
 
@@ -1178,4 +1190,270 @@ async fn generated_config_is_valid(cx: &TestContext) -> Result<()> {
         "the v1.11 schema accepted a misspelled matcher; the shape check would prove nothing"
     );
     Ok(())
+}
+
+/// Reasons of the Events regarding `name` in `namespace`, with their notes.
+async fn events(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<(String, String, String)>> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+async fn wait_event(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+    note_contains: &str,
+) -> Result<()> {
+    let what = format!("a {reason} Event on {namespace}/{name} mentioning {note_contains:?}");
+    wait_until(&what, CONVERGE, || async {
+        let all = events(client, namespace, name).await?;
+        Ok(
+            if all
+                .iter()
+                .any(|(_, r, n)| r == reason && n.contains(note_contains))
+            {
+                Progress::Done(())
+            } else {
+                Progress::pending(all)
+            },
+        )
+    })
+    .await
+}
+
+/// Two Service ports that produce the same domain: the older Service keeps it, the other is
+/// counted in status and named in a Warning Event.
+async fn duplicate_domains(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let ns = w.app.name();
+    // `<app>` + `dup-web` and `<app>-dup` + `web` both give `<app>-dup-web-80`.
+    apply_service(&w.client, ns, "dup-web", &[("http", 80, "TCP")], None).await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let twin = format!("{ns}-dup");
+    let namespaces: Api<Namespace> = Api::all(w.client.clone());
+    let (k, v) = w.select_label();
+    let twin_ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": twin, "labels": {k: v, "hostrouter-e2e": "true"}}}),
+    )?;
+    namespaces.create(&PostParams::default(), &twin_ns).await?;
+    let result = async {
+        apply_service(&w.client, &twin, "web", &[("http", 80, "TCP")], None).await?;
+        w.create_router(ns, "edge", &w.proxy_name).await?;
+        let domain = format!("{twin}-web-80");
+        w.wait_domains(
+            "the duplicate domain to appear once",
+            w.expected_domains(std::slice::from_ref(&domain)),
+            CONVERGE,
+        )
+        .await?;
+        let proxy = proxy_api(&w.client, w.gloo.name())
+            .get(&w.proxy_name)
+            .await?;
+        let vhosts = proxy.data["spec"]["listeners"][0]["httpListener"]["virtualHosts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let kept = vhosts
+            .iter()
+            .find(|vh| vh["name"] == domain.as_str())
+            .context("virtual host missing")?;
+        let target = &kept["routes"][0]["routeAction"]["single"]["kube"]["ref"];
+        ensure!(
+            target == &json!({"name": "dup-web", "namespace": ns}),
+            "the older Service must keep the domain: {target}"
+        );
+        wait_until("droppedHosts to be 1", CONVERGE, || async {
+            let hr = routers(&w.client, ns).get("edge").await?;
+            let st = &hr.data["status"];
+            Ok(if st["droppedHosts"] == 1 && st["virtualHosts"] == 4 {
+                Progress::Done(())
+            } else {
+                Progress::pending(st.clone())
+            })
+        })
+        .await?;
+        wait_event(
+            &w.client,
+            ns,
+            "edge",
+            "DuplicateHost",
+            &format!("{twin}/web:80"),
+        )
+        .await?;
+        let dropped = w
+            .operator
+            .metric(
+                "hostrouter_dropped_hosts",
+                &[("namespace", ns), ("name", "edge")],
+            )
+            .await?;
+        ensure!(dropped == 1.0, "hostrouter_dropped_hosts = {dropped}");
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = namespaces.delete(&twin, &DeleteParams::default()).await;
+    result
+}
+
+/// An object that already has a generated object's name and is not ours is never taken over:
+/// the router reports the conflict and proceeds once the object is gone. Also checks the
+/// Events of a normal start.
+async fn foreign_object(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let ns = w.app.name();
+    let foreign: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": w.proxy_name, "namespace": ns},
+        "spec": {"selector": {"matchLabels": {"app": "mine"}},
+                 "template": {"metadata": {"labels": {"app": "mine"}}, "spec": {"containers": [{"name": "c", "image": "example.com/mine:1"}]}}}
+    }))?;
+    let deps: Api<Deployment> = Api::namespaced(w.client.clone(), ns);
+    deps.create(&PostParams::default(), &foreign).await?;
+    w.create_router(ns, "edge", &w.proxy_name).await?;
+    w.wait_condition(ns, "edge", "Accepted", "False", "ProxyNameConflict")
+        .await?;
+    let (_, _, message) = w.condition(ns, "edge", "Accepted").await?;
+    ensure!(
+        message.contains(&format!("Deployment {ns}/{}", w.proxy_name)),
+        "message: {message}"
+    );
+    let image = deps
+        .get(&w.proxy_name)
+        .await?
+        .spec
+        .template
+        .spec
+        .and_then(|s| s.containers.first().and_then(|c| c.image.clone()));
+    ensure!(
+        image.as_deref() == Some("example.com/mine:1"),
+        "the foreign Deployment was changed: {image:?}"
+    );
+    ensure!(
+        proxy_api(&w.client, w.gloo.name())
+            .get_opt(&w.proxy_name)
+            .await?
+            .is_none(),
+        "no Proxy may be written while the names conflict"
+    );
+    wait_event(&w.client, ns, "edge", "ProxyNameConflict", "Deployment").await?;
+
+    deps.delete(&w.proxy_name, &DeleteParams::default()).await?;
+    w.wait_condition(ns, "edge", "Accepted", "True", "Accepted")
+        .await?;
+    w.wait_condition(ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    for kind in ["ConfigMap", "Service", "Deployment", "Proxy"] {
+        wait_event(&w.client, ns, "edge", "Created", kind).await?;
+    }
+    Ok(())
+}
+
+/// Without Gloo's Proxy CRD the router says so and keeps retrying; once the CRD is installed
+/// the Proxy is written, without a restart. Runs on a control plane of its own that has only
+/// HostRouter's CRD.
+async fn missing_gloo_crd(cx: &TestContext) -> Result<()> {
+    let own_crds = hostrouter_e2e::toolchain::workspace_root().join("crds");
+    let cluster = hostrouter_e2e::ControlPlane::start(
+        hostrouter_e2e::ControlPlaneOptions::from_env()?.crd(own_crds),
+    )
+    .await?;
+    let result = async {
+        let client = cluster.client();
+        let address = format!("127.0.0.1:{}", hostrouter_e2e::net::free_port()?);
+        let operator = cx
+            .process("hostrouter-no-gloo", tool(vars::HOSTROUTER_BIN)?)
+            .args(["run", "--http-address", &address])
+            .env("KUBECONFIG", cluster.kubeconfig_path())
+            .env("NO_COLOR", "1")
+            .spawn()?;
+        let router = json!({
+            "apiVersion": "hostrouter.io/v1alpha1", "kind": "HostRouter",
+            "metadata": {"name": "edge", "namespace": "default"},
+            "spec": {"proxyName": "edge", "listener": {"port": 8080}, "namespaceSelector": {}},
+        });
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "gloo-system"}}))?,
+            )
+            .await?;
+        routers(&client, "default")
+            .create(&PostParams::default(), &serde_json::from_value(router)?)
+            .await?;
+        let wait = |status: &'static str, reason: &'static str| {
+            let client = client.clone();
+            let operator = &operator;
+            async move {
+                wait_until(
+                    &format!("Programmed={status} ({reason})"),
+                    CONVERGE,
+                    || async {
+                        if !operator.is_running() {
+                            return Ok(Progress::Abort("the operator exited".into()));
+                        }
+                        let got = condition(&client, "default", "edge", "Programmed").await?;
+                        Ok(if got.0 == status && got.1 == reason {
+                            Progress::Done(got.2)
+                        } else {
+                            Progress::pending(got)
+                        })
+                    },
+                )
+                .await
+            }
+        };
+        let message = wait("False", "GlooCRDMissing").await?;
+        ensure!(
+            message.contains("proxies.gloo.solo.io"),
+            "message: {message}"
+        );
+        let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        ensure!(
+            deps.get_opt("edge").await?.is_some(),
+            "the namespaced objects are written without Gloo"
+        );
+        let errors = hostrouter_e2e::http::get(&address, "operator", "/metrics")
+            .await?
+            .body;
+        ensure!(
+            hostrouter_e2e::http::metric(
+                &errors,
+                "controller_runtime_reconcile_total",
+                &[("result", "success")]
+            )
+            .unwrap_or(0.0)
+                >= 1.0,
+            "a missing CRD is a reported state, not a failed reconcile:\n{errors}"
+        );
+
+        cluster
+            .install_crds(&[tool(vars::GLOO_CRDS_DIR)?.join("gloo.solo.io_v1_Proxy.yaml")])
+            .await?;
+        wait("True", "Programmed").await?;
+        let proxy = proxy_api(&client, "gloo-system").get_opt("edge").await?;
+        ensure!(proxy.is_some(), "the Proxy exists once the CRD does");
+        operator.ensure_running()?;
+        anyhow::Ok(())
+    }
+    .await;
+    let stopped = cluster.stop(result.is_err()).await;
+    result?;
+    stopped.map(|_| ())
 }
