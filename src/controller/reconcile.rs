@@ -7,8 +7,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -166,51 +164,17 @@ struct Written {
 }
 
 async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> Result<Written> {
-    let ns = router.namespace().unwrap_or_default();
-    let uid = router.uid().unwrap_or_default();
     let m = ctx.metrics.as_ref();
-    let owned = |o: &dyn OwnedBy| o.owned_by(&uid);
     let mut out = Written {
         conflict: None,
         gloo_crd_missing: false,
         verdict: None,
         envoy: EnvoyState::Missing,
     };
-
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    let cm = apply::ensure(
-        &cms,
-        m,
-        "ConfigMap",
-        &r.config_map,
-        cached(&ctx.stores.config_maps, &r.config_map),
-        |o| owned(o),
-    )
-    .await?;
-    let svcs: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    let svc = apply::ensure(
-        &svcs,
-        m,
-        "Service",
-        &r.service,
-        cached(&ctx.stores.services, &r.service),
-        |o| owned(o),
-    )
-    .await?;
-    let deps: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let dep = apply::ensure(
-        &deps,
-        m,
-        "Deployment",
-        &r.deployment,
-        cached(&ctx.stores.deployments, &r.deployment),
-        |o| owned(o),
-    )
-    .await?;
-
-    announce(router, ctx, "ConfigMap", &r.config_map, &cm).await;
-    announce(router, ctx, "Service", &r.service, &svc).await;
-    announce(router, ctx, "Deployment", &r.deployment, &dep).await;
+    let s = &ctx.stores;
+    let cm = ensure_owned(router, ctx, "ConfigMap", &r.config_map, &s.config_maps).await?;
+    let svc = ensure_owned(router, ctx, "Service", &r.service, &s.services).await?;
+    let dep = ensure_owned(router, ctx, "Deployment", &r.deployment, &s.deployments).await?;
     for outcome in [cm.conflict(), svc.conflict(), dep.conflict()]
         .into_iter()
         .flatten()
@@ -270,6 +234,39 @@ async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> Resu
         Err(e) => return Err(e),
     }
     Ok(out)
+}
+
+/// Applies one of the router's namespaced objects (owned through a controller reference) and
+/// announces what changed.
+async fn ensure_owned<K>(
+    router: &HostRouter,
+    ctx: &Context,
+    kind: &'static str,
+    desired: &K,
+    store: &Store<K>,
+) -> Result<Outcome<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + serde::Serialize
+        + DeserializeOwned
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let uid = router.uid().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &router.namespace().unwrap_or_default());
+    let outcome = apply::ensure(
+        &api,
+        &ctx.metrics,
+        kind,
+        desired,
+        cached(store, desired),
+        |o| o.owned_by(&uid),
+    )
+    .await?;
+    announce(router, ctx, kind, desired, &outcome).await;
+    Ok(outcome)
 }
 
 /// Logs and emits an Event for an object that was created or updated.
