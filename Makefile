@@ -96,7 +96,7 @@ TOOLCHAIN_FILES := $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(ETCD) $(GLOO) 
 	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(ENVOY) $(HELM) $(LAYER_KUBECTL) \
 	$(KUBERNETES_VALIDATE_STAMP)
 
-.PHONY: test fmt-check clippy unit chart-check e2e toolchain toolchain-regen \
+.PHONY: test fmt-check clippy unit chart-check e2e toolchain toolchain-regen crds bench \
 	env demo demo-down demo-status
 
 # --- Checks -------------------------------------------------------------------------
@@ -119,6 +119,15 @@ chart-check: $(HELM) $(KUBERNETES_VALIDATE_STAMP)
 e2e: toolchain
 	$(CARGO) build -p hostrouter --bin hostrouter
 	$(E2E_ENV) $(CARGO) test -p hostrouter-e2e
+
+# Regenerate the committed CRD files from the Rust types (a unit test fails when stale).
+crds:
+	$(CARGO) run --quiet -p hostrouter -- crd > crds/hostrouter.io_hostrouters.yaml
+	cp crds/hostrouter.io_hostrouters.yaml charts/hostrouter/crds/hostrouter.io_hostrouters.yaml
+
+# Render time and memory at scale (prints numbers; asserts nothing).
+bench:
+	$(CARGO) bench -p hostrouter --bench render
 
 # --- Local cluster ------------------------------------------------------------------
 
