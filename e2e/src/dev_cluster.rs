@@ -4,22 +4,62 @@
 //!
 //! The directory is `$DEV_CLUSTER_DIR`, else `$CACHE/dev-cluster`, else
 //! `~/.cache/hostrouter/dev-cluster`.
+//!
+//! On top of the cluster, [`DevCluster::demo_up`] starts the demo's processes — Gloo, the
+//! operator, the petstore backend and Envoy — detached, and records them (and the address it
+//! added to `lo`) in `<dir>/demo.json`; [`DevCluster::down`] stops those first.
 
+use crate::resources::routers;
 use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::control_plane::{ControlPlane, ControlPlaneOptions, DetachedControlPlane};
+use crate::gloo::{self, GlooConfig, LoopbackAlias, Running};
 use crate::kubeconfig::client_from;
+use crate::net::{LOOPBACK, free_port};
+use crate::process::{DEFAULT_GRACE, DetachedProcess, ProcessBuilder};
+use crate::toolchain::{tool, vars, workspace_root};
+use crate::wait::{Progress, wait_until};
 
 /// Environment variable naming the dev cluster's directory.
 pub const DIR_VAR: &str = "DEV_CLUSTER_DIR";
 /// The state file inside the directory.
 pub const STATE_FILE: &str = "state.json";
+/// The demo's state file inside the directory.
+pub const DEMO_FILE: &str = "demo.json";
+/// Gloo's namespace in the demo (the operator's default).
+pub const DEMO_GLOO_NAMESPACE: &str = "gloo-system";
+/// The address the demo's backends bind, added to `lo` (TEST-NET-2, RFC 5737).
+pub const DEMO_BACKEND_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+/// The sample HostRouter the demo applies, and what it is called.
+pub const DEMO_ROUTER_FILE: &str = "config/samples/hostrouter_v1alpha1_hostrouter.yaml";
+
+/// The demo's processes and what it changed on the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Demo {
+    /// Gloo, the operator, the backend and Envoy, in start order.
+    pub processes: Vec<DetachedProcess>,
+    /// The address added to `lo`, if the demo added it (removed by `down`).
+    pub loopback_address: Option<Ipv4Addr>,
+    /// Envoy's listener (`127.0.0.1:<port>`).
+    pub listener: String,
+    /// The Host header that reaches the petstore.
+    pub petstore_host: String,
+    /// Whether `demo-up` finished (the petstore answered through Envoy).
+    #[serde(default)]
+    pub ready: bool,
+}
 
 /// The dev cluster's directory (see the module documentation).
 pub fn default_dir() -> Result<PathBuf> {
@@ -119,9 +159,13 @@ impl DevCluster {
         Ok(Up::Started(detached))
     }
 
-    /// Stops the recorded processes (only those: pid and start time must match) and
-    /// removes the directory. Returns whether there was a recorded cluster.
+    /// Stops the recorded processes (only those: pid and start time must match) — the
+    /// demo's first — removes the address the demo added to `lo`, and removes the directory.
+    /// Returns whether there was a recorded cluster.
     pub async fn down(&self) -> Result<bool> {
+        if let Some(demo) = self.demo()? {
+            stop_demo(&demo).await?;
+        }
         let Some(state) = self.state()? else {
             return Ok(false);
         };
@@ -167,6 +211,195 @@ impl DevCluster {
         }))
     }
 
+    /// The recorded demo, if any.
+    pub fn demo(&self) -> Result<Option<Demo>> {
+        let path = self.dir.join(DEMO_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+            )),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Starts the demo on the running cluster (no-op if it runs): Gloo in `gloo-system`
+    /// (Settings and the `gloo` Service first), the operator, the petstore backend on
+    /// [`DEMO_BACKEND_IP`] with Endpoints for `default/petstore` (the Service comes from
+    /// `config/samples/demo-services.yaml`, applied before), the sample HostRouter bound to
+    /// 127.0.0.1, and Envoy from the generated Deployment and ConfigMap. Waits until the
+    /// petstore answers through Envoy. `backend_program` runs `<program> serve-backend <name>
+    /// <ip:port>`.
+    pub async fn demo_up(&self, backend_program: &Path) -> Result<(Demo, bool)> {
+        let state = self
+            .state()?
+            .context("no dev cluster: run `dev-cluster up` first")?;
+        let client = client_from(&state.kubeconfig).await?;
+        // Gloo resolves a Service with a selector only to Endpoints addresses of running Pods
+        // ("running pod not found with IP ..."); there is no kubelet here, so the petstore
+        // Service of demo-services.yaml is made selectorless (on every run: re-applying the
+        // file brings the selector back).
+        Api::<Service>::namespaced(client.clone(), "default")
+            .patch(
+                "petstore",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"selector": null}})),
+            )
+            .await
+            .context("removing the selector of Service default/petstore (apply config/samples/demo-services.yaml first)")?;
+        if let Some(demo) = self.demo()? {
+            if demo.ready && demo.processes.iter().all(|p| p.is_running()) {
+                if let Some(envoy) = demo.processes.last() {
+                    gloo::wait_http(
+                        &demo.listener,
+                        &demo.petstore_host,
+                        "/api/pets",
+                        200,
+                        Duration::from_secs(30),
+                        envoy,
+                    )
+                    .await?;
+                }
+                return Ok((demo, false));
+            }
+            tracing::warn!("the recorded demo is not (fully) running: replacing it");
+            stop_demo(&demo).await?;
+            fs::remove_file(self.dir.join(DEMO_FILE))?;
+        }
+        let logs = self.dir.join("logs").join("demo");
+        let mut demo = Demo {
+            processes: Vec::new(),
+            loopback_address: None,
+            listener: String::new(),
+            petstore_host: "default-petstore-8080".into(),
+            ready: false,
+        };
+        // Record every process as soon as it runs, so that `down` finds it if a later step fails.
+        let started = async {
+            // Gloo.
+            Api::<Namespace>::all(client.clone())
+                .patch(
+                    DEMO_GLOO_NAMESPACE,
+                    &PatchParams::apply(gloo::FIELD_MANAGER),
+                    &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": DEMO_GLOO_NAMESPACE}})),
+                )
+                .await?;
+            let config = GlooConfig::new(DEMO_GLOO_NAMESPACE)?;
+            config.install(&client).await?;
+            let gloo = config
+                .gloo_command(&state.kubeconfig, &logs)?
+                .detached(true)
+                .spawn()?
+                .detach();
+            demo.processes.push(gloo.clone());
+            self.write_demo(&demo)?;
+            config.wait_xds(&gloo).await?;
+
+            // The operator, with the admin kubeconfig, managing every HostRouter.
+            let operator = ProcessBuilder::new("hostrouter", tool(vars::HOSTROUTER_BIN)?, &logs)
+                .arg("run")
+                .args(["--http-address", &format!("{LOOPBACK}:{}", free_port()?)])
+                .args(config.operator_args())
+                .env("KUBECONFIG", &state.kubeconfig)
+                .env("NO_COLOR", "1")
+                .detached(true)
+                .spawn()?
+                .detach();
+            demo.processes.push(operator.clone());
+            self.write_demo(&demo)?;
+
+            // The petstore, on an address the API server accepts in Endpoints.
+            let alias = LoopbackAlias::add(DEMO_BACKEND_IP)?;
+            let (ip, owned) = alias.keep();
+            demo.loopback_address = owned.then_some(ip);
+            self.write_demo(&demo)?;
+            let backend_port = TcpListener::bind((ip, 0))?.local_addr()?.port();
+            let backend_addr = SocketAddr::from((ip, backend_port));
+            let backend = ProcessBuilder::new("backend-petstore", backend_program, &logs)
+                .args(["serve-backend", "petstore", &backend_addr.to_string()])
+                .detached(true)
+                .spawn()?
+                .detach();
+            demo.processes.push(backend.clone());
+            self.write_demo(&demo)?;
+            gloo::apply_endpoints(&client, "default", "petstore", &[("http", backend_addr)])
+                .await?;
+
+            // The sample HostRouter, Envoy bound to 127.0.0.1.
+            let router = demo_router()?;
+            let listener_port = router["spec"]["listener"]["port"].as_u64().unwrap_or(8080);
+            let admin_port = router["spec"]["envoy"]["adminPort"]
+                .as_u64()
+                .unwrap_or(19000);
+            routers(&client, "default")
+                .patch(
+                    "my-cool-proxy",
+                    &PatchParams::apply("dev-cluster").force(),
+                    &Patch::Apply(&router),
+                )
+                .await
+                .context("applying the sample HostRouter")?;
+            let deployments = Api::<Deployment>::namespaced(client.clone(), "default");
+            wait_until(
+                "the operator to write Deployment default/my-cool-proxy",
+                Duration::from_secs(60),
+                || async {
+                    if let Err(e) = operator.check_running() {
+                        return Ok(Progress::Abort(format!("{e:#}")));
+                    }
+                    Ok(match deployments.get_opt("my-cool-proxy").await? {
+                        Some(_) => Progress::Done(()),
+                        None => Progress::Pending("no Deployment yet".into()),
+                    })
+                },
+            )
+            .await?;
+            let envoy = gloo::envoy_command(
+                &client,
+                "default",
+                "my-cool-proxy",
+                &self.dir.join("envoy-pod"),
+                &logs,
+                u32::try_from(admin_port).unwrap_or(19000),
+            )
+            .await?
+            .detached(true)
+            .spawn()?
+            .detach();
+            demo.processes.push(envoy.clone());
+            demo.listener = format!("{LOOPBACK}:{listener_port}");
+            self.write_demo(&demo)?;
+            gloo::wait_http(
+                &demo.listener,
+                &demo.petstore_host,
+                "/api/pets",
+                200,
+                Duration::from_secs(90),
+                &envoy,
+            )
+            .await?;
+            demo.ready = true;
+            self.write_demo(&demo)?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(err) = started {
+            bail!(
+                "{err:#}\nthe demo's processes so far are recorded in {}; `make demo-down` stops them",
+                self.dir.join(DEMO_FILE).display()
+            );
+        }
+        Ok((demo, true))
+    }
+
+    fn write_demo(&self, demo: &Demo) -> Result<()> {
+        let path = self.dir.join(DEMO_FILE);
+        fs::write(&path, serde_json::to_vec_pretty(demo)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
     fn write_state(&self, state: &DetachedControlPlane) -> Result<()> {
         let path = self.state_path();
         let temporary = path.with_extension("json.tmp");
@@ -174,6 +407,44 @@ impl DevCluster {
             .with_context(|| format!("writing {}", temporary.display()))?;
         fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))
     }
+}
+
+/// Stops the demo's processes (last started first) and removes the address it added to `lo`.
+async fn stop_demo(demo: &Demo) -> Result<()> {
+    for process in demo.processes.iter().rev() {
+        process
+            .stop(DEFAULT_GRACE)
+            .await
+            .with_context(|| format!("stopping {}", process.name))?;
+    }
+    if let Some(ip) = demo.loopback_address {
+        gloo::remove_loopback_address(ip)?;
+    }
+    Ok(())
+}
+
+/// The sample HostRouter, bound to 127.0.0.1 (the demo's Envoy runs on this machine), on port
+/// 8080 unless 127.0.0.1:8080 is taken (then a free port), with an admin port of 19000 unless
+/// that is taken.
+fn demo_router() -> Result<serde_json::Value> {
+    let path = workspace_root().join(DEMO_ROUTER_FILE);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut router: serde_json::Value = serde_yaml::from_str(&text)?;
+    let free_or = |port: u16| -> Result<u16> {
+        match TcpListener::bind((LOOPBACK, port)) {
+            Ok(_) => Ok(port),
+            Err(_) => {
+                let other = free_port()?;
+                eprintln!("127.0.0.1:{port} is taken: using port {other} instead");
+                Ok(other)
+            }
+        }
+    };
+    let listener = router["spec"]["listener"]["port"].as_u64().unwrap_or(8080);
+    router["spec"]["listener"]["port"] = json!(free_or(u16::try_from(listener)?)?);
+    router["spec"]["listener"]["bindAddress"] = json!("127.0.0.1");
+    router["spec"]["envoy"]["adminPort"] = json!(free_or(19000)?);
+    Ok(router)
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ fn spawn(
         .arg(format!("{TRIAL_LABEL}={shard}"))
         .args(extra_args)
         .env("KUBECONFIG", kubeconfig)
-        .env("HOSTROUTER_LOG", "info,hostrouter=debug")
+        .env("HOSTROUTER_LOG", "info,hostrouter=debug,kube_runtime=debug")
         .env("NO_COLOR", "1")
         .spawn()?;
     Ok((process, address))

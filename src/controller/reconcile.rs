@@ -58,7 +58,9 @@ pub fn error_policy(router: Arc<HostRouter>, _error: &Error, ctx: Arc<Context>) 
 }
 
 async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> {
+    debug!("waiting for the input caches");
     ctx.stores.wait_for_inputs().await?;
+    debug!(generation = router.metadata.generation, "reconciling");
     if router.metadata.deletion_timestamp.is_some() {
         return finalize(router, ctx).await;
     }

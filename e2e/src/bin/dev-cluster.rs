@@ -1,22 +1,29 @@
-//! `dev-cluster up|down|status|kubeconfig`: a local control plane that keeps running in
-//! the background, for `make demo`.
+//! `dev-cluster up|demo-up|down|status|kubeconfig`: a local control plane that keeps running
+//! in the background, and the demo on top of it, for `make demo`.
 //!
 //! `up` installs Gloo's CRDs (`$GLOO_CRDS_DIR`) and the repository's `crds/` (when it
 //! exists); the binaries come from the same environment variables as the e2e suite.
+//! `demo-up` starts Gloo, the operator, the petstore backend (this program's
+//! `serve-backend`) and Envoy, detached; `down` stops them and the cluster.
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use hostrouter_e2e::ControlPlaneOptions;
 use hostrouter_e2e::dev_cluster::{DevCluster, Up, default_dir};
 use hostrouter_e2e::toolchain::project_crds;
 
-const USAGE: &str = "usage: dev-cluster <up|down|status|kubeconfig>
+const USAGE: &str = "usage: dev-cluster <up|demo-up|down|status|kubeconfig>
 
   up          start the control plane in the background (no-op if it runs)
-  down        stop the recorded processes and remove the cluster's directory
+  demo-up     start Gloo, the operator, the petstore backend and Envoy for the sample
+              HostRouter, in the background (needs `up`; no-op if they run)
+  down        stop the recorded processes (the demo's too), remove the address the demo
+              added to lo, and remove the cluster's directory
   status      show the recorded processes and whether the API server is ready
-  kubeconfig  print the path of the admin kubeconfig";
+  kubeconfig  print the path of the admin kubeconfig
+  serve-backend <name> <ip:port>
+              run a demo backend in the foreground (the petstore answers /api/pets)";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,12 +45,26 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &[String]) -> Result<ExitCode> {
+    if let [command, name, address] = args
+        && command == "serve-backend"
+    {
+        let address: std::net::SocketAddr = address
+            .parse()
+            .with_context(|| format!("address {address:?}"))?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {address}"))?;
+        println!("backend {name} serving on {address}");
+        hostrouter_e2e::gloo::serve(listener, name.clone()).await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let [command] = args else {
         bail!("{USAGE}");
     };
     let cluster = DevCluster::new(default_dir()?);
     match command.as_str() {
         "up" => up(&cluster).await,
+        "demo-up" => demo_up(&cluster).await,
         "down" => {
             if cluster.down().await? {
                 println!("dev cluster stopped; removed {}", cluster.dir().display());
@@ -91,6 +112,28 @@ async fn up(cluster: &DevCluster) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn demo_up(cluster: &DevCluster) -> Result<ExitCode> {
+    let program = std::env::current_exe().context("locating this program")?;
+    let (demo, started) = cluster.demo_up(&program).await?;
+    println!(
+        "demo {}: Envoy listens on {}",
+        if started { "is up" } else { "was already up" },
+        demo.listener
+    );
+    for process in &demo.processes {
+        println!(
+            "  {:<24} pid {:<8} log {}",
+            process.name,
+            process.pid,
+            process.log_path.display()
+        );
+    }
+    if let Some(ip) = demo.loopback_address {
+        println!("  added {ip}/32 to lo for the backends (removed by `make demo-down`)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn status(cluster: &DevCluster) -> Result<ExitCode> {
     let Some(status) = cluster.status().await? else {
         println!("no dev cluster recorded in {}", cluster.dir().display());
@@ -102,6 +145,15 @@ async fn status(cluster: &DevCluster) -> Result<ExitCode> {
         healthy &= running;
         let state = if *running { "running" } else { "NOT RUNNING" };
         println!("  {name:<24} pid {pid:<8} {state}");
+    }
+    if let Some(demo) = cluster.demo()? {
+        println!("  demo (Envoy on {}):", demo.listener);
+        for p in &demo.processes {
+            let running = p.is_running();
+            healthy &= running;
+            let state = if running { "running" } else { "NOT RUNNING" };
+            println!("    {:<22} pid {:<8} {state}", p.name, p.pid);
+        }
     }
     match &status.readyz {
         Ok(body) => println!("  /readyz: {}", body.trim()),

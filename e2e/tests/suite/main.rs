@@ -4,6 +4,7 @@
 //! To add an area, write a module with `pub fn trials(suite: &Suite) -> Vec<Trial>` and
 //! list it in `main` below.
 
+mod gloo;
 mod operator;
 mod shapes;
 mod smoke;
@@ -25,9 +26,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let trials = [smoke::trials(&suite), operator::trials(&suite)]
-        .into_iter()
-        .flatten()
-        .collect();
+    let trials = [
+        smoke::trials(&suite),
+        operator::trials(&suite),
+        gloo::trials(&suite),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     suite.run(trials)
 }

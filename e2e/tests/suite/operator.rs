@@ -2,6 +2,7 @@
 //! cleans up, and what it refuses. Each trial runs its own operator process (under the chart's
 //! ServiceAccount) scoped to the trial's HostRouters, and its own namespaces.
 
+use hostrouter_e2e::resources::{proxies as proxy_api, routers};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,7 @@ use hostrouter_e2e::toolchain::{tool, vars};
 use hostrouter_e2e::{Progress, Suite, TestContext, TestNamespace, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
@@ -71,21 +70,6 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
             |cx| async move { missing_gloo_crd(&cx).await },
         ),
     ]
-}
-
-fn proxy_api(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("gloo.solo.io", "v1", "Proxy"),
-        "proxies",
-    );
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
-
-fn hostrouter_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("hostrouter.io", "v1alpha1", "HostRouter"),
-        "hostrouters",
-    )
 }
 
 /// A trial's cluster: two selected namespaces, one not selected, a namespace standing in for
@@ -256,10 +240,6 @@ impl World {
         })
         .await
     }
-}
-
-fn routers(client: &Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &hostrouter_resource())
 }
 
 async fn condition(
@@ -1053,7 +1033,7 @@ async fn restart_writes_nothing(cx: &TestContext) -> Result<()> {
     w.operator.restart(cx).await?;
     wait_until(
         "the restarted operator to reconcile the router",
-        CONVERGE,
+        2 * CONVERGE,
         || async {
             let n = w
                 .operator
