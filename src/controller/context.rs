@@ -14,7 +14,6 @@ use kube::{Client, Resource};
 use tracing::warn;
 
 use crate::api::HostRouter;
-use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::render::Settings;
 
@@ -34,33 +33,6 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Waits until the caches a render reads from hold a full listing, so no router is ever
-    /// rendered from a partial view of the cluster.
-    pub async fn wait_for_inputs(&self) -> Result<(), Error> {
-        let not_ready = |what: &str| Error::Cache(format!("the {what} watch stopped"));
-        self.routers
-            .wait_until_ready()
-            .await
-            .map_err(|_| not_ready("HostRouter"))?;
-        self.namespaces
-            .wait_until_ready()
-            .await
-            .map_err(|_| not_ready("Namespace"))?;
-        self.services
-            .wait_until_ready()
-            .await
-            .map_err(|_| not_ready("Service"))?;
-        self.config_maps
-            .wait_until_ready()
-            .await
-            .map_err(|_| not_ready("ConfigMap"))?;
-        self.deployments
-            .wait_until_ready()
-            .await
-            .map_err(|_| not_ready("Deployment"))?;
-        Ok(())
-    }
-
     /// Whether a cache has completed its first listing.
     fn ready<K: Resource + Clone + 'static>(store: &Store<K>) -> bool
     where

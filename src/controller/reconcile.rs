@@ -29,6 +29,8 @@ use crate::metrics::{ReconcileResult, WriteOp};
 use crate::render::naming::{FIELD_MANAGER, FINALIZER, ROUTER_UID_LABEL};
 use crate::render::{self, ClusterView, Rendered};
 
+/// How soon to look again while the watch caches are still listing.
+const INPUTS_RETRY: Duration = Duration::from_millis(200);
 /// How often a healthy router is looked at again even without events.
 const RESYNC: Duration = Duration::from_secs(300);
 /// How soon to look again while something outside the operator's watches blocks the router:
@@ -37,6 +39,13 @@ const BLOCKED_RETRY: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(router: Arc<HostRouter>, ctx: Arc<Context>) -> Result<Action> {
     let timer = ctx.metrics.reconcile_started();
+    // Never render from a partial view of the cluster. Checked without awaiting: a reconcile
+    // parked on the caches' readiness future was seen never to wake up (kube-runtime's
+    // readiness signal shared with `/readyz`), so look again shortly instead.
+    if !ctx.stores.inputs_ready() {
+        timer.finish(ReconcileResult::Requeue);
+        return Ok(Action::requeue(INPUTS_RETRY));
+    }
     let result = reconcile_router(&router, &ctx).await;
     let key = ObjectRef::from_obj(router.as_ref());
     match &result {
@@ -58,8 +67,6 @@ pub fn error_policy(router: Arc<HostRouter>, _error: &Error, ctx: Arc<Context>) 
 }
 
 async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> {
-    debug!("waiting for the input caches");
-    ctx.stores.wait_for_inputs().await?;
     debug!(generation = router.metadata.generation, "reconciling");
     if router.metadata.deletion_timestamp.is_some() {
         return finalize(router, ctx).await;
