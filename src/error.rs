@@ -63,17 +63,6 @@ impl Error {
             source: Box::new(source),
         }
     }
-
-    /// The API server's status, when the error is one.
-    pub fn api_status(&self) -> Option<&kube::core::Status> {
-        match self {
-            Self::Api { source, .. } => match source.as_ref() {
-                kube::Error::Api(status) => Some(status),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
 }
 
 /// The API server answered 404 for a resource type it does not serve (a missing CRD), rather

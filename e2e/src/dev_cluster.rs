@@ -124,15 +124,7 @@ impl DevCluster {
 
     /// The recorded cluster, if any.
     pub fn state(&self) -> Result<Option<DetachedControlPlane>> {
-        let path = self.state_path();
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("parsing {}", path.display()))?,
-            )),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
-        }
+        read_record(&self.state_path())
     }
 
     /// Starts the cluster unless the recorded one is running. A partly running one
@@ -213,15 +205,7 @@ impl DevCluster {
 
     /// The recorded demo, if any.
     pub fn demo(&self) -> Result<Option<Demo>> {
-        let path = self.dir.join(DEMO_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("parsing {}", path.display()))?,
-            )),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
-        }
+        read_record(&self.dir.join(DEMO_FILE))
     }
 
     /// Starts the demo on the running cluster (no-op if it runs): Gloo in `gloo-system`
@@ -445,6 +429,18 @@ fn demo_router() -> Result<serde_json::Value> {
     router["spec"]["listener"]["bindAddress"] = json!("127.0.0.1");
     router["spec"]["envoy"]["adminPort"] = json!(free_or(19000)?);
     Ok(router)
+}
+
+/// A JSON record written by `up`/`demo-up`, or `None` when there is none.
+fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}", path.display()))?,
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use kube::runtime::reflector::ObjectRef;
 use super::claims::overlaps;
 use crate::api::HostRouter;
 use crate::api::selector;
+use crate::render::Settings;
 use crate::render::naming::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTER_ANNOTATION};
-use crate::render::{Settings, proxy_ref};
 
 type Labels = BTreeMap<String, String>;
 
@@ -100,12 +100,6 @@ pub fn competitors(
         })
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
-}
-
-/// The key used to remember a router's claim between events.
-pub fn claim_key(router: &HostRouter, settings: &Settings) -> (String, String, String) {
-    let p = proxy_ref(router, settings);
-    (p.namespace, p.name, router.namespace().unwrap_or_default())
 }
 
 #[cfg(test)]
