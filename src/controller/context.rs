@@ -64,8 +64,7 @@ pub struct Context {
     pub settings: Settings,
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
-    /// One recorder for the process, so repeated Events are merged into series.
-    recorder: Recorder,
+    pub reporter: Reporter,
     /// Per router: the duplicate domains last reported in an Event, so the Warning is emitted
     /// when the set changes, not on every reconcile.
     reported_duplicates: Mutex<HashMap<ObjectRef<HostRouter>, BTreeSet<String>>>,
@@ -82,11 +81,11 @@ impl Context {
         reporter: Reporter,
     ) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
             stores,
             metrics,
+            reporter,
             reported_duplicates: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -102,6 +101,10 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        // A recorder per Event on purpose: kube's Recorder merges Events with the same reason
+        // and action into one series that keeps the first note, which would hide, say, which
+        // object was created. Each Event here says something different.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -109,7 +112,7 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &router.object_ref(&())).await {
+        if let Err(error) = recorder.publish(&event, &router.object_ref(&())).await {
             warn!(%error, reason, "could not publish event");
         }
     }
