@@ -22,6 +22,7 @@ pub struct Metrics {
     reconcile_errors: IntCounterVec,
     reconcile_time: HistogramVec,
     writes: IntCounterVec,
+    sweeps: IntCounterVec,
 }
 
 /// Result label of `controller_runtime_reconcile_total`.
@@ -90,7 +91,15 @@ impl Metrics {
             ),
             &["kind", "operation"],
         )?;
+        let sweeps = IntCounterVec::new(
+            Opts::new(
+                "hostrouter_orphan_sweeps_total",
+                "Sweeps for Proxies whose HostRouter no longer exists, by result (success, error)",
+            ),
+            &["result"],
+        )?;
         registry.register(Box::new(reconcile_total.clone()))?;
+        registry.register(Box::new(sweeps.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_time.clone()))?;
         registry.register(Box::new(writes.clone()))?;
@@ -100,6 +109,9 @@ impl Metrics {
             reconcile_total.with_label_values(&[CONTROLLER, result]);
         }
         reconcile_errors.with_label_values(&[CONTROLLER]);
+        for result in ["success", "error"] {
+            sweeps.with_label_values(&[result]);
+        }
         // And every write series, so that "no writes" reads as 0, not as a missing series.
         for kind in ["Proxy", "ConfigMap", "Service", "Deployment"] {
             for op in [WriteOp::Apply, WriteOp::Delete] {
@@ -115,7 +127,14 @@ impl Metrics {
             reconcile_errors,
             reconcile_time,
             writes,
+            sweeps,
         })
+    }
+
+    /// Counts a finished orphan sweep.
+    pub fn swept(&self, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.sweeps.with_label_values(&[result]).inc();
     }
 
     pub fn reconcile_started(&self) -> ReconcileTimer<'_> {

@@ -84,7 +84,18 @@ impl Operator {
 
     /// Stops the operator (SIGTERM) and starts it again with the same arguments.
     pub async fn restart(&mut self, cx: &TestContext) -> Result<()> {
+        self.stop().await?;
+        self.resume(cx).await
+    }
+
+    /// Stops the operator (SIGTERM); [`Operator::resume`] starts it again.
+    pub async fn stop(&mut self) -> Result<()> {
         self.process.stop(Duration::from_secs(10)).await?;
+        Ok(())
+    }
+
+    /// Starts a stopped operator again, with the same arguments and HTTP address.
+    pub async fn resume(&mut self, cx: &TestContext) -> Result<()> {
         let (process, address) = spawn(
             cx,
             &self.kubeconfig,
@@ -119,6 +130,15 @@ impl Operator {
     /// One sample of `/metrics` (0 when the series does not exist).
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
         Ok(http::metric(&self.metrics().await?, name, labels).unwrap_or(0.0))
+    }
+
+    /// `hostrouter_object_writes_total` for one kind and operation.
+    pub async fn writes_of(&self, kind: &str, operation: &str) -> Result<f64> {
+        self.metric(
+            "hostrouter_object_writes_total",
+            &[("kind", kind), ("operation", operation)],
+        )
+        .await
     }
 
     /// Sum of `hostrouter_object_writes_total` over every kind and operation.

@@ -161,10 +161,12 @@ impl Context {
         }
     }
 
+    /// Drops what is remembered about a router that is going away.
     pub fn forget(&self, router: &ObjectRef<HostRouter>) {
         if let Ok(mut seen) = self.reported_duplicates.lock() {
             seen.remove(router);
         }
+        self.backoff_reset(router);
     }
 }
 

@@ -4,6 +4,7 @@
 mod apply;
 pub mod claims;
 mod context;
+mod janitor;
 mod reconcile;
 pub mod status;
 pub mod triggers;
@@ -24,6 +25,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector as reflect, watcher as watch};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 pub use context::{Context, Stores};
@@ -172,10 +174,18 @@ pub async fn run(
     // Proxies: Gloo's verdict and drift reach the router named in the annotation. While
     // Gloo's CRD is missing this watch retries with backoff and its cache stays not ready.
     let proxy_api = Api::<DynamicObject>::all_with(client.clone(), &gloo::proxy_resource());
+    // Each completed listing may show Proxies whose router went away meanwhile.
+    let janitor_wake = Arc::new(Notify::new());
+    let wake = janitor_wake.clone();
     let proxy_stream = reflect(
         proxy_writer,
         strip(watch(proxy_api, managed).default_backoff()),
-    );
+    )
+    .inspect(move |event| {
+        if matches!(event, Ok(Event::InitDone)) {
+            wake.notify_one();
+        }
+    });
     spawn_triggers(
         "Proxy",
         proxy_stream,
@@ -189,6 +199,8 @@ pub async fn run(
     let previous: Mutex<HashMap<ObjectRef<HostRouter>, Arc<HostRouter>>> = Mutex::default();
     let claims_tx = tx.clone();
     let claim_store = routers.clone();
+    let router_ctx = ctx.clone();
+    let wake = janitor_wake.clone();
     let router_config = match router_selector {
         Some(selector) => all.labels(selector),
         None => all,
@@ -203,11 +215,19 @@ pub async fn run(
         let (router, deleted) = match event {
             Event::Apply(r) | Event::InitApply(r) => (r, false),
             Event::Delete(r) => (r, true),
-            Event::Init | Event::InitDone => return,
+            // Routers deleted while the watch was down are not seen as deletions.
+            Event::InitDone => {
+                wake.notify_one();
+                return;
+            }
+            Event::Init => return,
         };
         let key = ObjectRef::from_obj(router);
         let mut prev = previous.lock().unwrap_or_else(|p| p.into_inner());
         let before = if deleted {
+            // Gone without (or after) its finalizer: forget it, and look for its Proxy.
+            router_ctx.forget(&key);
+            wake.notify_one();
             prev.remove(&key)
         } else {
             prev.insert(key, Arc::new(router.clone()))
@@ -218,7 +238,7 @@ pub async fn run(
         }
     })
     .touched_objects();
-    drop(tx);
+    tokio::spawn(janitor::run(ctx.clone(), janitor_wake, tx));
 
     let config = ControllerConfig::default().concurrency(CONCURRENCY);
     info!("controller started");

@@ -66,6 +66,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
             |cx| async move { foreign_object(&cx).await },
         ),
         suite.trial(
+            "operator::orphaned_proxy_is_deleted_and_other_shards_are_left_alone",
+            |cx| async move { orphaned_proxies(&cx).await },
+        ),
+        suite.trial(
             "operator::recovers_when_gloos_crd_appears",
             |cx| async move { missing_gloo_crd(&cx).await },
         ),
@@ -798,13 +802,7 @@ async fn deletion_cleans_up(cx: &TestContext) -> Result<()> {
         },
     )
     .await?;
-    let deletes = w
-        .operator
-        .metric(
-            "hostrouter_object_writes_total",
-            &[("kind", "Deployment"), ("operation", "delete")],
-        )
-        .await?;
+    let deletes = w.operator.writes_of("Deployment", "delete").await?;
     ensure!(
         deletes == 0.0,
         "the operator deleted the Deployment itself ({deletes}); the garbage collector should"
@@ -1341,6 +1339,91 @@ async fn foreign_object(cx: &TestContext) -> Result<()> {
     for kind in ["ConfigMap", "Service", "Deployment", "Proxy"] {
         wait_event(&w.client, ns, "edge", "Created", kind).await?;
     }
+    Ok(())
+}
+
+/// A Proxy whose router vanished without its finalizer (removed by hand while the operator
+/// was down) is deleted once the operator is back; the Proxy of a router that moved to another
+/// operator instance (`--router-selector`) is kept.
+async fn orphaned_proxies(cx: &TestContext) -> Result<()> {
+    let mut w = World::new(cx, &[]).await?;
+    let ns = w.app.name().to_owned();
+    let moved_proxy = format!("{}-m", w.proxy_name);
+    w.create_router(&ns, "edge", &w.proxy_name).await?;
+    w.create_router(&ns, "moved", &moved_proxy).await?;
+    for name in ["edge", "moved"] {
+        w.wait_condition(&ns, name, "Programmed", "True", "Programmed")
+            .await?;
+    }
+    let api = routers(&w.client, &ns);
+    let proxies = proxy_api(&w.client, w.gloo.name());
+
+    // "moved" leaves this operator's shard: to this operator it is as if it were deleted.
+    let sweeps = || {
+        w.operator
+            .metric("hostrouter_orphan_sweeps_total", &[("result", "success")])
+    };
+    let before = sweeps().await?;
+    let relabel = json!({"metadata": {"labels": {TRIAL_LABEL: "another-operator"}}});
+    api.patch("moved", &PatchParams::default(), &Patch::Merge(&relabel))
+        .await?;
+    wait_until(
+        "a sweep after the router left the shard",
+        CONVERGE,
+        || async {
+            let n = sweeps().await?;
+            Ok(if n > before {
+                Progress::Done(())
+            } else {
+                Progress::pending(n)
+            })
+        },
+    )
+    .await?;
+    ensure!(
+        proxies.get_opt(&moved_proxy).await?.is_some(),
+        "the Proxy of a router another operator manages was deleted"
+    );
+
+    // "edge" is deleted without its finalizer while the operator is down.
+    w.operator.stop().await?;
+    let no_finalizers = json!({"metadata": {"finalizers": null}});
+    api.patch(
+        "edge",
+        &PatchParams::default(),
+        &Patch::Merge(&no_finalizers),
+    )
+    .await?;
+    api.delete("edge", &DeleteParams::default()).await?;
+    ensure!(
+        api.get_opt("edge").await?.is_none(),
+        "the router should be gone at once without its finalizer"
+    );
+    ensure!(
+        proxies.get_opt(&w.proxy_name).await?.is_some(),
+        "nothing but the operator deletes the Proxy"
+    );
+    w.operator.resume(cx).await?;
+    wait_until("the orphaned Proxy to be deleted", CONVERGE, || async {
+        Ok(match proxies.get_opt(&w.proxy_name).await? {
+            None => Progress::Done(()),
+            Some(p) => Progress::pending(p.annotations().clone()),
+        })
+    })
+    .await?;
+    let deletes = w.operator.writes_of("Proxy", "delete").await?;
+    ensure!(deletes == 1.0, "Proxy deletes: {deletes}");
+    ensure!(
+        proxies.get_opt(&moved_proxy).await?.is_some(),
+        "the restarted operator deleted the Proxy of a router another operator manages"
+    );
+    // No operator manages "moved" any more: release it so its namespace can go.
+    api.patch(
+        "moved",
+        &PatchParams::default(),
+        &Patch::Merge(&no_finalizers),
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,0 +1,287 @@
+//! Proxies whose HostRouter is gone. The finalizer removes a router's Proxy in the normal
+//! case; this sweep catches what the finalizer cannot: a router deleted after someone removed
+//! the finalizer, or deleted while no operator was running to see it. Namespaced objects need
+//! no sweep: their owner references hand them to the garbage collector.
+//!
+//! [`plan`] decides from the caches alone; [`sweep`] carries the plan out. A Proxy whose router
+//! is not in this operator's cache may belong to a router another operator instance manages
+//! (`--router-selector`), so it is deleted only after the API server confirms that no
+//! HostRouter of that name exists.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use super::apply;
+use super::context::Context;
+use super::triggers::{annotated_router, is_managed};
+use crate::api::{HostRouter, gloo};
+use crate::error::{Error, Result};
+use crate::render::naming::ROUTER_UID_LABEL;
+use crate::render::{self, Settings};
+
+/// How often the whole Proxy cache is swept even without a trigger.
+const PERIOD: Duration = Duration::from_secs(300);
+/// Triggers that arrive together are served by one sweep.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+/// How soon to look again while the caches are still listing, or after a failed sweep (then
+/// doubling up to [`PERIOD`]).
+const RETRY: Duration = Duration::from_secs(2);
+
+/// What to do about one Proxy the operator wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A router in the cache wants this Proxy; reconciling it adopts or cleans up the Proxy.
+    Reconcile(ObjectRef<HostRouter>),
+    /// The router it was written for is in the cache with another UID (deleted and created
+    /// again) and does not want this Proxy.
+    Delete,
+    /// The router it was written for is not in the cache: delete the Proxy unless the API
+    /// server still has a HostRouter of that name.
+    DeleteIfRouterGone(ObjectRef<HostRouter>),
+}
+
+/// Decides, from the caches, which Proxies may be orphans. Proxies whose router is in the
+/// cache and still wants them, or is being finalized, are not listed.
+pub fn plan(
+    proxies: &[Arc<DynamicObject>],
+    routers: &[Arc<HostRouter>],
+    settings: &Settings,
+) -> Vec<(Arc<DynamicObject>, Decision)> {
+    let mut out = Vec::new();
+    for proxy in proxies.iter().filter(|p| is_managed(p.as_ref())) {
+        // Without the annotation the Proxy cannot be tied to a router: leave it.
+        let Some(owner) = annotated_router(proxy.as_ref()) else {
+            continue;
+        };
+        let uid = proxy.labels().get(ROUTER_UID_LABEL);
+        let wants = |r: &HostRouter| {
+            let p = render::proxy_ref(r, settings);
+            Some(p.name.as_str()) == proxy.metadata.name.as_deref()
+                && Some(p.namespace.as_str()) == proxy.metadata.namespace.as_deref()
+        };
+        let owner_router = routers
+            .iter()
+            .find(|r| ObjectRef::from_obj(r.as_ref()) == owner);
+        let decision = match owner_router {
+            // Being deleted: its finalizer takes the Proxy with it.
+            Some(r) if r.metadata.deletion_timestamp.is_some() => continue,
+            Some(r) if r.uid().as_ref() == uid => {
+                if wants(r) {
+                    continue;
+                }
+                // Renamed away: its own reconcile deletes what it no longer wants.
+                Decision::Reconcile(owner)
+            }
+            _ => match routers
+                .iter()
+                .find(|r| r.metadata.deletion_timestamp.is_none() && wants(r))
+            {
+                Some(claimant) => Decision::Reconcile(ObjectRef::from_obj(claimant.as_ref())),
+                None if owner_router.is_some() => Decision::Delete,
+                None => Decision::DeleteIfRouterGone(owner),
+            },
+        };
+        out.push((proxy.clone(), decision));
+    }
+    out
+}
+
+/// Sweeps when `wake` is notified (a router left the cache, the Proxy cache was listed) and
+/// every [`PERIOD`]. Runs until the process ends.
+pub async fn run(ctx: Arc<Context>, wake: Arc<Notify>, tx: UnboundedSender<ObjectRef<HostRouter>>) {
+    loop {
+        tokio::select! {
+            () = wake.notified() => tokio::time::sleep(DEBOUNCE).await,
+            () = tokio::time::sleep(PERIOD) => {}
+        }
+        let mut backoff = RETRY;
+        loop {
+            let wait = match sweep(&ctx, &tx).await {
+                Ok(true) => {
+                    ctx.metrics.swept(true);
+                    break;
+                }
+                Ok(false) => {
+                    debug!("caches still listing; sweeping orphaned Proxies shortly");
+                    RETRY
+                }
+                Err(error) => {
+                    ctx.metrics.swept(false);
+                    warn!(%error, retry_in = ?backoff, "sweeping orphaned Proxies failed");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(PERIOD);
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// One sweep. Returns `false` when the input caches are still listing (nothing was done).
+/// While Gloo's CRD is missing there is nothing to sweep; the Proxy cache's first listing
+/// wakes the janitor again.
+async fn sweep(ctx: &Context, tx: &UnboundedSender<ObjectRef<HostRouter>>) -> Result<bool> {
+    let stores = &ctx.stores;
+    if !stores.inputs_ready() {
+        return Ok(false);
+    }
+    if !stores.proxies_ready() {
+        return Ok(true);
+    }
+    let decisions = plan(
+        &stores.proxies.state(),
+        &stores.routers.state(),
+        &ctx.settings,
+    );
+    let mut existing: Option<HashSet<ObjectRef<HostRouter>>> = None;
+    for (proxy, decision) in decisions {
+        let delete = match decision {
+            Decision::Reconcile(router) => {
+                let _ = tx.unbounded_send(router);
+                false
+            }
+            Decision::Delete => true,
+            Decision::DeleteIfRouterGone(router) => {
+                if existing.is_none() {
+                    existing = Some(all_routers(ctx).await?);
+                }
+                existing.as_ref().is_some_and(|e| !e.contains(&router))
+            }
+        };
+        if delete {
+            delete_orphan(ctx, &proxy).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Every HostRouter in the cluster, including those other operator instances manage: one
+/// metadata-only list.
+async fn all_routers(ctx: &Context) -> Result<HashSet<ObjectRef<HostRouter>>> {
+    let api: Api<HostRouter> = Api::all(ctx.client.clone());
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(|e| Error::api("listing", "HostRouter", "", "", e))?;
+    Ok(list
+        .items
+        .iter()
+        .map(|m| {
+            ObjectRef::new(&m.name_any()).within(m.meta().namespace.as_deref().unwrap_or_default())
+        })
+        .collect())
+}
+
+async fn delete_orphan(ctx: &Context, proxy: &DynamicObject) -> Result<()> {
+    let ns = proxy.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &ns, &gloo::proxy_resource());
+    if apply::delete_exact(&api, &ctx.metrics, "Proxy", proxy).await? {
+        let router = proxy
+            .annotations()
+            .get(crate::render::naming::ROUTER_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        info!(proxy = %format!("{ns}/{}", proxy.name_any()), %router, "deleted Proxy of a HostRouter that no longer exists");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::naming::{ROUTER_ANNOTATION, common_labels};
+    use crate::testing::router;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    /// Proxy `gloo-system/edge`, written for router `apps/edge` with UID `u1`.
+    fn edge_proxy() -> DynamicObject {
+        let mut p = DynamicObject::new("edge", &gloo::proxy_resource()).within("gloo-system");
+        p.metadata.labels = Some(common_labels("edge", Some("u1")));
+        p.metadata.annotations =
+            Some([(ROUTER_ANNOTATION.to_owned(), "apps/edge".to_owned())].into());
+        p
+    }
+
+    fn with_uid(mut r: HostRouter, uid: &str) -> Arc<HostRouter> {
+        r.metadata.uid = Some(uid.into());
+        Arc::new(r)
+    }
+
+    /// The decision about `proxy`, if any.
+    fn decide_on(proxy: DynamicObject, routers: &[Arc<HostRouter>]) -> Option<Decision> {
+        let decisions = plan(&[Arc::new(proxy)], routers, &Settings::default());
+        assert!(decisions.len() <= 1, "{decisions:?}");
+        decisions.into_iter().next().map(|(_, d)| d)
+    }
+
+    fn decide(routers: &[Arc<HostRouter>]) -> Option<Decision> {
+        decide_on(edge_proxy(), routers)
+    }
+
+    fn reconcile(ns: &str) -> Option<Decision> {
+        Some(Decision::Reconcile(ObjectRef::new("edge").within(ns)))
+    }
+
+    #[test]
+    fn a_proxy_its_router_still_wants_is_left_alone() {
+        assert_eq!(
+            decide(&[with_uid(router("apps", "edge", "edge"), "u1")]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_proxy_of_a_router_missing_from_the_cache_is_checked_against_the_api() {
+        let owner = ObjectRef::new("edge").within("apps");
+        assert_eq!(decide(&[]), Some(Decision::DeleteIfRouterGone(owner)));
+    }
+
+    #[test]
+    fn a_router_created_again_under_the_same_name_adopts_or_deletes() {
+        // Same proxy name: the new router adopts the Proxy.
+        let again = with_uid(router("apps", "edge", "edge"), "u2");
+        assert_eq!(decide(&[again]), reconcile("apps"));
+        // Another proxy name: the old Proxy is nobody's.
+        let renamed = with_uid(router("apps", "edge", "other"), "u2");
+        assert_eq!(decide(&[renamed]), Some(Decision::Delete));
+    }
+
+    #[test]
+    fn another_router_claiming_the_name_takes_it_over() {
+        let heir = with_uid(router("shop", "edge", "edge"), "u9");
+        assert_eq!(decide(&[heir]), reconcile("shop"));
+    }
+
+    #[test]
+    fn a_renamed_router_cleans_up_after_itself() {
+        let renamed = with_uid(router("apps", "edge", "new-name"), "u1");
+        assert_eq!(decide(&[renamed]), reconcile("apps"));
+    }
+
+    #[test]
+    fn a_router_being_deleted_is_left_to_its_finalizer() {
+        let mut r = router("apps", "edge", "new-name");
+        r.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(decide(&[with_uid(r, "u1")]), None);
+    }
+
+    #[test]
+    fn proxies_without_our_label_or_annotation_are_ignored() {
+        let mut foreign = edge_proxy();
+        foreign.metadata.labels = None;
+        assert_eq!(decide_on(foreign, &[]), None);
+        let mut unannotated = edge_proxy();
+        unannotated.metadata.annotations = None;
+        assert_eq!(decide_on(unannotated, &[]), None);
+    }
+}
