@@ -3,23 +3,27 @@
 #
 #  1. `helm lint --strict` with the default values and with hack/testdata/full-values.yaml.
 #  2. `helm template --include-crds` for three value sets (defaults; ServiceMonitor enabled;
-#     hack/testdata/full-values.yaml, which sets every knob), then for each render:
+#     hack/testdata/full-values.yaml, which sets every knob; replicaCount=3 with leader election;
+#     leader election off), then for each render:
 #     - kubernetes-validate --strict against Kubernetes $KUBE_VERSION for every object except
 #       the ServiceMonitor. ServiceMonitor is a prometheus-operator CRD that kubernetes-validate
 #       has no schema for (it would only print a WARN and pass), so it is left out of that run
 #       and checked on its own below. Any WARN (unknown schema) or ERROR fails the check.
 #     - structural checks (embedded Python, PyYAML from the kubernetes-validate venv): the
 #       HostRouter CRD is shipped; namespaced objects are in the release namespace; the
-#       ClusterRole has exactly the least-privilege rules; the Deployment is a single-replica,
-#       Recreate, restricted-securityContext operator; selectors match pod labels; and the
+#       ClusterRole has exactly the least-privilege rules; with leader election a Lease Role and
+#       RoleBinding exist and the Deployment rolls with RollingUpdate (maxUnavailable 0), without
+#       it the Deployment is a single-replica Recreate one; the restricted securityContext;
+#       selectors match pod labels; and the
 #       ServiceMonitor selects the metrics Service, names one of its ports, uses only known
 #       fields and valid durations.
 #  3. config/samples: demo-services.yaml passes kubernetes-validate --strict; every HostRouter
 #     sample's spec passes the openAPIV3Schema of the chart's CRD (unknown fields rejected, as
 #     the API server's pruning would drop them; CEL rules are not evaluated here).
 #  4. Values of the wrong type or out of range are REJECTED by values.schema.json:
-#     hack/testdata/bad-values.yaml (replicaCount: "two"), --set replicaCount=two and
-#     --set replicaCount=2 must make `helm template` fail with the schema's message.
+#     hack/testdata/bad-values.yaml (replicaCount: "two"), --set replicaCount=two,
+#     replicaCount=-1, replicaCount=2 without leader election and a lease duration that is not a
+#     duration string must make `helm template` fail with the schema's message.
 #
 # Environment:
 #   HELM                 helm binary (default: helm)
@@ -156,14 +160,43 @@ if len(deps) != 1:
     err(f"want 1 Deployment, got {len(deps)}")
 pod_labels = {}
 container_ports = set()
+# Leader election: a Role on Leases in the release namespace, bound to the ServiceAccount, and
+# the flags on the container; without it, a single replica rolled with Recreate.
+leader_roles = by_kind.get("Role", [])
+leader_bindings = by_kind.get("RoleBinding", [])
+for r in leader_roles:
+    rules = [(tuple(x.get("apiGroups", [])), tuple(x.get("resources", [])), set(x.get("verbs", []))) for x in r.get("rules", [])]
+    if rules != [(("coordination.k8s.io",), ("leases",), {"get", "create", "update"})]:
+        err(f"{name(r)}: rules {rules}, want exactly get/create/update on coordination.k8s.io leases")
+for b in leader_bindings:
+    if [b["roleRef"]["name"]] != [r["metadata"]["name"] for r in leader_roles]:
+        err(f"{name(b)}: roleRef does not name the leader-election Role")
 for dep in deps:
     spec = dep["spec"]
     pod = spec["template"]["spec"]
     pod_labels = spec["template"]["metadata"].get("labels", {})
-    if spec.get("replicas") not in (0, 1):
-        err(f"{name(dep)}: replicas {spec.get('replicas')}, want 0 or 1 (no leader election)")
-    if spec.get("strategy", {}).get("type") != "Recreate":
-        err(f"{name(dep)}: strategy must be Recreate")
+    env_values = {e["name"]: e.get("value") for e in pod["containers"][0].get("env", [])}
+    electing = env_values.get("HOSTROUTER_LEADER_ELECT") == "true"
+    if electing:
+        if len(leader_roles) != 1 or len(leader_bindings) != 1:
+            err(f"{name(dep)}: leader election needs the Lease Role and RoleBinding")
+        for b in leader_bindings:
+            if pod.get("serviceAccountName") not in {s.get("name") for s in b.get("subjects", [])}:
+                err(f"{name(b)}: does not bind the pod's ServiceAccount")
+        strategy = spec.get("strategy", {})
+        if strategy.get("type") != "RollingUpdate" or strategy.get("rollingUpdate", {}).get("maxUnavailable") != 0:
+            err(f"{name(dep)}: with leader election the strategy must be RollingUpdate with maxUnavailable 0")
+        for var in ("HOSTROUTER_LEADER_ELECT_LEASE_NAME", "HOSTROUTER_LEADER_ELECT_LEASE_DURATION",
+                    "HOSTROUTER_LEADER_ELECT_RENEW_DEADLINE", "HOSTROUTER_LEADER_ELECT_RETRY_PERIOD"):
+            if not env_values.get(var):
+                err(f"{name(dep)}: env {var} missing")
+    else:
+        if leader_roles or leader_bindings:
+            err(f"{name(dep)}: a Lease Role without leader election")
+        if spec.get("replicas") not in (0, 1):
+            err(f"{name(dep)}: replicas {spec.get('replicas')}, want 0 or 1 without leader election")
+        if spec.get("strategy", {}).get("type") != "Recreate":
+            err(f"{name(dep)}: without leader election the strategy must be Recreate")
     if not subset(spec["selector"]["matchLabels"], pod_labels):
         err(f"{name(dep)}: selector does not match the pod labels")
     if pod.get("automountServiceAccountToken") is not True:
@@ -179,7 +212,8 @@ for dep in deps:
     container_ports = {p.get("name") for p in c.get("ports", [])}
     env = {e["name"] for e in c.get("env", [])}
     for var in ("HOSTROUTER_GLOO_NAMESPACE", "HOSTROUTER_GLOO_XDS_PORT", "HOSTROUTER_COMPRESS_PROXY_ABOVE_BYTES",
-                "HOSTROUTER_HTTP_ADDRESS", "HOSTROUTER_LOG_FORMAT", "HOSTROUTER_LOG"):
+                "HOSTROUTER_HTTP_ADDRESS", "HOSTROUTER_LOG_FORMAT", "HOSTROUTER_LOG", "HOSTROUTER_LEADER_ELECT",
+                "POD_NAME", "POD_NAMESPACE"):
         if var not in env:
             err(f"{name(dep)}: env {var} missing")
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -268,6 +302,8 @@ render_and_validate() {
 render_and_validate "default values" 0
 render_and_validate "metrics.serviceMonitor.enabled=true" 1 --set metrics.serviceMonitor.enabled=true
 render_and_validate "hack/testdata/full-values.yaml" 1 -f "$testdata/full-values.yaml"
+render_and_validate "replicaCount=3 with leader election" 0 --set replicaCount=3
+render_and_validate "leaderElection.enabled=false" 0 --set leaderElection.enabled=false
 
 # ---------------------------------------------------------------------------------------------
 step "config/samples: demo-services.yaml | kubernetes-validate --strict; HostRouters against the CRD schema"
@@ -355,6 +391,10 @@ expect_rejected() {
 wrong_type="replicaCount.*(got string, want integer|Invalid type. Expected: integer, given: string)"
 expect_rejected "hack/testdata/bad-values.yaml" "$wrong_type" -f "$testdata/bad-values.yaml"
 expect_rejected "--set replicaCount=two" "$wrong_type" --set replicaCount=two
-expect_rejected "--set replicaCount=2" "replicaCount.*(must be one of|one of the following)" --set replicaCount=2
+expect_rejected "--set replicaCount=-1" "replicaCount.*(minimum|greater than or equal)" --set replicaCount=-1
+expect_rejected "--set replicaCount=2 --set leaderElection.enabled=false" \
+  "replicaCount.*(maximum|less than or equal)" --set replicaCount=2 --set leaderElection.enabled=false
+expect_rejected "--set leaderElection.leaseDuration=15" "leaseDuration.*(got number, want string|Invalid type|does not match pattern)" \
+  --set leaderElection.leaseDuration=15
 
 echo "chart-check: OK"

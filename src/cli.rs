@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
+use futures::future::Shared;
 use kube::CustomResourceExt;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -14,10 +16,11 @@ use tracing_subscriber::EnvFilter;
 use crate::api::HostRouter;
 use crate::controller;
 use crate::error::{Error, Result};
+use crate::leader::{self, Elector};
 use crate::metrics::Metrics;
 use crate::offline;
 use crate::render::{GLOO_VERSION, Settings};
-use crate::server::{self, Health};
+use crate::server::{self, Health, Role};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -55,6 +58,9 @@ struct RunArgs {
     #[arg(long, env = "HOSTROUTER_ROUTER_SELECTOR")]
     router_selector: Option<String>,
 
+    #[command(flatten)]
+    leader: LeaderArgs,
+
     /// Log format.
     #[arg(long, env = "HOSTROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -62,6 +68,82 @@ struct RunArgs {
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info,hostrouter=debug`).
     #[arg(long, env = "HOSTROUTER_LOG", default_value = "info")]
     log_level: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct LeaderArgs {
+    /// Elect a leader among the replicas with a coordination.k8s.io Lease: only the holder
+    /// reconciles; the others stand by and take over when it stops or fails to renew.
+    #[arg(
+        long,
+        env = "HOSTROUTER_LEADER_ELECT",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true"
+    )]
+    leader_elect: bool,
+
+    /// Namespace of the Lease [default: $POD_NAMESPACE, else the kubeconfig's or in-cluster
+    /// namespace].
+    #[arg(long, env = "HOSTROUTER_LEADER_ELECT_NAMESPACE")]
+    leader_elect_namespace: Option<String>,
+
+    /// Name of the Lease. Replicas with the same Lease form one group.
+    #[arg(
+        long,
+        env = "HOSTROUTER_LEADER_ELECT_LEASE_NAME",
+        default_value = "hostrouter"
+    )]
+    leader_elect_lease_name: String,
+
+    /// How long standbys honour a Lease that stopped being renewed.
+    #[arg(long, env = "HOSTROUTER_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    leader_elect_lease_duration: Duration,
+
+    /// How long the leader keeps trying to renew before it stops reconciling and exits.
+    #[arg(long, env = "HOSTROUTER_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
+    leader_elect_renew_deadline: Duration,
+
+    /// Time between attempts to acquire or renew the Lease.
+    #[arg(long, env = "HOSTROUTER_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
+    leader_elect_retry_period: Duration,
+}
+
+impl LeaderArgs {
+    /// The election settings, or `None` when leader election is off.
+    fn config(&self, client: &kube::Client) -> Result<Option<leader::Config>> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let namespace = self
+            .leader_elect_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let config = leader::Config {
+            namespace,
+            name: self.leader_elect_lease_name.clone(),
+            identity: identity(),
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        config.validate()?;
+        Ok(Some(config))
+    }
+}
+
+/// This replica's name among the candidates: the pod name, else host name and process id.
+fn identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME") {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "hostrouter".to_owned());
+    format!("{host}_{}", std::process::id())
 }
 
 #[derive(clap::Args, Debug)]
@@ -191,39 +273,113 @@ async fn run_async(args: RunArgs) -> Result<()> {
     if let Some(selector) = &args.router_selector {
         check_selector(&client, selector).await?;
     }
+    let elector = args
+        .leader
+        .config(&client)?
+        .map(|config| Elector::new(client.clone(), config));
     let shutdown = shutdown_signal().shared();
+    // Registration fails only for a programming error (a duplicate metric name).
+    #[allow(clippy::expect_used)]
+    let metrics = Arc::new(Metrics::new().expect("metrics register"));
     let health = Health::default();
+    let _ = health.metrics.set(metrics.clone());
+    if elector.is_some() {
+        health.set_role(Role::Electing);
+    }
 
     let server = tokio::spawn(server::serve(
         args.http_address,
         health.clone(),
         shutdown.clone(),
     ));
-    let metrics_cell = health.metrics.clone();
-    let stores_cell = health.stores.clone();
-    let controller = controller::run(
-        client,
-        settings,
-        args.router_selector.as_deref(),
-        move |routers| {
-            // Registration fails only for a programming error (a duplicate metric name).
-            #[allow(clippy::expect_used)]
-            let m = Arc::new(Metrics::new(routers).expect("metrics register"));
-            let _ = metrics_cell.set(m.clone());
-            m
-        },
-        move |stores| {
-            let _ = stores_cell.set(stores);
-        },
-        shutdown,
-    );
-    controller.await;
-    match server.await {
-        Ok(result) => result,
+    let result = lead(client, settings, &args, elector, metrics, &health, shutdown).await;
+    if result.is_err() {
+        // Not a shutdown: the server would wait for a signal that is not coming.
+        server.abort();
+        return result;
+    }
+    let served = match server.await {
+        Ok(served) => served,
         Err(e) => {
             error!(error = %e, "HTTP server task failed");
             Ok(())
         }
+    };
+    result.and(served)
+}
+
+/// Runs the controller until `shutdown`; with leader election, only while this replica holds
+/// the Lease. Losing the Lease ends the process with an error (its pod restarts as a standby),
+/// so that a former leader never writes next to the new one.
+async fn lead(
+    client: kube::Client,
+    settings: Settings,
+    args: &RunArgs,
+    elector: Option<Elector>,
+    metrics: Arc<Metrics>,
+    health: &Health,
+    shutdown: Shared<impl Future<Output = ()> + Send + 'static>,
+) -> Result<()> {
+    let mut elector = match elector {
+        None => None,
+        Some(mut e) => {
+            tokio::select! {
+                () = e.acquire(|| health.set_role(Role::Standby)) => Some(e),
+                () = shutdown.clone() => return Ok(()),
+            }
+        }
+    };
+    metrics.set_leader(true);
+    health.set_role(Role::Leading);
+
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let holding = elector.take().map(|mut e| {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = e.hold() => {
+                    let _ = lost_tx.send(());
+                    None
+                }
+                () = shutdown => Some(e),
+            }
+        })
+    });
+    let stop = {
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                Ok(()) = lost_rx => {}
+            }
+        }
+    };
+    let stores_cell = health.stores.clone();
+    controller::run(
+        client,
+        settings,
+        args.router_selector.as_deref(),
+        metrics.clone(),
+        move |stores| {
+            let _ = stores_cell.set(stores);
+        },
+        stop,
+    )
+    .await;
+    metrics.set_leader(false);
+    match holding {
+        None => Ok(()),
+        Some(task) => match task.await {
+            Ok(Some(mut e)) => {
+                e.release().await;
+                Ok(())
+            }
+            Ok(None) => Err(Error::LeadershipLost),
+            Err(e) => {
+                error!(error = %e, "lease task failed");
+                Err(Error::LeadershipLost)
+            }
+        },
     }
 }
 

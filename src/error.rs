@@ -41,6 +41,9 @@ pub enum Error {
     #[error("parsing {what}: {message}")]
     Parse { what: String, message: String },
 
+    #[error("lost the leader Lease; exiting so that only the new leader writes")]
+    LeadershipLost,
+
     #[error("connecting to the Kubernetes API: {0}")]
     Client(#[source] Box<kube::Error>),
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod diff;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod offline;
 pub mod render;

@@ -2,6 +2,7 @@
 //! condition type and status are fixed sets; per-router series exist only while the router does.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use kube::ResourceExt;
@@ -9,7 +10,8 @@ use kube::runtime::reflector::Store;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::api::HostRouter;
@@ -23,6 +25,8 @@ pub struct Metrics {
     reconcile_time: HistogramVec,
     writes: IntCounterVec,
     sweeps: IntCounterVec,
+    leader: IntGauge,
+    routers: Arc<OnceLock<Store<HostRouter>>>,
 }
 
 /// Result label of `controller_runtime_reconcile_total`.
@@ -58,8 +62,10 @@ impl WriteOp {
 
 impl Metrics {
     /// Registers the metrics; fails only on a programming error (a duplicate or bad name).
-    pub fn new(routers: Store<HostRouter>) -> Result<Self, prometheus::Error> {
+    /// The per-router gauges appear once [`Metrics::observe_routers`] is called.
+    pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        let routers = Arc::new(OnceLock::new());
         let reconcile_total = IntCounterVec::new(
             Opts::new(
                 "controller_runtime_reconcile_total",
@@ -98,12 +104,17 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let leader = IntGauge::new(
+            "hostrouter_leader",
+            "1 while this replica reconciles (it holds the leader Lease, or leader election is off); 0 on a standby",
+        )?;
+        registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(reconcile_total.clone()))?;
         registry.register(Box::new(sweeps.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_time.clone()))?;
         registry.register(Box::new(writes.clone()))?;
-        registry.register(Box::new(RouterCollector::new(routers)?))?;
+        registry.register(Box::new(RouterCollector::new(routers.clone())?))?;
         // Initialise the result series so that rate() works from the first scrape.
         for result in ["success", "error", "requeue"] {
             reconcile_total.with_label_values(&[CONTROLLER, result]);
@@ -128,7 +139,19 @@ impl Metrics {
             reconcile_time,
             writes,
             sweeps,
+            leader,
+            routers,
         })
+    }
+
+    /// Publishes the per-router gauges from this cache (once; later calls are ignored).
+    pub fn observe_routers(&self, routers: Store<HostRouter>) {
+        let _ = self.routers.set(routers);
+    }
+
+    /// Whether this replica is the one reconciling.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Counts a finished orphan sweep.
@@ -185,7 +208,7 @@ impl ReconcileTimer<'_> {
 /// Gauges computed at scrape time from the HostRouters' status, so that a deleted router's
 /// series disappear with it.
 struct RouterCollector {
-    routers: Store<HostRouter>,
+    routers: Arc<OnceLock<Store<HostRouter>>>,
     descs: Vec<Desc>,
 }
 
@@ -194,7 +217,7 @@ const VIRTUAL_HOSTS: &str = "hostrouter_virtual_hosts";
 const DROPPED_HOSTS: &str = "hostrouter_dropped_hosts";
 
 impl RouterCollector {
-    fn new(routers: Store<HostRouter>) -> Result<Self, prometheus::Error> {
+    fn new(routers: Arc<OnceLock<Store<HostRouter>>>) -> Result<Self, prometheus::Error> {
         let descs = Self::gauges()?
             .iter()
             .flat_map(|g| g.desc().into_iter().cloned())
@@ -233,7 +256,8 @@ impl Collector for RouterCollector {
             return Vec::new();
         };
         let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for router in self.routers.state() {
+        let routers = self.routers.get().map(Store::state).unwrap_or_default();
+        for router in routers {
             let ns = router.namespace().unwrap_or_default();
             let name = router.name_any();
             let status = router.status.clone().unwrap_or_default();

@@ -1,6 +1,7 @@
 //! The operator's HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -18,6 +19,33 @@ use crate::metrics::Metrics;
 pub struct Health {
     pub metrics: Arc<OnceLock<Arc<Metrics>>>,
     pub stores: Arc<OnceLock<Stores>>,
+    role: Arc<AtomicU8>,
+}
+
+/// Where this replica stands in leader election.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// Reconciling (the leader, or leader election is off).
+    Leading = 0,
+    /// Has not yet found out who leads.
+    Electing = 1,
+    /// Another replica holds the Lease.
+    Standby = 2,
+}
+
+impl Health {
+    pub fn set_role(&self, role: Role) {
+        self.role.store(role as u8, Ordering::Relaxed);
+    }
+
+    fn role(&self) -> Role {
+        match self.role.load(Ordering::Relaxed) {
+            1 => Role::Electing,
+            2 => Role::Standby,
+            _ => Role::Leading,
+        }
+    }
 }
 
 pub fn router(health: Health) -> Router {
@@ -67,13 +95,22 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     }
 }
 
-/// Ready once every watch the reconcile depends on has listed its objects.
+/// Ready once every watch the reconcile depends on has listed its objects. A standby is
+/// ready once it has seen who leads: it serves its purpose by waiting, and a rolling update
+/// must be able to start the new replica while the old one still leads.
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {
-    match h.stores.get() {
-        Some(s) if s.inputs_ready() => (StatusCode::OK, "ok\n"),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the watch caches\n",
+    match h.role() {
+        Role::Standby => (
+            StatusCode::OK,
+            "standby: another replica holds the leader Lease\n",
         ),
+        Role::Electing => (StatusCode::SERVICE_UNAVAILABLE, "electing a leader\n"),
+        Role::Leading => match h.stores.get() {
+            Some(s) if s.inputs_ready() => (StatusCode::OK, "ok\n"),
+            _ => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "waiting for the watch caches\n",
+            ),
+        },
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
 use tokio::sync::OnceCell;
 
 use crate::control_plane::ControlPlane;
@@ -58,6 +59,7 @@ pub async fn chart_identity(cluster: &ControlPlane) -> Result<PathBuf> {
 
 /// One running operator, scoped to the HostRouters labelled `e2e.hostrouter.io/trial=<shard>`.
 pub struct Operator {
+    name: String,
     process: Process,
     http_address: String,
     shard: String,
@@ -68,10 +70,21 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator for this trial under the chart's identity and waits for `/readyz`.
     pub async fn start(cx: &TestContext, shard: &str, extra_args: &[&str]) -> Result<Self> {
+        Self::start_as(cx, "hostrouter", shard, extra_args).await
+    }
+
+    /// Like [`Operator::start`], logging to `<name>.log`: for a second replica in one trial.
+    pub async fn start_as(
+        cx: &TestContext,
+        name: &str,
+        shard: &str,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let kubeconfig = chart_identity(cx.cluster()).await?;
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let process = spawn(cx, &kubeconfig, shard, &extra_args, None)?;
+        let process = spawn(cx, name, &kubeconfig, shard, &extra_args, None)?;
         let op = Self {
+            name: name.into(),
             http_address: process.1,
             process: process.0,
             shard: shard.into(),
@@ -88,6 +101,13 @@ impl Operator {
         self.resume(cx).await
     }
 
+    /// Kills the operator (SIGKILL): no clean shutdown, nothing released.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.process.signal(Signal::SIGKILL)?;
+        self.process.wait().await?;
+        Ok(())
+    }
+
     /// Stops the operator (SIGTERM); [`Operator::resume`] starts it again.
     pub async fn stop(&mut self) -> Result<()> {
         self.process.stop(Duration::from_secs(10)).await?;
@@ -98,6 +118,7 @@ impl Operator {
     pub async fn resume(&mut self, cx: &TestContext) -> Result<()> {
         let (process, address) = spawn(
             cx,
+            &self.name,
             &self.kubeconfig,
             &self.shard,
             &self.extra_args,
@@ -115,6 +136,10 @@ impl Operator {
 
     pub fn process(&self) -> &Process {
         &self.process
+    }
+
+    pub fn process_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 
     /// The current `/metrics` text.
@@ -170,6 +195,7 @@ impl Operator {
 
 fn spawn(
     cx: &TestContext,
+    name: &str,
     kubeconfig: &Path,
     shard: &str,
     extra_args: &[String],
@@ -180,7 +206,7 @@ fn spawn(
         None => format!("127.0.0.1:{}", free_port()?),
     };
     let process = cx
-        .process("hostrouter", tool(vars::HOSTROUTER_BIN)?)
+        .process(name, tool(vars::HOSTROUTER_BIN)?)
         .arg("run")
         .arg("--http-address")
         .arg(&address)

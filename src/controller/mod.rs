@@ -49,7 +49,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     router_selector: Option<&str>,
-    metrics_for: impl FnOnce(Store<HostRouter>) -> Arc<Metrics>,
+    metrics: Arc<Metrics>,
     on_stores: impl FnOnce(Stores),
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -76,7 +76,7 @@ pub async fn run(
     on_stores(stores.clone());
 
     let (tx, rx) = unbounded::<ObjectRef<HostRouter>>();
-    let metrics = metrics_for(routers.clone());
+    metrics.observe_routers(routers.clone());
     let reporter = Reporter {
         controller: CONTROLLER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),

@@ -5,9 +5,11 @@
 //! list it in `main` below.
 
 mod gloo;
+mod leader;
 mod operator;
 mod shapes;
 mod smoke;
+mod world;
 
 use std::process::ExitCode;
 
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let trials = [
         smoke::trials(&suite),
         operator::trials(&suite),
+        leader::trials(&suite),
         gloo::trials(&suite),
     ]
     .into_iter()

@@ -3,26 +3,25 @@
 //! ServiceAccount) scoped to the trial's HostRouters, and its own namespaces.
 
 use hostrouter_e2e::resources::{proxies as proxy_api, routers};
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use hostrouter_e2e::operator::{Operator, TRIAL_LABEL};
+use hostrouter_e2e::operator::TRIAL_LABEL;
 use hostrouter_e2e::toolchain::{tool, vars};
-use hostrouter_e2e::{Progress, Suite, TestContext, TestNamespace, wait_until};
+use hostrouter_e2e::{Progress, Suite, TestContext, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use libtest_mimic::Trial;
+
+use crate::world::{CONVERGE, World, apply_service, condition};
 use serde_json::{Value, json};
 
 /// How fast a change in the cluster must reach the Proxy.
 const PROPAGATION: Duration = Duration::from_secs(2);
 /// How long the real garbage collector may take.
 const GC_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long the operator may take to converge after start.
-const CONVERGE: Duration = Duration::from_secs(30);
 
 pub fn trials(suite: &Suite) -> Vec<Trial> {
     vec![
@@ -74,251 +73,6 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
             |cx| async move { missing_gloo_crd(&cx).await },
         ),
     ]
-}
-
-/// A trial's cluster: two selected namespaces, one not selected, a namespace standing in for
-/// Gloo's, Services in each, an operator, and one HostRouter.
-struct World {
-    shard: String,
-    app: TestNamespace,
-    shop: TestNamespace,
-    other: TestNamespace,
-    gloo: TestNamespace,
-    operator: Operator,
-    proxy_name: String,
-    client: Client,
-}
-
-impl World {
-    /// Label that selects the trial's namespaces.
-    fn select_label(&self) -> (&'static str, &str) {
-        ("e2e.hostrouter.io/routed", self.shard.as_str())
-    }
-
-    async fn new(cx: &TestContext, extra_args: &[&str]) -> Result<Self> {
-        let shard = hostrouter_e2e::namespace::unique_name("t");
-        let routed = ("e2e.hostrouter.io/routed", shard.as_str());
-        let app = cx.namespace([routed]).await?;
-        let shop = cx.namespace([routed]).await?;
-        let other = cx.namespace([]).await?;
-        let gloo = cx.namespace([]).await?;
-        let client = cx.client();
-        apply_service(
-            &client,
-            app.name(),
-            "petstore",
-            &[("http", 8080, "TCP")],
-            None,
-        )
-        .await?;
-        apply_service(&client, app.name(), "dns", &[("dns", 53, "UDP")], None).await?;
-        apply_service(
-            &client,
-            app.name(),
-            "legacy",
-            &[("http", 80, "TCP")],
-            Some("true"),
-        )
-        .await?;
-        apply_external_name(&client, app.name(), "external").await?;
-        apply_service(
-            &client,
-            shop.name(),
-            "cart",
-            &[("http", 80, "TCP"), ("admin", 9090, "TCP")],
-            None,
-        )
-        .await?;
-        apply_service(
-            &client,
-            other.name(),
-            "hidden",
-            &[("http", 80, "TCP")],
-            None,
-        )
-        .await?;
-        let mut args = vec!["--gloo-namespace", gloo.name()];
-        args.extend_from_slice(extra_args);
-        let operator = Operator::start(cx, &shard, &args).await?;
-        let proxy_name = format!("edge-{}", &shard[shard.len().saturating_sub(6)..]);
-        Ok(Self {
-            shard,
-            app,
-            shop,
-            other,
-            gloo,
-            operator,
-            proxy_name,
-            client,
-        })
-    }
-
-    fn router_manifest(&self, namespace: &str, name: &str, proxy_name: &str) -> Value {
-        json!({
-            "apiVersion": "hostrouter.io/v1alpha1",
-            "kind": "HostRouter",
-            "metadata": {"name": name, "namespace": namespace, "labels": {TRIAL_LABEL: self.shard}},
-            "spec": {
-                "proxyName": proxy_name,
-                "listener": {"port": 8080},
-                "namespaceSelector": {"matchLabels": {self.select_label().0: self.select_label().1}},
-                "service": {"type": "ClusterIP"},
-            }
-        })
-    }
-
-    async fn create_router(&self, namespace: &str, name: &str, proxy_name: &str) -> Result<()> {
-        let api = routers(&self.client, namespace);
-        let obj: DynamicObject =
-            serde_json::from_value(self.router_manifest(namespace, name, proxy_name))?;
-        api.create(&PostParams::default(), &obj)
-            .await
-            .with_context(|| format!("creating HostRouter {namespace}/{name}"))?;
-        Ok(())
-    }
-
-    /// The domains in the Proxy, once it exists.
-    async fn domains(&self) -> Result<BTreeSet<String>> {
-        let proxy = proxy_api(&self.client, self.gloo.name())
-            .get(&self.proxy_name)
-            .await?;
-        Ok(domains_of(&proxy))
-    }
-
-    fn expected_domains(&self, extra: &[String]) -> BTreeSet<String> {
-        let mut d: BTreeSet<String> = [
-            format!("{}-petstore-8080", self.app.name()),
-            format!("{}-cart-80", self.shop.name()),
-            format!("{}-cart-9090", self.shop.name()),
-        ]
-        .into();
-        d.extend(extra.iter().cloned());
-        d
-    }
-
-    async fn wait_domains(
-        &self,
-        what: &str,
-        expected: BTreeSet<String>,
-        timeout: Duration,
-    ) -> Result<Duration> {
-        let start = Instant::now();
-        wait_until(what, timeout, || async {
-            let got = self.domains().await?;
-            Ok(if got == expected {
-                Progress::Done(())
-            } else {
-                Progress::pending(got)
-            })
-        })
-        .await
-        .with_context(|| format!("expected {expected:?}"))?;
-        Ok(start.elapsed())
-    }
-
-    async fn condition(
-        &self,
-        namespace: &str,
-        name: &str,
-        type_: &str,
-    ) -> Result<(String, String, String)> {
-        condition(&self.client, namespace, name, type_).await
-    }
-
-    async fn wait_condition(
-        &self,
-        namespace: &str,
-        name: &str,
-        type_: &str,
-        status: &str,
-        reason: &str,
-    ) -> Result<()> {
-        let what = format!("{namespace}/{name} {type_}={status} ({reason})");
-        wait_until(&what, CONVERGE, || async {
-            let got = self.condition(namespace, name, type_).await?;
-            Ok(if got.0 == status && got.1 == reason {
-                Progress::Done(())
-            } else {
-                Progress::pending(got)
-            })
-        })
-        .await
-    }
-}
-
-async fn condition(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    type_: &str,
-) -> Result<(String, String, String)> {
-    let hr = routers(client, namespace).get(name).await?;
-    let conds = hr.data["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let c = conds
-        .iter()
-        .find(|c| c["type"] == type_)
-        .with_context(|| format!("no {type_} condition yet; status is {}", hr.data["status"]))?;
-    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-    Ok((s("status"), s("reason"), s("message")))
-}
-
-fn domains_of(proxy: &DynamicObject) -> BTreeSet<String> {
-    proxy.data["spec"]["listeners"][0]["httpListener"]["virtualHosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|vh| vh["domains"].as_array().cloned().unwrap_or_default())
-        .filter_map(|d| d.as_str().map(str::to_owned))
-        .collect()
-}
-
-async fn apply_service(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    ports: &[(&str, i32, &str)],
-    exclude: Option<&str>,
-) -> Result<()> {
-    let ports: Vec<Value> = ports
-        .iter()
-        .map(|(n, p, proto)| json!({"name": n, "port": p, "protocol": proto}))
-        .collect();
-    let mut svc = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"ports": ports, "selector": {"app": name}},
-    });
-    if let Some(v) = exclude {
-        svc["metadata"]["annotations"] = json!({"hostrouter.io/exclude": v});
-    }
-    let api: Api<Service> = Api::namespaced(client.clone(), ns);
-    api.patch(
-        name,
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&svc),
-    )
-    .await
-    .with_context(|| format!("applying Service {ns}/{name}"))?;
-    Ok(())
-}
-
-async fn apply_external_name(client: &Client, ns: &str, name: &str) -> Result<()> {
-    let svc = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"type": "ExternalName", "externalName": "example.com", "ports": [{"port": 443}]},
-    });
-    let api: Api<Service> = Api::namespaced(client.clone(), ns);
-    api.patch(
-        name,
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&svc),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Scenario 1: the Proxy holds exactly the TCP ports of the selected namespaces' Services; the
