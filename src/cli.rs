@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::leader::{self, Elector};
 use crate::metrics::Metrics;
 use crate::offline;
-use crate::render::{GLOO_VERSION, Settings};
+use crate::render::{GLOO_VERSION, Settings, naming};
 use crate::server::{self, Health, Role};
 
 #[derive(Parser, Debug)]
@@ -51,12 +51,6 @@ struct RunArgs {
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "HOSTROUTER_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     http_address: SocketAddr,
-
-    /// Manage only the HostRouters matching this label selector (e.g. `shard=a`), to split
-    /// routers between operator instances. Routers that compete for a proxy name must be
-    /// managed by the same instance. Default: every HostRouter.
-    #[arg(long, env = "HOSTROUTER_ROUTER_SELECTOR")]
-    router_selector: Option<String>,
 
     #[command(flatten)]
     leader: LeaderArgs,
@@ -169,6 +163,12 @@ struct SettingsArgs {
     /// keeping large route tables under etcd's object size limit.
     #[arg(long, env = "HOSTROUTER_COMPRESS_PROXY_ABOVE_BYTES", default_value_t = 256 * 1024)]
     compress_proxy_above_bytes: usize,
+
+    /// Manage only the HostRouters matching this label selector (e.g. `shard=a`), to split
+    /// routers between operator instances. Routers that compete for a proxy name must be
+    /// managed by the same instance. Default: every HostRouter.
+    #[arg(long, env = "HOSTROUTER_ROUTER_SELECTOR")]
+    router_selector: Option<String>,
 }
 
 impl SettingsArgs {
@@ -182,6 +182,7 @@ impl SettingsArgs {
             xds_port: self.gloo_xds_port,
             envoy_image: self.envoy_image.clone(),
             compress_proxy_above_bytes: self.compress_proxy_above_bytes,
+            shard: self.router_selector.as_deref().map(naming::shard),
         }
     }
 }
@@ -270,7 +271,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| Error::Client(Box::new(e)))?;
-    if let Some(selector) = &args.router_selector {
+    if let Some(selector) = &args.settings.router_selector {
         check_selector(&client, selector).await?;
     }
     let elector = args
@@ -309,8 +310,9 @@ async fn run_async(args: RunArgs) -> Result<()> {
 }
 
 /// Runs the controller until `shutdown`; with leader election, only while this replica holds
-/// the Lease. Losing the Lease ends the process with an error (its pod restarts as a standby),
-/// so that a former leader never writes next to the new one.
+/// the Lease. The Lease is renewed until the controller has drained after a shutdown, then
+/// released. Losing it drops the controller at once, in-flight writes included, and ends the
+/// process with an error (its pod restarts as a standby).
 async fn lead(
     client: kube::Client,
     settings: Settings,
@@ -320,7 +322,7 @@ async fn lead(
     health: &Health,
     shutdown: Shared<impl Future<Output = ()> + Send + 'static>,
 ) -> Result<()> {
-    let mut elector = match elector {
+    let elector = match elector {
         None => None,
         Some(mut e) => {
             tokio::select! {
@@ -332,54 +334,57 @@ async fn lead(
     metrics.set_leader(true);
     health.set_role(Role::Leading);
 
+    // Renews until the controller is done (`done`), or reports the loss (`lost`).
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let holding = elector.take().map(|mut e| {
-        let shutdown = shutdown.clone();
+    let holding = elector.map(|mut e| {
         tokio::spawn(async move {
             tokio::select! {
                 () = e.hold() => {
                     let _ = lost_tx.send(());
                     None
                 }
-                () = shutdown => Some(e),
+                _ = done_rx => Some(e),
             }
         })
     });
-    let stop = {
-        let shutdown = shutdown.clone();
-        async move {
-            tokio::select! {
-                () = shutdown => {}
-                Ok(()) = lost_rx => {}
-            }
+    let lost = async {
+        match lost_rx.await {
+            Ok(()) => {}
+            // No elector: leadership cannot be lost.
+            Err(_) => std::future::pending().await,
         }
     };
     let stores_cell = health.stores.clone();
-    controller::run(
+    let controller = controller::run(
         client,
         settings,
-        args.router_selector.as_deref(),
+        args.settings.router_selector.as_deref(),
         metrics.clone(),
         move |stores| {
             let _ = stores_cell.set(stores);
         },
-        stop,
-    )
-    .await;
+        shutdown,
+    );
+    let kept = tokio::select! {
+        () = controller => true,
+        () = lost => false,
+    };
     metrics.set_leader(false);
-    match holding {
-        None => Ok(()),
-        Some(task) => match task.await {
-            Ok(Some(mut e)) => {
-                e.release().await;
-                Ok(())
-            }
-            Ok(None) => Err(Error::LeadershipLost),
-            Err(e) => {
-                error!(error = %e, "lease task failed");
-                Err(Error::LeadershipLost)
-            }
-        },
+    let _ = done_tx.send(());
+    let elector = match holding {
+        None => return Ok(()),
+        Some(task) => task.await.unwrap_or_else(|e| {
+            error!(error = %e, "lease task failed");
+            None
+        }),
+    };
+    match elector {
+        Some(mut e) if kept => {
+            e.release().await;
+            Ok(())
+        }
+        _ => Err(Error::LeadershipLost),
     }
 }
 

@@ -41,6 +41,12 @@ pub enum Error {
     #[error("parsing {what}: {message}")]
     Parse { what: String, message: String },
 
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
+
     #[error("lost the leader Lease; exiting so that only the new leader writes")]
     LeadershipLost,
 

@@ -37,6 +37,13 @@ pub struct Config {
 impl Config {
     /// Rejects timings under which two leaders could overlap.
     pub fn validate(&self) -> Result<()> {
+        // The Lease records whole seconds, and standbys honour what it records.
+        if self.lease_duration.subsec_nanos() != 0 {
+            return Err(Error::Config(format!(
+                "--leader-elect-lease-duration ({:?}) must be a whole number of seconds",
+                self.lease_duration
+            )));
+        }
         if self.renew_deadline >= self.lease_duration {
             return Err(Error::Config(format!(
                 "--leader-elect-renew-deadline ({:?}) must be shorter than --leader-elect-lease-duration ({:?})",
@@ -122,6 +129,17 @@ fn now() -> MicroTime {
     MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// What one attempt found.
+#[derive(Debug)]
+enum Attempt {
+    /// This candidate holds the Lease now.
+    Leading,
+    /// Another candidate holds a live Lease.
+    HeldBy(String),
+    /// The write lost a race with another writer: nothing is known until the next look.
+    Raced,
+}
+
 /// One candidate.
 pub struct Elector {
     api: Api<Lease>,
@@ -147,48 +165,75 @@ impl Elector {
     /// another candidate leading.
     pub async fn acquire(&mut self, on_standby: impl Fn()) {
         let mut waiting_for = None;
+        let mut last_error = None;
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(None) => {
+            // Bounded like a renewal: a request that hangs must not park the candidate.
+            match self.attempt(self.config.renew_deadline).await {
+                Ok(Attempt::Leading) => {
                     info!(lease = %self.lease(), identity = %self.config.identity, "became the leader");
                     return;
                 }
-                Ok(Some(holder)) => {
+                Ok(Attempt::HeldBy(holder)) => {
                     on_standby();
                     if waiting_for.as_ref() != Some(&holder) {
                         info!(lease = %self.lease(), %holder, "standing by: another replica leads");
                         waiting_for = Some(holder);
                     }
                 }
-                Err(error) => warn!(lease = %self.lease(), %error, "could not acquire the lease"),
+                Ok(Attempt::Raced) => {}
+                Err(error) => {
+                    // Once per distinct error: a lasting one (say, missing RBAC) is not repeated
+                    // every retry period.
+                    let message = error.to_string();
+                    if last_error.as_ref() != Some(&message) {
+                        warn!(lease = %self.lease(), %error, "could not acquire the lease; retrying");
+                        last_error = Some(message);
+                    } else {
+                        debug!(lease = %self.lease(), %error, "could not acquire the lease");
+                    }
+                }
             }
             tokio::time::sleep(self.config.retry_period).await;
         }
     }
 
-    /// Renews the Lease every retry period; returns when leadership is lost: the Lease was
-    /// taken by another candidate, or could not be renewed within the renew deadline.
+    /// Renews the Lease every retry period; returns when leadership is lost: another
+    /// candidate holds the Lease, or it was not renewed within the renew deadline. Every
+    /// attempt is bounded by what is left of the deadline, so a hung request cannot keep a
+    /// former leader running past it.
     pub async fn hold(&mut self) {
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.config.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(None) => {
+            let left = self.config.renew_deadline.saturating_sub(renewed.elapsed());
+            match self.attempt(left).await {
+                Ok(Attempt::Leading) => {
                     renewed = Instant::now();
                     continue;
                 }
-                Ok(Some(holder)) => {
-                    warn!(lease = %self.lease(), %holder, "the lease was taken over; no longer the leader");
+                Ok(Attempt::HeldBy(holder)) => {
+                    warn!(lease = %self.lease(), %holder, "another replica holds the lease; no longer the leader");
                     return;
                 }
-                Err(error) => {
-                    warn!(lease = %self.lease(), %error, "could not renew the lease");
-                }
+                // Our own write raced another; look again until the deadline.
+                Ok(Attempt::Raced) => {}
+                Err(error) => warn!(lease = %self.lease(), %error, "could not renew the lease"),
             }
             if renewed.elapsed() >= self.config.renew_deadline {
                 warn!(lease = %self.lease(), deadline = ?self.config.renew_deadline, "could not renew the lease in time; no longer the leader");
                 return;
             }
+        }
+    }
+
+    /// One attempt to acquire or renew, given up after `limit`.
+    async fn attempt(&mut self, limit: Duration) -> Result<Attempt> {
+        match tokio::time::timeout(limit, self.try_acquire_or_renew()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                what: format!("acquiring or renewing Lease {}", self.lease()),
+                after: limit,
+            }),
         }
     }
 
@@ -220,9 +265,9 @@ impl Elector {
         }
     }
 
-    /// One attempt. `Ok(None)`: this candidate holds the Lease now; `Ok(Some(holder))`:
-    /// another one does.
-    async fn try_acquire_or_renew(&mut self) -> Result<Option<String>> {
+    /// Reads the Lease and, unless another candidate holds it, writes it with this candidate
+    /// as holder.
+    async fn try_acquire_or_renew(&mut self) -> Result<Attempt> {
         let Config { name, identity, .. } = &self.config;
         let api_err = |action, e| Error::api(action, "Lease", &self.config.namespace, name, e);
         let current = self
@@ -253,7 +298,7 @@ impl Elector {
             &now(),
             self.config.lease_duration,
         ) {
-            Step::Wait { holder } => return Ok(Some(holder)),
+            Step::Wait { holder } => return Ok(Attempt::HeldBy(holder)),
             Step::Take(desired) => desired,
         };
         let written = match current {
@@ -281,12 +326,12 @@ impl Elector {
         match written {
             Ok(_) => {
                 self.observed = Some((desired, Instant::now()));
-                Ok(None)
+                Ok(Attempt::Leading)
             }
             // Someone else wrote first (a create race is a 409 too); look again next period.
             Err(e) if is_conflict(&e) => {
-                debug!(lease = %self.lease(), "lost a race for the lease");
-                Ok(Some("another candidate".into()))
+                debug!(lease = %self.lease(), "another write to the lease came first");
+                Ok(Attempt::Raced)
             }
             Err(e) => Err(api_err("writing", e)),
         }
@@ -382,5 +427,9 @@ mod tests {
         assert!(config(15, 10, 2).validate().is_ok());
         assert!(config(10, 10, 2).validate().is_err());
         assert!(config(15, 10, 10).validate().is_err());
+        let mut sub_second = config(15, 10, 2);
+        sub_second.lease_duration = Duration::from_millis(2500);
+        sub_second.renew_deadline = Duration::from_secs(2);
+        assert!(sub_second.validate().is_err());
     }
 }

@@ -214,6 +214,10 @@ fn spawn(
         .arg(format!("{TRIAL_LABEL}={shard}"))
         .args(extra_args)
         .env("KUBECONFIG", kubeconfig)
+        // Leader-election identities and Event reporters come from these; the harness's own
+        // environment (a CI pod, say) must not leak into them.
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
         .env("HOSTROUTER_LOG", "info,hostrouter=debug,kube_runtime=debug")
         .env("NO_COLOR", "1")
         .spawn()?;

@@ -29,6 +29,7 @@ pub struct ProcessBuilder {
     program: OsString,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    removed_envs: Vec<OsString>,
     current_dir: Option<PathBuf>,
     log_dir: PathBuf,
     detached: bool,
@@ -47,6 +48,7 @@ impl ProcessBuilder {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
             envs: Vec::new(),
+            removed_envs: Vec::new(),
             current_dir: None,
             log_dir: log_dir.into(),
             detached: false,
@@ -74,6 +76,12 @@ impl ProcessBuilder {
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.envs
             .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Does not pass this variable of the harness's environment on.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.removed_envs.push(key.as_ref().to_owned());
         self
     }
 
@@ -121,6 +129,9 @@ impl ProcessBuilder {
             .stdout(log)
             .stderr(stderr)
             .kill_on_drop(!self.detached);
+        for key in &self.removed_envs {
+            command.env_remove(key);
+        }
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
         }

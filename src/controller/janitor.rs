@@ -24,7 +24,7 @@ use super::context::Context;
 use super::triggers::{annotated_router, is_managed};
 use crate::api::{HostRouter, gloo};
 use crate::error::{Error, Result};
-use crate::render::naming::ROUTER_UID_LABEL;
+use crate::render::naming::{ROUTER_UID_LABEL, SHARD_LABEL};
 use crate::render::{self, Settings};
 
 /// How often the whole Proxy cache is swept even without a trigger.
@@ -56,7 +56,12 @@ pub fn plan(
     settings: &Settings,
 ) -> Vec<(Arc<DynamicObject>, Decision)> {
     let mut out = Vec::new();
-    for proxy in proxies.iter().filter(|p| is_managed(p.as_ref())) {
+    // Each operator instance sweeps only what it wrote: another shard's orphans are its own.
+    let shard = settings.shard.as_deref();
+    let ours = |p: &DynamicObject| {
+        is_managed(p) && p.labels().get(SHARD_LABEL).map(String::as_str) == shard
+    };
+    for proxy in proxies.iter().filter(|p| ours(p.as_ref())) {
         // Without the annotation the Proxy cannot be tied to a router: leave it.
         let Some(owner) = annotated_router(proxy.as_ref()) else {
             continue;
@@ -94,8 +99,22 @@ pub fn plan(
     out
 }
 
+/// How a sweep ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Swept {
+    /// The input caches are still listing: nothing was done.
+    NotReady,
+    /// Gloo's Proxy CRD is missing, so there is nothing to sweep. The Proxy cache's first
+    /// listing wakes the janitor again.
+    NoProxies,
+    /// Every orphan found is gone.
+    Clean,
+    /// An orphan changed or vanished while being deleted: look again once the cache caught up.
+    Again,
+}
+
 /// Sweeps when `wake` is notified (a router left the cache, the Proxy cache was listed) and
-/// every [`PERIOD`]. Runs until the process ends.
+/// every [`PERIOD`]. Runs until the controller stops.
 pub async fn run(ctx: Arc<Context>, wake: Arc<Notify>, tx: UnboundedSender<ObjectRef<HostRouter>>) {
     loop {
         tokio::select! {
@@ -105,11 +124,16 @@ pub async fn run(ctx: Arc<Context>, wake: Arc<Notify>, tx: UnboundedSender<Objec
         let mut backoff = RETRY;
         loop {
             let wait = match sweep(&ctx, &tx).await {
-                Ok(true) => {
+                Ok(Swept::Clean) => {
                     ctx.metrics.swept(true);
                     break;
                 }
-                Ok(false) => {
+                Ok(Swept::NoProxies) => break,
+                Ok(Swept::Again) => {
+                    ctx.metrics.swept(true);
+                    RETRY
+                }
+                Ok(Swept::NotReady) => {
                     debug!("caches still listing; sweeping orphaned Proxies shortly");
                     RETRY
                 }
@@ -126,16 +150,15 @@ pub async fn run(ctx: Arc<Context>, wake: Arc<Notify>, tx: UnboundedSender<Objec
     }
 }
 
-/// One sweep. Returns `false` when the input caches are still listing (nothing was done).
-/// While Gloo's CRD is missing there is nothing to sweep; the Proxy cache's first listing
-/// wakes the janitor again.
-async fn sweep(ctx: &Context, tx: &UnboundedSender<ObjectRef<HostRouter>>) -> Result<bool> {
+/// One sweep. A Proxy that cannot be deleted does not keep the others: the sweep goes on and
+/// reports the first error at the end.
+async fn sweep(ctx: &Context, tx: &UnboundedSender<ObjectRef<HostRouter>>) -> Result<Swept> {
     let stores = &ctx.stores;
     if !stores.inputs_ready() {
-        return Ok(false);
+        return Ok(Swept::NotReady);
     }
     if !stores.proxies_ready() {
-        return Ok(true);
+        return Ok(Swept::NoProxies);
     }
     let decisions = plan(
         &stores.proxies.state(),
@@ -143,6 +166,8 @@ async fn sweep(ctx: &Context, tx: &UnboundedSender<ObjectRef<HostRouter>>) -> Re
         &ctx.settings,
     );
     let mut existing: Option<HashSet<ObjectRef<HostRouter>>> = None;
+    let mut outcome = Swept::Clean;
+    let mut first_error = None;
     for (proxy, decision) in decisions {
         let delete = match decision {
             Decision::Reconcile(router) => {
@@ -157,11 +182,22 @@ async fn sweep(ctx: &Context, tx: &UnboundedSender<ObjectRef<HostRouter>>) -> Re
                 existing.as_ref().is_some_and(|e| !e.contains(&router))
             }
         };
-        if delete {
-            delete_orphan(ctx, &proxy).await?;
+        if !delete {
+            continue;
+        }
+        match delete_orphan(ctx, &proxy).await {
+            Ok(true) => {}
+            Ok(false) => outcome = Swept::Again,
+            Err(error) => {
+                warn!(%error, "could not delete an orphaned Proxy");
+                first_error.get_or_insert(error);
+            }
         }
     }
-    Ok(true)
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(outcome),
+    }
 }
 
 /// Every HostRouter in the cluster, including those other operator instances manage: one
@@ -181,11 +217,13 @@ async fn all_routers(ctx: &Context) -> Result<HashSet<ObjectRef<HostRouter>>> {
         .collect())
 }
 
-async fn delete_orphan(ctx: &Context, proxy: &DynamicObject) -> Result<()> {
+/// Deletes `proxy` if it is unchanged; `false` when it changed or vanished meanwhile.
+async fn delete_orphan(ctx: &Context, proxy: &DynamicObject) -> Result<bool> {
     let ns = proxy.namespace().unwrap_or_default();
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ns, &gloo::proxy_resource());
-    if apply::delete_exact(&api, &ctx.metrics, "Proxy", proxy).await? {
+    let deleted = apply::delete_exact(&api, &ctx.metrics, "Proxy", proxy).await?;
+    if deleted {
         let router = proxy
             .annotations()
             .get(crate::render::naming::ROUTER_ANNOTATION)
@@ -193,13 +231,13 @@ async fn delete_orphan(ctx: &Context, proxy: &DynamicObject) -> Result<()> {
             .unwrap_or_default();
         info!(proxy = %format!("{ns}/{}", proxy.name_any()), %router, "deleted Proxy of a HostRouter that no longer exists");
     }
-    Ok(())
+    Ok(deleted)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::naming::{ROUTER_ANNOTATION, common_labels};
+    use crate::render::naming::{self, ROUTER_ANNOTATION, common_labels};
     use crate::testing::router;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -273,6 +311,31 @@ mod tests {
         let mut r = router("apps", "edge", "new-name");
         r.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         assert_eq!(decide(&[with_uid(r, "u1")]), None);
+    }
+
+    #[test]
+    fn each_shard_sweeps_only_its_own_proxies() {
+        let mut sharded = edge_proxy();
+        sharded
+            .labels_mut()
+            .insert(SHARD_LABEL.into(), naming::shard("team=a"));
+        let owner = ObjectRef::new("edge").within("apps");
+        let gone = Some(Decision::DeleteIfRouterGone(owner));
+        // An instance for every router leaves shard "team=a"'s Proxy alone, and the other
+        // way round.
+        assert_eq!(decide_on(sharded.clone(), &[]), None);
+        let team_a = Settings {
+            shard: Some(naming::shard("team=a")),
+            ..Settings::default()
+        };
+        let plan_a = |p: DynamicObject| {
+            plan(&[Arc::new(p)], &[], &team_a)
+                .into_iter()
+                .next()
+                .map(|(_, d)| d)
+        };
+        assert_eq!(plan_a(sharded), gone);
+        assert_eq!(plan_a(edge_proxy()), None);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use kube::runtime::{WatchStreamExt, reflector as reflect, watcher as watch};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use context::{Context, Stores};
@@ -89,6 +90,8 @@ pub async fn run(
         reporter,
     ));
 
+    let mut tasks = Tasks::default();
+
     // Namespaces: a relabel reaches the routers whose selection it changes.
     let previous_labels: Mutex<BTreeMap<String, Labels>> = Mutex::default();
     let ns_stream = mirrored(
@@ -96,7 +99,7 @@ pub async fn run(
         all.clone(),
         ns_writer,
     );
-    spawn_triggers(
+    tasks.add(spawn_triggers(
         "Namespace",
         ns_stream,
         tx.clone(),
@@ -124,13 +127,13 @@ pub async fn run(
                 }
             }
         },
-    );
+    ));
 
     // Services: any change reaches the routers selecting the Service's namespace; the Envoy
     // Services the operator writes reach their owner.
     let ns_store = stores.namespaces.clone();
     let svc_stream = mirrored(Api::<Service>::all(client.clone()), all.clone(), svc_writer);
-    spawn_triggers(
+    tasks.add(spawn_triggers(
         "Service",
         svc_stream,
         tx.clone(),
@@ -145,32 +148,32 @@ pub async fn run(
                 ns.as_ref().and_then(|n| n.metadata.labels.as_ref()),
             )
         },
-    );
+    ));
 
     let cm_stream = mirrored(
         Api::<ConfigMap>::all(client.clone()),
         managed.clone(),
         cm_writer,
     );
-    spawn_triggers(
+    tasks.add(spawn_triggers(
         "ConfigMap",
         cm_stream,
         tx.clone(),
         routers.clone(),
         |_, o, _| triggers::owner(o).into_iter().collect(),
-    );
+    ));
     let dep_stream = mirrored(
         Api::<Deployment>::all(client.clone()),
         managed.clone(),
         dep_writer,
     );
-    spawn_triggers(
+    tasks.add(spawn_triggers(
         "Deployment",
         dep_stream,
         tx.clone(),
         routers.clone(),
         |_, o, _| triggers::owner(o).into_iter().collect(),
-    );
+    ));
     // Proxies: Gloo's verdict and drift reach the router named in the annotation. While
     // Gloo's CRD is missing this watch retries with backoff and its cache stays not ready.
     let proxy_api = Api::<DynamicObject>::all_with(client.clone(), &gloo::proxy_resource());
@@ -186,13 +189,13 @@ pub async fn run(
             wake.notify_one();
         }
     });
-    spawn_triggers(
+    tasks.add(spawn_triggers(
         "Proxy",
         proxy_stream,
         tx.clone(),
         routers.clone(),
         |_, o, _| triggers::annotated_router(o).into_iter().collect(),
-    );
+    ));
 
     // HostRouters: the controller's own stream; a change also reaches the routers competing
     // for the same names.
@@ -238,7 +241,7 @@ pub async fn run(
         }
     })
     .touched_objects();
-    tokio::spawn(janitor::run(ctx.clone(), janitor_wake, tx));
+    tasks.add(tokio::spawn(janitor::run(ctx.clone(), janitor_wake, tx)));
 
     let config = ControllerConfig::default().concurrency(CONCURRENCY);
     info!("controller started");
@@ -289,7 +292,8 @@ fn spawn_triggers<K, S>(
     tx: UnboundedSender<ObjectRef<HostRouter>>,
     routers: Store<HostRouter>,
     affected: impl Fn(&[Arc<HostRouter>], &K, Change) -> Vec<ObjectRef<HostRouter>> + Send + 'static,
-) where
+) -> JoinHandle<()>
+where
     K: Resource + Send + 'static,
     S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
 {
@@ -332,5 +336,24 @@ fn spawn_triggers<K, S>(
                 }
             }
         }
-    });
+    })
+}
+
+/// Background tasks of one controller run, aborted when the run ends or is dropped (say,
+/// when leadership is lost), so that nothing of it keeps writing.
+#[derive(Default)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn add(&mut self, task: JoinHandle<()>) {
+        self.0.push(task);
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }

@@ -35,6 +35,9 @@ pub struct Settings {
     pub envoy_image: String,
     /// Proxies whose JSON spec is larger than this are written in Gloo's compressed form.
     pub compress_proxy_above_bytes: usize,
+    /// Value of the [`naming::SHARD_LABEL`] on the Proxies this operator instance writes (see
+    /// [`naming::shard`]); `None` for an instance that manages every HostRouter.
+    pub shard: Option<String>,
 }
 
 /// Gloo release whose Proxy API and Envoy image HostRouter is built and tested against.
@@ -48,6 +51,7 @@ impl Default for Settings {
             xds_port: 9977,
             envoy_image: format!("quay.io/solo-io/gloo-envoy-wrapper:{GLOO_VERSION}"),
             compress_proxy_above_bytes: 256 * 1024,
+            shard: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use md5::{Digest, Md5};
+use sha2::Sha256;
 
 /// Field manager for every server-side apply.
 pub const FIELD_MANAGER: &str = "hostrouter";
@@ -66,6 +67,17 @@ pub fn gloo_upstream_name(namespace: &str, service: &str, port: i32) -> String {
         name
     };
     name.to_lowercase()
+}
+
+/// Label on a Proxy naming the operator instance (shard) that wrote it, so that each instance
+/// sweeps only the orphans it left. Absent for an instance that manages every HostRouter.
+pub const SHARD_LABEL: &str = "hostrouter.io/shard";
+
+/// The [`SHARD_LABEL`] value of an instance started with `--router-selector <selector>`: a
+/// hash, since selectors are not valid label values.
+pub fn shard(router_selector: &str) -> String {
+    let hash = format!("{:x}", Sha256::digest(router_selector.as_bytes()));
+    hash[..16].to_owned()
 }
 
 /// Labels on every object generated for a router's proxy.

@@ -17,7 +17,7 @@ use crate::api::gloo::{
     Route, RouteAction, VirtualHost,
 };
 use crate::api::hostrouter::{self, HostRouterSpec};
-use crate::render::naming::{self, ROUTER_ANNOTATION};
+use crate::render::naming::{self, ROUTER_ANNOTATION, SHARD_LABEL};
 
 /// Name of the single listener in the Proxy.
 pub const LISTENER_NAME: &str = "http";
@@ -56,9 +56,13 @@ pub fn proxy(
 
     let mut obj =
         DynamicObject::new(&id.proxy.name, &gloo::proxy_resource()).within(&id.proxy.namespace);
+    let mut labels = id.labels.clone();
+    if let Some(shard) = &settings.shard {
+        labels.insert(SHARD_LABEL.to_owned(), shard.clone());
+    }
     obj.metadata = ObjectMeta {
         annotations: Some(annotations),
-        labels: Some(id.labels.clone()),
+        labels: Some(labels),
         ..obj.metadata
     };
     obj.data = json!({ "spec": spec_value });

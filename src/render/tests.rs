@@ -373,3 +373,21 @@ fn a_router_without_namespace_is_an_error_not_a_panic() {
         RenderError::MissingMetadata("namespace")
     );
 }
+
+#[test]
+fn a_sharded_instance_labels_its_proxies_and_nothing_else() {
+    let f = Fixture::new();
+    let shard_label = |r: &Rendered| r.proxy.labels().get(naming::SHARD_LABEL).cloned();
+    let all = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
+    assert_eq!(shard_label(&all), None);
+    let sharded = Settings {
+        shard: Some(naming::shard("team=a")),
+        ..Settings::default()
+    };
+    let r = render(&router(Destination::Kube), &f.view(), &sharded).unwrap();
+    assert_eq!(shard_label(&r), Some(naming::shard("team=a")));
+    assert_ne!(naming::shard("team=a"), naming::shard("team=b"));
+    // The namespaced objects are collected by their owner reference, not swept.
+    assert!(!r.deployment.labels().contains_key(naming::SHARD_LABEL));
+    assert_eq!(r.deployment, all.deployment);
+}

@@ -6,7 +6,7 @@ use hostrouter_e2e::resources::{proxies as proxy_api, routers};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use hostrouter_e2e::operator::TRIAL_LABEL;
+use hostrouter_e2e::operator::{Operator, TRIAL_LABEL};
 use hostrouter_e2e::toolchain::{tool, vars};
 use hostrouter_e2e::{Progress, Suite, TestContext, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -281,6 +281,8 @@ async fn routes_selected_namespaces(cx: &TestContext) -> Result<()> {
         .arg("--cluster")
         .arg(dir.join("cluster.yaml"))
         .args(["--gloo-namespace", w.gloo.name()])
+        .arg("--router-selector")
+        .arg(format!("{TRIAL_LABEL}={}", w.shard))
         .run()
         .await?;
     let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&out)
@@ -1113,27 +1115,12 @@ async fn orphaned_proxies(cx: &TestContext) -> Result<()> {
     let proxies = proxy_api(&w.client, w.gloo.name());
 
     // "moved" leaves this operator's shard: to this operator it is as if it were deleted.
-    let sweeps = || {
-        w.operator
-            .metric("hostrouter_orphan_sweeps_total", &[("result", "success")])
-    };
-    let before = sweeps().await?;
+    // The sweep after start has finished; the next one comes from the relabel alone.
+    let before = sweeps_above(&w.operator, 0.0).await?;
     let relabel = json!({"metadata": {"labels": {TRIAL_LABEL: "another-operator"}}});
     api.patch("moved", &PatchParams::default(), &Patch::Merge(&relabel))
         .await?;
-    wait_until(
-        "a sweep after the router left the shard",
-        CONVERGE,
-        || async {
-            let n = sweeps().await?;
-            Ok(if n > before {
-                Progress::Done(())
-            } else {
-                Progress::pending(n)
-            })
-        },
-    )
-    .await?;
+    sweeps_above(&w.operator, before).await?;
     ensure!(
         proxies.get_opt(&moved_proxy).await?.is_some(),
         "the Proxy of a router another operator manages was deleted"
@@ -1165,6 +1152,8 @@ async fn orphaned_proxies(cx: &TestContext) -> Result<()> {
         })
     })
     .await?;
+    // The sweep that deleted it also decided about "moved": wait for it to finish.
+    sweeps_above(&w.operator, 0.0).await?;
     let deletes = w.operator.writes_of("Proxy", "delete").await?;
     ensure!(deletes == 1.0, "Proxy deletes: {deletes}");
     ensure!(
@@ -1179,6 +1168,21 @@ async fn orphaned_proxies(cx: &TestContext) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Waits until the operator has finished more than `count` orphan sweeps; returns how many.
+async fn sweeps_above(operator: &Operator, count: f64) -> Result<f64> {
+    wait_until("an orphan sweep to finish", CONVERGE, || async {
+        let n = operator
+            .metric("hostrouter_orphan_sweeps_total", &[("result", "success")])
+            .await?;
+        Ok(if n > count {
+            Progress::Done(n)
+        } else {
+            Progress::pending(n)
+        })
+    })
+    .await
 }
 
 /// Without Gloo's Proxy CRD the router says so and keeps retrying; once the CRD is installed
