@@ -396,5 +396,7 @@ expect_rejected "--set replicaCount=2 --set leaderElection.enabled=false" \
   "replicaCount.*(maximum|less than or equal)" --set replicaCount=2 --set leaderElection.enabled=false
 expect_rejected "--set leaderElection.leaseDuration=15" "leaseDuration.*(got number, want string|Invalid type|does not match pattern)" \
   --set leaderElection.leaseDuration=15
+expect_rejected "--set leaderElection.leaseDuration=2500ms" "leaseDuration.*(does not match pattern|pattern)" \
+  --set leaderElection.leaseDuration=2500ms
 
 echo "chart-check: OK"
