@@ -190,8 +190,19 @@ impl Lab {
             &lab.envoy,
         )
         .await?;
+        // Each backend becomes routable on its own (with discovery, when its Upstream is
+        // written and Gloo has its endpoints): wait for the second one too.
+        wait_http(
+            &lab.listener,
+            &lab.host("inventory", 80),
+            "/",
+            200,
+            FIRST_ROUTE,
+            &lab.envoy,
+        )
+        .await?;
         eprintln!(
-            "{}: first 200 through Envoy {:.1?} after Envoy started",
+            "{}: both backends answer 200 through Envoy {:.1?} after Envoy started",
             cx.name(),
             began.elapsed()
         );
