@@ -237,8 +237,20 @@ impl Elector {
         }
     }
 
-    /// Gives the Lease up so that a standby takes over at once (on a clean shutdown).
+    /// Gives the Lease up so that a standby takes over at once (on a clean shutdown). Bounded
+    /// by the renew deadline: an unreachable API server must not hold up the shutdown, and the
+    /// Lease then simply expires.
     pub async fn release(&mut self) {
+        let deadline = self.config.renew_deadline;
+        if tokio::time::timeout(deadline, self.try_release())
+            .await
+            .is_err()
+        {
+            warn!(lease = %self.lease(), ?deadline, "could not release the lease in time; it will expire");
+        }
+    }
+
+    async fn try_release(&mut self) {
         let lease = match self.api.get_opt(&self.config.name).await {
             Ok(Some(lease)) => lease,
             Ok(None) => return,
