@@ -3,10 +3,11 @@
 //! the finalizer, or deleted while no operator was running to see it. Namespaced objects need
 //! no sweep: their owner references hand them to the garbage collector.
 //!
-//! [`plan`] decides from the caches alone; [`sweep`] carries the plan out. A Proxy whose router
-//! is not in this operator's cache may belong to a router another operator instance manages
-//! (`--router-selector`), so it is deleted only after the API server confirms that no
-//! HostRouter of that name exists.
+//! [`plan`] decides from the caches alone; [`sweep`] carries the plan out. An instance started
+//! with `--router-selector` sweeps only the Proxies carrying its shard label. A Proxy whose
+//! router is not in this operator's cache may still belong to a router that moved to another
+//! instance, so it is deleted only after the API server confirms that no HostRouter of that
+//! name exists.
 
 use std::collections::HashSet;
 use std::sync::Arc;
