@@ -35,6 +35,9 @@ const FIRST_ROUTE: Duration = Duration::from_secs(90);
 /// How long a change may take to reach Envoy, or a verdict to reach the HostRouter.
 const CONVERGE: Duration = Duration::from_secs(30);
 
+/// The lab's backends: Service name, Service port, a path that answers 200.
+const BACKENDS: [(&str, u16, &str); 2] = [("petstore", 8080, "/api/pets"), ("inventory", 80, "/")];
+
 pub fn trials(suite: &Suite) -> Vec<Trial> {
     vec![
         suite.trial("gloo::routes_by_host_to_kube_services", |cx| async move {
@@ -97,9 +100,9 @@ impl Lab {
         let edge = cx.namespace([]).await?;
 
         let mut backends = Vec::new();
-        for (name, port) in [("petstore", 8080), ("inventory", 80)] {
+        for (name, port, _) in BACKENDS {
             let b = Backend::start(name, alias.ip().into(), 0).await?;
-            apply_backend_service(&client, app.name(), name, port, b.address()).await?;
+            apply_backend_service(&client, app.name(), name, port.into(), b.address()).await?;
             backends.push(b);
         }
 
@@ -181,32 +184,23 @@ impl Lab {
             alias,
         };
         let began = Instant::now();
-        wait_http(
-            &lab.listener,
-            &lab.host("petstore", 8080),
-            "/api/pets",
-            200,
-            FIRST_ROUTE,
-            &lab.envoy,
-        )
-        .await?;
-        // Each backend becomes routable on its own (with discovery, when its Upstream is
-        // written and Gloo has its endpoints): wait for the second one too.
-        wait_http(
-            &lab.listener,
-            &lab.host("inventory", 80),
-            "/",
-            200,
-            FIRST_ROUTE,
-            &lab.envoy,
-        )
-        .await?;
+        lab.wait_backends(FIRST_ROUTE).await?;
         eprintln!(
             "{}: both backends answer 200 through Envoy {:.1?} after Envoy started",
             cx.name(),
             began.elapsed()
         );
         Ok(lab)
+    }
+
+    /// Waits until both backends answer 200 through Envoy. Each becomes routable on its own
+    /// (with discovery, once its Upstream is written and Gloo has its endpoints).
+    async fn wait_backends(&self, timeout: Duration) -> Result<()> {
+        for (service, port, path) in BACKENDS {
+            let host = self.host(service, port);
+            wait_http(&self.listener, &host, path, 200, timeout, &self.envoy).await?;
+        }
+        Ok(())
     }
 
     /// `<app namespace>-<service>-<port>`.
@@ -534,15 +528,7 @@ async fn proxy_accepted_follows_gloo(cx: &TestContext) -> Result<()> {
     lab.gloo.config.install(&lab.client).await?;
     lab.wait_condition("ProxyAccepted", "True", "Accepted")
         .await?;
-    wait_http(
-        &lab.listener,
-        &lab.host("petstore", 8080),
-        "/api/pets",
-        200,
-        CONVERGE,
-        &lab.envoy,
-    )
-    .await?;
+    lab.wait_backends(CONVERGE).await?;
     lab.check_routing().await?;
     lab.finish().await
 }
