@@ -5,13 +5,14 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::{Resource, ResourceExt};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::api::gloo;
 use crate::diff::is_subset;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, is_missing_resource_type};
 use crate::metrics::{Metrics, WriteOp};
 use crate::render::naming::FIELD_MANAGER;
 
@@ -98,6 +99,22 @@ where
     } else {
         Outcome::Created(written)
     })
+}
+
+/// Deletes a Gloo Proxy with [`delete_exact`]. Without Gloo's Proxy CRD there is no Proxy to
+/// delete: `false`, like a Proxy that is already gone.
+pub async fn delete_proxy(
+    client: &Client,
+    metrics: &Metrics,
+    proxy: &DynamicObject,
+) -> Result<bool> {
+    let ns = proxy.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &gloo::proxy_resource());
+    match delete_exact(&api, metrics, "Proxy", proxy).await {
+        Err(Error::Api { source, .. }) if is_missing_resource_type(&source) => Ok(false),
+        result => result,
+    }
 }
 
 /// Deletes `obj` if it is still the same object at the same version.

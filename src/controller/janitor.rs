@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::apply;
 use super::context::Context;
 use super::triggers::{annotated_router, is_managed};
-use crate::api::{HostRouter, gloo};
+use crate::api::HostRouter;
 use crate::error::{Error, Result};
 use crate::render::naming::{ROUTER_UID_LABEL, SHARD_LABEL};
 use crate::render::{self, Settings};
@@ -220,17 +220,10 @@ async fn all_routers(ctx: &Context) -> Result<HashSet<ObjectRef<HostRouter>>> {
 
 /// Deletes `proxy` if it is unchanged; `false` when it changed or vanished meanwhile.
 async fn delete_orphan(ctx: &Context, proxy: &DynamicObject) -> Result<bool> {
-    let ns = proxy.namespace().unwrap_or_default();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &ns, &gloo::proxy_resource());
-    let deleted = apply::delete_exact(&api, &ctx.metrics, "Proxy", proxy).await?;
+    let deleted = apply::delete_proxy(&ctx.client, &ctx.metrics, proxy).await?;
     if deleted {
-        let router = proxy
-            .annotations()
-            .get(crate::render::naming::ROUTER_ANNOTATION)
-            .cloned()
-            .unwrap_or_default();
-        info!(proxy = %format!("{ns}/{}", proxy.name_any()), %router, "deleted Proxy of a HostRouter that no longer exists");
+        let router = annotated_router(proxy).map(|r| r.to_string());
+        info!(proxy = %format!("{}/{}", proxy.namespace().unwrap_or_default(), proxy.name_any()), ?router, "deleted Proxy of a HostRouter that no longer exists");
     }
     Ok(deleted)
 }
@@ -238,6 +231,7 @@ async fn delete_orphan(ctx: &Context, proxy: &DynamicObject) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::gloo;
     use crate::render::naming::{self, ROUTER_ANNOTATION, common_labels};
     use crate::testing::router;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -463,26 +463,18 @@ async fn delete_leftover_proxies(
 }
 
 async fn delete_proxy(router: &HostRouter, ctx: &Context, proxy: &DynamicObject) -> Result<()> {
-    let ns = proxy.namespace().unwrap_or_default();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &ns, &gloo::proxy_resource());
-    match apply::delete_exact(&api, &ctx.metrics, "Proxy", proxy).await {
-        Ok(true) => {
-            info!(proxy = %format!("{ns}/{}", proxy.name_any()), "deleted Proxy");
-            ctx.event(
-                router,
-                EventType::Normal,
-                "Deleted",
-                "Cleanup",
-                format!("Deleted Proxy {ns}/{}", proxy.name_any()),
-            )
+    if apply::delete_proxy(&ctx.client, &ctx.metrics, proxy).await? {
+        let proxy = format!(
+            "{}/{}",
+            proxy.namespace().unwrap_or_default(),
+            proxy.name_any()
+        );
+        info!(%proxy, "deleted Proxy");
+        let note = format!("Deleted Proxy {proxy}");
+        ctx.event(router, EventType::Normal, "Deleted", "Cleanup", note)
             .await;
-            Ok(())
-        }
-        Ok(false) => Ok(()),
-        Err(Error::Api { source, .. }) if is_missing_resource_type(&source) => Ok(()),
-        Err(e) => Err(e),
     }
+    Ok(())
 }
 
 /// The router is being deleted: remove its Proxy (the namespaced objects follow through their
