@@ -1,13 +1,13 @@
 //! Running command-line tools (kubectl, helm, envoy --version, ...) to completion.
 
-use std::ffi::{OsStr, OsString};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+
+use crate::command::{CommandSpec, command_spec_builder};
 
 /// Default limit on how long a tool may run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -15,9 +15,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// A command to run to completion, capturing its output.
 #[derive(Debug, Clone)]
 pub struct ToolCommand {
-    program: PathBuf,
-    args: Vec<OsString>,
-    envs: Vec<(OsString, OsString)>,
+    spec: CommandSpec,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
 }
@@ -26,37 +24,13 @@ impl ToolCommand {
     /// `program` with no arguments.
     pub fn new(program: impl AsRef<Path>) -> Self {
         Self {
-            program: program.as_ref().to_owned(),
-            args: Vec::new(),
-            envs: Vec::new(),
+            spec: CommandSpec::new(program.as_ref()),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
 
-    /// Appends one argument.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.args.push(arg.as_ref().to_owned());
-        self
-    }
-
-    /// Appends arguments.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
-        self
-    }
-
-    /// Sets an environment variable.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.envs
-            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
-        self
-    }
+    command_spec_builder!();
 
     /// Feeds `input` to the command's stdin.
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
@@ -70,21 +44,12 @@ impl ToolCommand {
         self
     }
 
-    /// The command line, for messages.
-    pub fn command_line(&self) -> String {
-        std::iter::once(self.program.as_os_str())
-            .chain(self.args.iter().map(OsString::as_os_str))
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
     /// Runs the command and returns its output, whatever its exit status.
     pub async fn output(&self) -> Result<Output> {
         let line = self.command_line();
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+        let mut child = self
+            .spec
+            .command()
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
             } else {

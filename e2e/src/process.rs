@@ -5,7 +5,7 @@
 //! SIGKILL after a grace period). A detached process ([`ProcessBuilder::detached`]) runs
 //! in its own process group and can outlive the harness through [`Process::detach`].
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,9 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use tokio::process::{Child, Command};
+
+use crate::command::{CommandSpec, command_spec_builder};
+use tokio::process::Child;
 use tokio::time::{Instant, sleep, timeout};
 
 /// How long [`Process::stop`] and [`DetachedProcess::stop`] wait after SIGTERM.
@@ -26,10 +28,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ProcessBuilder {
     name: String,
-    program: OsString,
-    args: Vec<OsString>,
-    envs: Vec<(OsString, OsString)>,
-    removed_envs: Vec<OsString>,
+    spec: CommandSpec,
     current_dir: Option<PathBuf>,
     log_dir: PathBuf,
     detached: bool,
@@ -45,45 +44,14 @@ impl ProcessBuilder {
     ) -> Self {
         Self {
             name: name.into(),
-            program: program.as_ref().to_owned(),
-            args: Vec::new(),
-            envs: Vec::new(),
-            removed_envs: Vec::new(),
+            spec: CommandSpec::new(program),
             current_dir: None,
             log_dir: log_dir.into(),
             detached: false,
         }
     }
 
-    /// Appends one argument.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.args.push(arg.as_ref().to_owned());
-        self
-    }
-
-    /// Appends arguments.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
-        self
-    }
-
-    /// Sets an environment variable (the rest of the environment is inherited).
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.envs
-            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
-        self
-    }
-
-    /// Does not pass this variable of the harness's environment on.
-    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
-        self.removed_envs.push(key.as_ref().to_owned());
-        self
-    }
+    command_spec_builder!();
 
     /// Runs the process in `dir`.
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -96,15 +64,6 @@ impl ProcessBuilder {
     pub fn detached(mut self, detached: bool) -> Self {
         self.detached = detached;
         self
-    }
-
-    /// The command line, for logs and messages.
-    pub fn command_line(&self) -> String {
-        std::iter::once(&self.program)
-            .chain(&self.args)
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
     }
 
     /// Starts the process. Must be called within a Tokio runtime.
@@ -121,17 +80,12 @@ impl ProcessBuilder {
         writeln!(log, "$ {command_line}")?;
         let stderr = log.try_clone()?;
 
-        let mut command = Command::new(&self.program);
+        let mut command = self.spec.command();
         command
-            .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
             .kill_on_drop(!self.detached);
-        for key in &self.removed_envs {
-            command.env_remove(key);
-        }
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
         }
