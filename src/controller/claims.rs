@@ -31,14 +31,14 @@ pub fn overlaps(a: &HostRouter, b: &HostRouter, settings: &Settings) -> bool {
 }
 
 /// Age order: creationTimestamp, then namespace, then name. Older sorts first.
-fn age_order(a: &HostRouter, b: &HostRouter) -> Ordering {
+pub fn age_order(a: &HostRouter, b: &HostRouter) -> Ordering {
     let ts = |r: &HostRouter| r.metadata.creation_timestamp.as_ref().map(|t| t.0);
     // A router without a timestamp (not yet persisted) is the youngest.
     let key = |r: &HostRouter| (ts(r).is_none(), ts(r), r.namespace(), r.name_any());
     key(a).cmp(&key(b))
 }
 
-fn is_live(r: &HostRouter) -> bool {
+pub fn is_live(r: &HostRouter) -> bool {
     r.metadata.deletion_timestamp.is_none()
 }
 

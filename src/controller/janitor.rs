@@ -9,7 +9,8 @@
 //! instance, so it is deleted only after the API server confirms that no HostRouter of that
 //! name exists.
 
-use std::collections::HashSet;
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +22,11 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::apply;
+use super::claims::{age_order, is_live};
 use super::context::Context;
 use super::triggers::{annotated_router, is_managed};
 use crate::api::HostRouter;
+use crate::api::hostrouter::ProxyRef;
 use crate::error::{Error, Result};
 use crate::render::naming::{ROUTER_UID_LABEL, SHARD_LABEL};
 use crate::render::{self, Settings};
@@ -56,29 +59,44 @@ pub fn plan(
     routers: &[Arc<HostRouter>],
     settings: &Settings,
 ) -> Vec<(Arc<DynamicObject>, Decision)> {
-    let mut out = Vec::new();
     // Each operator instance sweeps only what it wrote: another shard's orphans are its own.
     let shard = settings.shard.as_deref();
     let ours = |p: &DynamicObject| {
         is_managed(p) && p.labels().get(SHARD_LABEL).map(String::as_str) == shard
     };
+    // Indexed once: a sweep looks at every Proxy.
+    let by_key: HashMap<ObjectRef<HostRouter>, &HostRouter> = routers
+        .iter()
+        .map(|r| (ObjectRef::from_obj(r.as_ref()), r.as_ref()))
+        .collect();
+    // Per Proxy, the router that would win it (the oldest live claimant, as in `claims`).
+    let mut claimants: HashMap<ProxyRef, &HostRouter> = HashMap::new();
+    for r in routers.iter().filter(|r| is_live(r)) {
+        claimants
+            .entry(render::proxy_ref(r, settings))
+            .and_modify(|c| {
+                if age_order(r, c) == Ordering::Less {
+                    *c = r;
+                }
+            })
+            .or_insert(r);
+    }
+    let mut out = Vec::new();
     for proxy in proxies.iter().filter(|p| ours(p.as_ref())) {
         // Without the annotation the Proxy cannot be tied to a router: leave it.
         let Some(owner) = annotated_router(proxy.as_ref()) else {
             continue;
         };
         let uid = proxy.labels().get(ROUTER_UID_LABEL);
-        let wants = |r: &HostRouter| {
-            let p = render::proxy_ref(r, settings);
-            Some(p.name.as_str()) == proxy.metadata.name.as_deref()
-                && Some(p.namespace.as_str()) == proxy.metadata.namespace.as_deref()
+        let this = ProxyRef {
+            namespace: proxy.namespace().unwrap_or_default(),
+            name: proxy.name_any(),
         };
-        let owner_router = routers
-            .iter()
-            .find(|r| ObjectRef::from_obj(r.as_ref()) == owner);
+        let wants = |r: &HostRouter| render::proxy_ref(r, settings) == this;
+        let owner_router = by_key.get(&owner).copied();
         let decision = match owner_router {
             // Being deleted: its finalizer takes the Proxy with it.
-            Some(r) if r.metadata.deletion_timestamp.is_some() => continue,
+            Some(r) if !is_live(r) => continue,
             Some(r) if r.uid().as_ref() == uid => {
                 if wants(r) {
                     continue;
@@ -86,11 +104,8 @@ pub fn plan(
                 // Renamed away: its own reconcile deletes what it no longer wants.
                 Decision::Reconcile(owner)
             }
-            _ => match routers
-                .iter()
-                .find(|r| r.metadata.deletion_timestamp.is_none() && wants(r))
-            {
-                Some(claimant) => Decision::Reconcile(ObjectRef::from_obj(claimant.as_ref())),
+            _ => match claimants.get(&this) {
+                Some(claimant) => Decision::Reconcile(ObjectRef::from_obj(*claimant)),
                 None if owner_router.is_some() => Decision::Delete,
                 None => Decision::DeleteIfRouterGone(owner),
             },
@@ -293,6 +308,22 @@ mod tests {
     fn another_router_claiming_the_name_takes_it_over() {
         let heir = with_uid(router("shop", "edge", "edge"), "u9");
         assert_eq!(decide(&[heir]), reconcile("shop"));
+    }
+
+    #[test]
+    fn of_several_claimants_the_oldest_takes_it_over() {
+        let born = |r: HostRouter, second: i64| {
+            let mut r = r;
+            r.metadata.creation_timestamp = Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(second).unwrap(),
+            ));
+            with_uid(r, "u9")
+        };
+        let young = born(router("apps", "young", "edge"), 200);
+        let old = born(router("shop", "old", "edge"), 100);
+        let expected = Some(Decision::Reconcile(ObjectRef::new("old").within("shop")));
+        assert_eq!(decide(&[young.clone(), old.clone()]), expected);
+        assert_eq!(decide(&[old, young]), expected);
     }
 
     #[test]
