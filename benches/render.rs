@@ -79,6 +79,7 @@ fn main() {
         let view = ClusterView {
             namespaces: ns.iter().collect(),
             services: svcs.iter().collect(),
+            tls_secrets: Vec::new(),
         };
         let iterations = if svcs.len() > 20_000 { 5 } else { 20 };
         let mut times: Vec<Duration> = Vec::with_capacity(iterations);
@@ -92,7 +93,7 @@ fn main() {
             let out = render(&router, &view, &settings).expect("render");
             times.push(start.elapsed());
             peak = PEAK.load(Ordering::Relaxed) - base;
-            vhosts = out.hosts.hosts.len();
+            vhosts = out.virtual_hosts();
             bytes = serde_json::to_vec(&out.proxy)
                 .map(|v| v.len())
                 .unwrap_or_default();

@@ -2,16 +2,18 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::HostRouter;
 use crate::error::{Error, Result};
+use crate::render::tls_secret::{self, TlsSecret};
 use crate::render::{self, ClusterView, Settings};
 
-/// Renders the router in `router_path` against the Namespaces and Services in `cluster_path`,
-/// as a YAML stream: Proxy, ConfigMap, Service, Deployment. A summary goes to stderr.
+/// Renders the router in `router_path` against the Namespaces, Services and TLS Secrets in
+/// `cluster_path`, as a YAML stream: Proxy, ConfigMap, Service, Deployment. A summary goes to
+/// stderr.
 pub fn render_files(
     router_path: &Path,
     cluster_path: Option<&Path>,
@@ -30,27 +32,35 @@ pub fn render_files(
     let router: HostRouter = serde_json::from_value(router_doc.clone())
         .map_err(|e| parse_err(router_path, e.to_string()))?;
 
-    let (namespaces, services) = match cluster_path {
+    let cluster = match cluster_path {
         Some(p) => cluster_objects(&read(p)?, p)?,
-        None => (Vec::new(), Vec::new()),
+        None => Cluster::default(),
     };
     let view = ClusterView {
-        namespaces: namespaces.iter().collect(),
-        services: services.iter().collect(),
+        namespaces: cluster.namespaces.iter().collect(),
+        services: cluster.services.iter().collect(),
+        tls_secrets: cluster.tls_secrets.iter().collect(),
     };
     let rendered = render::render(&router, &view, settings)?;
+    let f = &rendered.findings;
     eprintln!(
-        "{} namespaces, {} services, {} virtual hosts, {} dropped as duplicates{}",
-        rendered.hosts.namespaces,
-        rendered.hosts.services,
-        rendered.hosts.hosts.len(),
-        rendered.hosts.dropped.len(),
+        "{} namespaces, {} services, {} virtual hosts, {} names left out{}",
+        f.namespaces,
+        f.services,
+        rendered.virtual_hosts(),
+        f.dropped.len(),
         if rendered.proxy_compressed {
             " (Proxy spec compressed)"
         } else {
             ""
         }
     );
+    for d in &f.dropped {
+        eprintln!("left out: {} {} ({:?})", d.source, d.name, d.reason);
+    }
+    for p in &f.certificate_problems {
+        eprintln!("certificate not served: {p}");
+    }
     let objects = [
         to_value(&rendered.proxy)?,
         to_value(&rendered.config_map)?,
@@ -114,20 +124,34 @@ fn documents(text: &str, path: &Path) -> Result<Vec<Value>> {
     Ok(docs)
 }
 
-fn cluster_objects(text: &str, path: &Path) -> Result<(Vec<Namespace>, Vec<Service>)> {
-    let mut namespaces = Vec::new();
-    let mut services = Vec::new();
+fn parse<T: serde::de::DeserializeOwned>(doc: Value, path: &Path) -> Result<T> {
+    serde_json::from_value(doc).map_err(|e| parse_err(path, e.to_string()))
+}
+
+/// The objects of a cluster file that a render reads.
+#[derive(Default)]
+struct Cluster {
+    namespaces: Vec<Namespace>,
+    services: Vec<Service>,
+    /// Secrets, checked and reduced as the operator's cache holds them.
+    tls_secrets: Vec<TlsSecret>,
+}
+
+fn cluster_objects(text: &str, path: &Path) -> Result<Cluster> {
+    let mut cluster = Cluster::default();
     for doc in documents(text, path)? {
         match doc.get("kind").and_then(Value::as_str) {
-            Some("Namespace") => namespaces
-                .push(serde_json::from_value(doc).map_err(|e| parse_err(path, e.to_string()))?),
-            Some("Service") => services
-                .push(serde_json::from_value(doc).map_err(|e| parse_err(path, e.to_string()))?),
+            Some("Namespace") => cluster.namespaces.push(parse(doc, path)?),
+            Some("Service") => cluster.services.push(parse(doc, path)?),
+            Some("Secret") => {
+                let secret: Secret = parse(doc, path)?;
+                cluster.tls_secrets.push(tls_secret::summarize(&secret));
+            }
             // Other kinds do not affect the render.
             _ => {}
         }
     }
-    Ok((namespaces, services))
+    Ok(cluster)
 }
 
 #[cfg(test)]
@@ -139,7 +163,10 @@ mod tests {
         let text = "kind: List\nitems:\n- {kind: Namespace, apiVersion: v1, metadata: {name: a}}\n---\n\
                     {kind: Service, apiVersion: v1, metadata: {name: s, namespace: a}, spec: {ports: [{port: 80}]}}\n---\n\
                     {kind: Pod, apiVersion: v1, metadata: {name: p}}\n";
-        let (ns, svc) = cluster_objects(text, Path::new("x")).unwrap();
-        assert_eq!((ns.len(), svc.len()), (1, 1));
+        let c = cluster_objects(text, Path::new("x")).unwrap();
+        assert_eq!(
+            (c.namespaces.len(), c.services.len(), c.tls_secrets.len()),
+            (1, 1, 0)
+        );
     }
 }

@@ -20,6 +20,9 @@ pub fn router(ns: &str, name: &str, proxy: &str) -> HostRouter {
                 ..Default::default()
             },
             service_selector: None,
+            hosts: None,
+            paths: None,
+            tls: None,
             destination: Destination::Kube,
             envoy: Default::default(),
             service: Default::default(),

@@ -35,12 +35,41 @@ pub struct Listener {
     pub bind_address: String,
     pub bind_port: u32,
     pub http_listener: HttpListener,
+    /// TLS: one filter chain per entry, chosen by SNI. Empty for plain HTTP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssl_configurations: Vec<SslConfiguration>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpListener {
     pub virtual_hosts: Vec<VirtualHost>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<HttpListenerOptions>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpListenerOptions {
+    pub http_connection_manager_settings: HttpConnectionManagerSettings,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpConnectionManagerSettings {
+    /// Envoy's `strip_any_host_port`: `Host: a:8080` is routed (and redirected) as `Host: a`.
+    pub strip_any_host_port: bool,
+}
+
+/// `ssl.proto` `SslConfig`: a certificate from a Kubernetes TLS Secret, for some SNI names.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SslConfiguration {
+    pub secret_ref: ResourceRef,
+    pub sni_domains: Vec<String>,
+    /// Without it, a Secret that also carries `ca.crt` (cert-manager writes one) would make
+    /// Gloo require client certificates.
+    pub one_way_tls: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -54,20 +83,58 @@ pub struct VirtualHost {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
+    /// A route matches when any matcher does.
     pub matchers: Vec<Matcher>,
-    pub route_action: RouteAction,
+    #[serde(flatten)]
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<RouteOptions>,
 }
 
+/// Exactly one of the fields is set.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Matcher {
-    pub prefix: String,
+pub enum Matcher {
+    /// Paths starting with this.
+    Prefix(String),
+    /// Exactly this path (the query string aside).
+    Exact(String),
+}
+
+/// What a route does; exactly one of the fields is set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    RouteAction(RouteAction),
+    RedirectAction(RedirectAction),
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteAction {
     pub single: Destination,
+}
+
+/// `proxy.proto` `RedirectAction`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectAction {
+    pub https_redirect: bool,
+    /// The port in `Location`; unset keeps the scheme's default (added in Gloo 1.17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_redirect: Option<u32>,
+    /// `MOVED_PERMANENTLY` (301), `FOUND`, `SEE_OTHER`, `TEMPORARY_REDIRECT`, `PERMANENT_REDIRECT`.
+    pub response_code: String,
+}
+
+/// The response code of HostRouter's redirects: 301, understood by every client.
+pub const MOVED_PERMANENTLY: &str = "MOVED_PERMANENTLY";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteOptions {
+    /// Replaces the matched prefix (or exact path) before the request is forwarded.
+    pub prefix_rewrite: String,
 }
 
 /// Exactly one of the fields is set.

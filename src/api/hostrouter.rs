@@ -8,6 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::routing::{DEFAULT_HTTPS_PORT, HostsSpec, PathsSpec, TlsSpec};
 use super::selector::LabelSelector;
 
 /// Longest accepted `proxyName`: the longest generated name (`<proxyName>-envoy-bootstrap`)
@@ -74,7 +75,11 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = Rule::new(format!("self.listener.port != (has(self.envoy) && has(self.envoy.adminPort) ? self.envoy.adminPort : {DEFAULT_ADMIN_PORT})")).message("listener.port must differ from envoy.adminPort (default 19000)"))]
+#[x_kube(
+    validation = Rule::new(format!("self.listener.port != (has(self.envoy) && has(self.envoy.adminPort) ? self.envoy.adminPort : {DEFAULT_ADMIN_PORT})")).message("listener.port must differ from envoy.adminPort (default 19000)"),
+    validation = Rule::new(format!("!has(self.tls) || (has(self.tls.port) ? self.tls.port : {DEFAULT_HTTPS_PORT}) != self.listener.port")).message("tls.port (default 8443) must differ from listener.port"),
+    validation = Rule::new(format!("!has(self.tls) || (has(self.tls.port) ? self.tls.port : {DEFAULT_HTTPS_PORT}) != (has(self.envoy) && has(self.envoy.adminPort) ? self.envoy.adminPort : {DEFAULT_ADMIN_PORT})")).message("tls.port (default 8443) must differ from envoy.adminPort (default 19000)"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct HostRouterSpec {
     /// Name of the Gloo Proxy this router writes. The Envoy Deployment, its Service and the
@@ -114,6 +119,22 @@ pub struct HostRouterSpec {
     /// those Upstreams carry extra settings.
     #[serde(default)]
     pub destination: Destination,
+
+    /// Hostnames: the template each routed Service port is named by, and the suffixes under
+    /// which Services may ask for extra hostnames. Unset: `<namespace>-<service>-<port>`, no
+    /// extra hostnames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<HostsSpec>,
+
+    /// Path-prefix routing: each Service also reachable under a path prefix (stripped before
+    /// the request reaches it) on one hostname. Unset: no path routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<PathsSpec>,
+
+    /// An HTTPS listener with certificates from `kubernetes.io/tls` Secrets, and optionally a
+    /// redirect of plain HTTP to it. Unset: plain HTTP only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 
     /// The Envoy Deployment.
     #[serde(default)]

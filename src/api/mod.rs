@@ -2,6 +2,7 @@
 
 pub mod gloo;
 pub mod hostrouter;
+pub mod routing;
 pub mod selector;
 
 pub use hostrouter::{HostRouter, HostRouterSpec, HostRouterStatus};

@@ -16,72 +16,73 @@ use crate::error::{Error, Result, is_missing_resource_type};
 use crate::metrics::{Metrics, WriteOp};
 use crate::render::naming::FIELD_MANAGER;
 
-/// What [`ensure`] did.
+/// What [`converge`] did.
 #[derive(Clone, Debug)]
 pub enum Outcome<K> {
     /// The object already matched; nothing was written.
     Unchanged(Arc<K>),
     Created(K),
     Updated(K),
-    /// An object with that name exists and is not ours: it is left alone.
-    Conflict(String),
 }
 
 impl<K> Outcome<K> {
-    /// The object as it now is, unless it was left alone.
-    pub fn object(&self) -> Option<&K> {
-        match self {
-            Self::Unchanged(k) => Some(k),
-            Self::Created(k) | Self::Updated(k) => Some(k),
-            Self::Conflict(_) => None,
-        }
-    }
-
     /// `Created` or `Updated`, for Events.
     pub fn verb(&self) -> Option<&'static str> {
         match self {
             Self::Created(_) => Some("Created"),
             Self::Updated(_) => Some("Updated"),
-            _ => None,
+            Self::Unchanged(_) => None,
         }
     }
 }
 
-/// Makes `desired` true through `api`. `observed` is the cached object of that name, if the
-/// cache has one; `is_ours` tells whether an existing object may be overwritten.
-pub async fn ensure<K>(
+/// The object named like `desired` as it is now: `observed` (the cache's copy) when the cache
+/// has one, else the API server's. The cache may lag behind our own writes and does not hold
+/// objects we did not write, so nothing is created without asking the API server first.
+pub async fn current<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    desired: &K,
+    observed: Option<Arc<K>>,
+) -> Result<Option<Arc<K>>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    if observed.is_some() {
+        return Ok(observed);
+    }
+    let name = desired.name_any();
+    api.get_opt(&name)
+        .await
+        .map(|o| o.map(Arc::new))
+        .map_err(|e| {
+            Error::api(
+                "reading",
+                kind,
+                &desired.namespace().unwrap_or_default(),
+                &name,
+                e,
+            )
+        })
+}
+
+/// Makes `desired` true through `api` with server-side apply, unless `current` (from
+/// [`current`], already checked to be ours) says it all already.
+pub async fn converge<K>(
     api: &Api<K>,
     metrics: &Metrics,
     kind: &'static str,
     desired: &K,
-    observed: Option<Arc<K>>,
-    is_ours: impl Fn(&K) -> bool,
+    current: Option<Arc<K>>,
 ) -> Result<Outcome<K>>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
 {
     let name = desired.name_any();
     let namespace = desired.namespace().unwrap_or_default();
-    let api_err = |action, e| Error::api(action, kind, &namespace, &name, e);
-    let desired_json =
-        serde_json::to_value(desired).map_err(|source| Error::Serialize { kind, source })?;
-
-    // The cache may lag behind our own writes, and does not hold objects we did not write:
-    // ask the API server before creating anything.
-    let current = match observed {
-        Some(o) => Some(o),
-        None => api
-            .get_opt(&name)
-            .await
-            .map_err(|e| api_err("reading", e))?
-            .map(Arc::new),
-    };
     if let Some(current) = &current {
-        if !is_ours(current) {
-            return Ok(Outcome::Conflict(format!(
-                "{kind} {namespace}/{name} already exists and was not created by this HostRouter; rename spec.proxyName or remove the {kind}"
-            )));
-        }
+        let desired_json =
+            serde_json::to_value(desired).map_err(|source| Error::Serialize { kind, source })?;
         let current_json = serde_json::to_value(current.as_ref())
             .map_err(|source| Error::Serialize { kind, source })?;
         if is_subset(&desired_json, &current_json) {
@@ -92,7 +93,7 @@ where
     let written = api
         .patch(&name, &params, &Patch::Apply(desired))
         .await
-        .map_err(|e| api_err("applying", e))?;
+        .map_err(|e| Error::api("applying", kind, &namespace, &name, e))?;
     metrics.write(kind, WriteOp::Apply);
     Ok(if current.is_some() {
         Outcome::Updated(written)

@@ -16,6 +16,10 @@ use tracing::warn;
 use crate::api::HostRouter;
 use crate::metrics::Metrics;
 use crate::render::Settings;
+use crate::render::tls_secret::TlsSecret;
+
+/// One line of a Warning about names left out: the Event reason, and the line.
+pub type DroppedLine = (&'static str, String);
 
 /// Read-only caches of everything reconcile reads. Filled by watches; reconcile never lists.
 #[derive(Clone)]
@@ -30,6 +34,8 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     /// Gloo Proxies labelled as written by the operator. Not ready while Gloo's CRD is missing.
     pub proxies: Store<DynamicObject>,
+    /// Secrets of type `kubernetes.io/tls`, reduced to what routing needs (no private keys).
+    pub tls_secrets: Store<TlsSecret>,
 }
 
 impl Stores {
@@ -51,6 +57,7 @@ impl Stores {
             && Self::ready(&self.services)
             && Self::ready(&self.config_maps)
             && Self::ready(&self.deployments)
+            && Self::ready(&self.tls_secrets)
     }
 
     /// The Proxy cache is complete (false while Gloo's CRD is missing).
@@ -65,9 +72,9 @@ pub struct Context {
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
-    /// Per router: the duplicate domains last reported in an Event, so the Warning is emitted
-    /// when the set changes, not on every reconcile.
-    reported_duplicates: Mutex<HashMap<ObjectRef<HostRouter>, BTreeSet<String>>>,
+    /// Per router: the names left out that were last reported in Events, so a Warning is
+    /// emitted when the set changes, not on every reconcile.
+    reported_dropped: Mutex<HashMap<ObjectRef<HostRouter>, BTreeSet<DroppedLine>>>,
     /// Per router: consecutive failed reconciles, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<HostRouter>, u32>>,
 }
@@ -86,7 +93,7 @@ impl Context {
             stores,
             metrics,
             reporter,
-            reported_duplicates: Mutex::default(),
+            reported_dropped: Mutex::default(),
             failures: Mutex::default(),
         }
     }
@@ -117,28 +124,27 @@ impl Context {
         }
     }
 
-    /// Records the duplicate domains of `router` and returns `true` when they differ from
-    /// the ones last recorded. `known_count` is the count in the router's status: after a
-    /// restart, an unchanged count is not news.
-    pub fn duplicates_changed(
+    /// Records the names left out of `router`'s routes and returns the Event reasons whose
+    /// lines differ from the ones last recorded, or `None` when nothing is news.
+    /// `known_count` is the count in the router's status: after a restart, an unchanged count
+    /// is not news.
+    pub fn dropped_changed(
         &self,
         router: &ObjectRef<HostRouter>,
-        now: BTreeSet<String>,
+        now: &BTreeSet<DroppedLine>,
         known_count: usize,
-    ) -> bool {
-        let Ok(mut seen) = self.reported_duplicates.lock() else {
-            return !now.is_empty();
-        };
-        let changed = match seen.get(router) {
-            Some(previous) => *previous != now,
-            None => now.len() != known_count,
-        };
+    ) -> Option<Vec<&'static str>> {
+        let mut seen = self
+            .reported_dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let changed = changed_reasons(seen.get(router), now, known_count);
         if now.is_empty() {
             seen.remove(router);
         } else {
-            seen.insert(router.clone(), now);
+            seen.insert(router.clone(), now.clone());
         }
-        changed
+        (!changed.is_empty()).then_some(changed)
     }
 
     /// Delay before retrying a router that failed: 500 ms, doubling per consecutive failure,
@@ -163,10 +169,34 @@ impl Context {
 
     /// Drops what is remembered about a router that is going away.
     pub fn forget(&self, router: &ObjectRef<HostRouter>) {
-        if let Ok(mut seen) = self.reported_duplicates.lock() {
+        if let Ok(mut seen) = self.reported_dropped.lock() {
             seen.remove(router);
         }
         self.backoff_reset(router);
+    }
+}
+
+/// The Event reasons whose lines differ between `previous` (`None`: nothing remembered, as
+/// after a restart, when only a count different from `known_count` is news) and `now`.
+fn changed_reasons(
+    previous: Option<&BTreeSet<DroppedLine>>,
+    now: &BTreeSet<DroppedLine>,
+    known_count: usize,
+) -> Vec<&'static str> {
+    let reasons: BTreeSet<&'static str> = now.iter().map(|(r, _)| *r).collect();
+    let lines = |set: &BTreeSet<DroppedLine>, reason: &str| -> Vec<String> {
+        set.iter()
+            .filter(|(r, _)| *r == reason)
+            .map(|(_, l)| l.clone())
+            .collect()
+    };
+    match previous {
+        Some(previous) => reasons
+            .into_iter()
+            .filter(|r| lines(previous, r) != lines(now, r))
+            .collect(),
+        None if now.len() != known_count => reasons.into_iter().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -200,6 +230,23 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(1));
         assert_eq!(backoff(4), Duration::from_secs(4));
         assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn dropped_names_are_news_only_when_their_set_changes() {
+        let one: BTreeSet<DroppedLine> =
+            [("DuplicateHost", "a/b:80 x (kept by c/d:80)".into())].into();
+        // After a restart, the count in the status is already known.
+        assert!(changed_reasons(None, &one, 1).is_empty());
+        assert_eq!(changed_reasons(None, &one, 0), ["DuplicateHost"]);
+        let mut two = one.clone();
+        two.insert(("HostnameNotAllowed", "a/b:80 login.example.com".into()));
+        assert_eq!(changed_reasons(Some(&one), &two, 1), ["HostnameNotAllowed"]);
+        assert!(changed_reasons(Some(&two), &two, 2).is_empty());
+        assert!(
+            changed_reasons(Some(&two), &BTreeSet::new(), 2).is_empty(),
+            "names coming back is no Warning"
+        );
     }
 
     #[test]

@@ -3,58 +3,136 @@
 //! Conditions follow `metav1.Condition`: `lastTransitionTime` moves only when a condition's
 //! status flips, so rewriting the same facts changes nothing and writes nothing.
 
+use std::fmt;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::HostRouterStatus;
 use crate::api::gloo::Verdict;
 use crate::api::hostrouter::ProxyRef;
+use crate::render::routes::certificates::Problem;
 
-pub const ACCEPTED: &str = "Accepted";
-pub const PROGRAMMED: &str = "Programmed";
-pub const PROXY_ACCEPTED: &str = "ProxyAccepted";
-pub const ENVOY_AVAILABLE: &str = "EnvoyAvailable";
-pub const READY: &str = "Ready";
+/// The conditions of a HostRouter, in the order they are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionType {
+    /// The spec is valid and the proxy name is this router's.
+    Accepted,
+    /// The generated objects are written and match the spec.
+    Programmed,
+    /// Every certificate Secret of `spec.tls` can be served.
+    ResolvedRefs,
+    /// Gloo accepted the Proxy.
+    ProxyAccepted,
+    /// The Envoy Deployment has an available replica.
+    EnvoyAvailable,
+    /// All of the above.
+    Ready,
+}
+
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "Accepted",
+            Self::Programmed => "Programmed",
+            Self::ResolvedRefs => "ResolvedRefs",
+            Self::ProxyAccepted => "ProxyAccepted",
+            Self::EnvoyAvailable => "EnvoyAvailable",
+            Self::Ready => "Ready",
+        }
+    }
+}
+
+impl fmt::Display for ConditionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `metav1.Condition`'s status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
 
 /// Condition reasons. Each is a README troubleshooting entry.
-pub mod reason {
-    pub const ACCEPTED: &str = "Accepted";
-    pub const PROXY_NAME_CONFLICT: &str = "ProxyNameConflict";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    pub const NOT_ACCEPTED: &str = "NotAccepted";
-    pub const PROGRAMMED: &str = "Programmed";
-    pub const GLOO_CRD_MISSING: &str = "GlooCRDMissing";
-    pub const OBJECT_CONFLICT: &str = "ObjectConflict";
-    pub const APPLY_FAILED: &str = "ApplyFailed";
-    pub const GLOO_NOT_REPORTED: &str = "GlooNotReported";
-    pub const GLOO_PENDING: &str = "Pending";
-    pub const GLOO_ACCEPTED: &str = "Accepted";
-    pub const GLOO_WARNING: &str = "AcceptedWithWarnings";
-    pub const GLOO_REJECTED: &str = "Rejected";
-    pub const AVAILABLE: &str = "Available";
-    pub const UNAVAILABLE: &str = "Unavailable";
-    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
-    pub const DEPLOYMENT_MISSING: &str = "DeploymentMissing";
-    pub const READY: &str = "Ready";
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Accepted,
+    ProxyNameConflict,
+    InvalidSpec,
+    NotAccepted,
+    Programmed,
+    GlooCrdMissing,
+    ApplyFailed,
+    ResolvedRefs,
+    InvalidCertificateRef,
+    GlooNotReported,
+    GlooPending,
+    GlooAccepted,
+    GlooWarning,
+    GlooRejected,
+    Available,
+    Unavailable,
+    ScaledToZero,
+    DeploymentMissing,
+    Ready,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted | Self::GlooAccepted => "Accepted",
+            Self::ProxyNameConflict => "ProxyNameConflict",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::NotAccepted => "NotAccepted",
+            Self::Programmed => "Programmed",
+            Self::GlooCrdMissing => "GlooCRDMissing",
+            Self::ApplyFailed => "ApplyFailed",
+            Self::ResolvedRefs => "ResolvedRefs",
+            Self::InvalidCertificateRef => "InvalidCertificateRef",
+            Self::GlooNotReported => "GlooNotReported",
+            Self::GlooPending => "Pending",
+            Self::GlooWarning => "AcceptedWithWarnings",
+            Self::GlooRejected => "Rejected",
+            Self::Available => "Available",
+            Self::Unavailable => "Unavailable",
+            Self::ScaledToZero => "ScaledToZero",
+            Self::DeploymentMissing => "DeploymentMissing",
+            Self::Ready => "Ready",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Whether the router may act.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Acceptance {
     Accepted,
-    Rejected {
-        reason: &'static str,
-        message: String,
-    },
+    Rejected { reason: Reason, message: String },
 }
 
 /// Whether the generated objects were written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Programming {
     Programmed,
-    Failed {
-        reason: &'static str,
-        message: String,
-    },
+    Failed { reason: Reason, message: String },
 }
 
 /// The Envoy Deployment as last observed.
@@ -64,12 +142,27 @@ pub enum EnvoyState {
     Observed { desired: i32, available: i32 },
 }
 
+/// The certificates of `spec.tls`, as the render resolved them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// Certificates `spec.tls` lists.
+    pub referenced: usize,
+    /// Those that are not served, and why.
+    pub problems: Vec<Problem>,
+    /// Whether the HTTPS listener exists (at least one certificate is served).
+    pub https: bool,
+    /// Whether `spec.tls.redirectHttp` is set.
+    pub redirect: bool,
+}
+
 /// Everything the status is computed from.
 #[derive(Clone, Debug)]
 pub struct Facts {
     pub generation: Option<i64>,
     pub acceptance: Acceptance,
     pub programming: Programming,
+    /// `None` without `spec.tls`.
+    pub certificates: Option<CertificateFacts>,
     /// Gloo's verdict on the Proxy; `None` when the Proxy is not ours to read.
     pub verdict: Option<Verdict>,
     pub envoy: EnvoyState,
@@ -81,16 +174,16 @@ pub struct Facts {
 }
 
 struct Cond {
-    type_: &'static str,
-    status: &'static str,
-    reason: &'static str,
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
     message: String,
 }
 
 fn cond(
-    type_: &'static str,
-    status: &'static str,
-    reason: &'static str,
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
     message: impl Into<String>,
 ) -> Cond {
     Cond {
@@ -115,15 +208,17 @@ pub fn compute(facts: &Facts, previous: Option<&HostRouterStatus>, now: &Time) -
     let conditions = conditions
         .into_iter()
         .map(|c| {
-            let last = previous_conditions.iter().find(|p| p.type_ == c.type_);
+            let last = previous_conditions
+                .iter()
+                .find(|p| p.type_ == c.type_.as_str());
             let last_transition_time = match last {
-                Some(p) if p.status == c.status => p.last_transition_time.clone(),
+                Some(p) if p.status == c.status.as_str() => p.last_transition_time.clone(),
                 _ => now.clone(),
             };
             Condition {
-                type_: c.type_.to_owned(),
-                status: c.status.to_owned(),
-                reason: c.reason.to_owned(),
+                type_: c.type_.as_str().to_owned(),
+                status: c.status.as_str().to_owned(),
+                reason: c.reason.as_str().to_owned(),
                 message: truncate(c.message, 32 * 1024),
                 observed_generation: facts.generation,
                 last_transition_time,
@@ -153,147 +248,196 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
+use ConditionStatus::{False, True, Unknown};
+use ConditionType::*;
+
 fn conditions(f: &Facts) -> Vec<Cond> {
     let proxy = format!("{}/{}", f.proxy_ref.namespace, f.proxy_ref.name);
     let accepted = match &f.acceptance {
         Acceptance::Accepted => cond(
-            ACCEPTED,
-            "True",
-            reason::ACCEPTED,
+            Accepted,
+            True,
+            Reason::Accepted,
             format!("This router owns Proxy {proxy}"),
         ),
-        Acceptance::Rejected { reason, message } => {
-            cond(ACCEPTED, "False", reason, message.clone())
-        }
+        Acceptance::Rejected { reason, message } => cond(Accepted, False, *reason, message.clone()),
     };
     let not_accepted = |type_| {
         cond(
             type_,
-            "Unknown",
-            reason::NOT_ACCEPTED,
+            Unknown,
+            Reason::NotAccepted,
             "The router is not accepted; see the Accepted condition",
         )
     };
-    if accepted.status != "True" {
+    if accepted.status != True {
         let programmed = cond(
-            PROGRAMMED,
-            "False",
-            reason::NOT_ACCEPTED,
+            Programmed,
+            False,
+            Reason::NotAccepted,
             "Nothing is written while the router is not accepted",
         );
-        let ready = cond(READY, "False", accepted.reason, accepted.message.clone());
+        let ready = cond(Ready, False, accepted.reason, accepted.message.clone());
         return vec![
             accepted,
             programmed,
-            not_accepted(PROXY_ACCEPTED),
-            not_accepted(ENVOY_AVAILABLE),
+            not_accepted(ResolvedRefs),
+            not_accepted(ProxyAccepted),
+            not_accepted(EnvoyAvailable),
             ready,
         ];
     }
     let programmed = match &f.programming {
         Programming::Programmed => cond(
-            PROGRAMMED,
-            "True",
-            reason::PROGRAMMED,
+            Programmed,
+            True,
+            Reason::Programmed,
             format!(
                 "Proxy {proxy} ({} virtual hosts), Envoy ConfigMap, Service and Deployment are up to date",
                 f.virtual_hosts
             ),
         ),
         Programming::Failed { reason, message } => {
-            cond(PROGRAMMED, "False", reason, message.clone())
+            cond(Programmed, False, *reason, message.clone())
         }
     };
+    let resolved = resolved_refs(f.certificates.as_ref());
     let proxy_accepted = match &f.verdict {
         None | Some(Verdict::NotReported) => cond(
-            PROXY_ACCEPTED,
-            "Unknown",
-            reason::GLOO_NOT_REPORTED,
+            ProxyAccepted,
+            Unknown,
+            Reason::GlooNotReported,
             format!(
                 "Gloo has not reported on Proxy {proxy} yet. Check that Gloo runs with {} as its write namespace and that its Settings have gateway.persistProxySpec: true",
                 f.proxy_ref.namespace
             ),
         ),
         Some(Verdict::Pending) => cond(
-            PROXY_ACCEPTED,
-            "Unknown",
-            reason::GLOO_PENDING,
+            ProxyAccepted,
+            Unknown,
+            Reason::GlooPending,
             format!("Gloo is processing Proxy {proxy}"),
         ),
         Some(Verdict::Accepted) => cond(
-            PROXY_ACCEPTED,
-            "True",
-            reason::GLOO_ACCEPTED,
+            ProxyAccepted,
+            True,
+            Reason::GlooAccepted,
             format!("Gloo accepted Proxy {proxy}"),
         ),
         Some(Verdict::Warning(w)) => cond(
-            PROXY_ACCEPTED,
-            "True",
-            reason::GLOO_WARNING,
+            ProxyAccepted,
+            True,
+            Reason::GlooWarning,
             format!("Gloo accepted Proxy {proxy} with warnings: {w}"),
         ),
         Some(Verdict::Rejected(r)) => cond(
-            PROXY_ACCEPTED,
-            "False",
-            reason::GLOO_REJECTED,
+            ProxyAccepted,
+            False,
+            Reason::GlooRejected,
             format!("Gloo rejected Proxy {proxy}: {r}"),
         ),
     };
     let envoy = match f.envoy {
         EnvoyState::Missing => cond(
-            ENVOY_AVAILABLE,
-            "False",
-            reason::DEPLOYMENT_MISSING,
+            EnvoyAvailable,
+            False,
+            Reason::DeploymentMissing,
             "The Envoy Deployment does not exist yet",
         ),
         EnvoyState::Observed { desired: 0, .. } => cond(
-            ENVOY_AVAILABLE,
-            "False",
-            reason::SCALED_TO_ZERO,
+            EnvoyAvailable,
+            False,
+            Reason::ScaledToZero,
             "spec.envoy.replicas is 0",
         ),
         EnvoyState::Observed { desired, available } if available > 0 => cond(
-            ENVOY_AVAILABLE,
-            "True",
-            reason::AVAILABLE,
+            EnvoyAvailable,
+            True,
+            Reason::Available,
             format!("{available} of {desired} Envoy replicas are available"),
         ),
         EnvoyState::Observed { desired, .. } => cond(
-            ENVOY_AVAILABLE,
-            "False",
-            reason::UNAVAILABLE,
+            EnvoyAvailable,
+            False,
+            Reason::Unavailable,
             format!("0 of {desired} Envoy replicas are available"),
         ),
     };
-    let ready = match [&programmed, &proxy_accepted, &envoy]
+    let ready = match [&programmed, &resolved, &proxy_accepted, &envoy]
         .into_iter()
-        .find(|c| c.status != "True")
+        .find(|c| c.status != True)
     {
         None => cond(
-            READY,
-            "True",
-            reason::READY,
+            Ready,
+            True,
+            Reason::Ready,
             format!(
                 "Envoy serves {} virtual hosts from Proxy {proxy}",
                 f.virtual_hosts
             ),
         ),
         Some(blocker) => cond(
-            READY,
-            "False",
+            Ready,
+            False,
             blocker.reason,
             format!("{}: {}", blocker.type_, blocker.message),
         ),
     };
-    vec![accepted, programmed, proxy_accepted, envoy, ready]
+    vec![accepted, programmed, resolved, proxy_accepted, envoy, ready]
+}
+
+/// `ResolvedRefs`: whether every certificate of `spec.tls` is served, and if not, what the
+/// edge does meanwhile.
+fn resolved_refs(certificates: Option<&CertificateFacts>) -> Cond {
+    let Some(c) = certificates else {
+        return cond(
+            ResolvedRefs,
+            True,
+            Reason::ResolvedRefs,
+            "No certificates to resolve (no spec.tls)",
+        );
+    };
+    if c.problems.is_empty() {
+        return cond(
+            ResolvedRefs,
+            True,
+            Reason::ResolvedRefs,
+            format!(
+                "All {} certificate Secrets of spec.tls are served",
+                c.referenced
+            ),
+        );
+    }
+    let problems: Vec<String> = c.problems.iter().map(|p| p.to_string()).collect();
+    let consequence = if c.https {
+        "the HTTPS listener serves the other certificates"
+    } else if c.redirect {
+        "there is no HTTPS listener, and plain HTTP is served instead of redirected"
+    } else {
+        "there is no HTTPS listener; plain HTTP routes as before"
+    };
+    cond(
+        ResolvedRefs,
+        False,
+        Reason::InvalidCertificateRef,
+        format!(
+            "{} of {} certificate Secrets cannot be served ({}); {consequence}",
+            c.problems.len(),
+            c.referenced,
+            problems.join("; ")
+        ),
+    )
 }
 
 /// The status of `type_` in `status`, if present.
-pub fn condition_status<'a>(
-    status: Option<&'a HostRouterStatus>,
-    type_: &str,
-) -> Option<&'a Condition> {
-    status?.conditions.iter().find(|c| c.type_ == type_)
+pub fn condition_status(
+    status: Option<&HostRouterStatus>,
+    type_: ConditionType,
+) -> Option<&Condition> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_.as_str())
 }
 
 #[cfg(test)]
@@ -306,6 +450,7 @@ mod tests {
             generation: Some(3),
             acceptance: Acceptance::Accepted,
             programming: Programming::Programmed,
+            certificates: None,
             verdict: Some(Verdict::Accepted),
             envoy: EnvoyState::Observed {
                 desired: 2,
@@ -326,15 +471,15 @@ mod tests {
         Time(Timestamp::from_second(secs).unwrap())
     }
 
-    fn get<'a>(s: &'a HostRouterStatus, t: &str) -> &'a Condition {
-        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    fn get(s: &HostRouterStatus, t: ConditionType) -> &Condition {
+        condition_status(Some(s), t).unwrap()
     }
 
     #[test]
     fn all_true_is_ready_and_counts_are_reported() {
         let s = compute(&facts(), None, &at(1));
-        assert_eq!(get(&s, READY).status, "True");
-        assert_eq!(s.conditions.len(), 5);
+        assert_eq!(get(&s, Ready).status, "True");
+        assert_eq!(s.conditions.len(), 6);
         assert_eq!(
             (s.namespaces, s.services, s.virtual_hosts, s.dropped_hosts),
             (2, 3, 4, 1)
@@ -356,18 +501,18 @@ mod tests {
         let mut rejected = facts();
         rejected.verdict = Some(Verdict::Rejected("duplicate domain".into()));
         let flipped = compute(&rejected, Some(&first), &at(3));
-        let pa = get(&flipped, PROXY_ACCEPTED);
+        let pa = get(&flipped, ProxyAccepted);
         assert_eq!(
             (pa.status.as_str(), pa.reason.as_str()),
-            ("False", reason::GLOO_REJECTED)
+            ("False", Reason::GlooRejected.as_str())
         );
         assert!(pa.message.contains("duplicate domain"));
         assert_eq!(pa.last_transition_time, at(3));
-        assert_eq!(get(&flipped, PROGRAMMED).last_transition_time, at(1));
-        let ready = get(&flipped, READY);
+        assert_eq!(get(&flipped, Programmed).last_transition_time, at(1));
+        let ready = get(&flipped, Ready);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("False", reason::GLOO_REJECTED)
+            ("False", Reason::GlooRejected.as_str())
         );
     }
 
@@ -375,13 +520,13 @@ mod tests {
     fn a_conflicting_router_reports_why_and_claims_no_proxy() {
         let mut f = facts();
         f.acceptance = Acceptance::Rejected {
-            reason: reason::PROXY_NAME_CONFLICT,
+            reason: Reason::ProxyNameConflict,
             message: "older router a/b".into(),
         };
         let s = compute(&f, None, &at(1));
-        assert_eq!(get(&s, ACCEPTED).reason, reason::PROXY_NAME_CONFLICT);
-        assert_eq!(get(&s, READY).reason, reason::PROXY_NAME_CONFLICT);
-        assert_eq!(get(&s, PROGRAMMED).status, "False");
+        assert_eq!(get(&s, Accepted).reason, Reason::ProxyNameConflict.as_str());
+        assert_eq!(get(&s, Ready).reason, Reason::ProxyNameConflict.as_str());
+        assert_eq!(get(&s, Programmed).status, "False");
         assert_eq!(s.proxy_ref, None);
     }
 
@@ -390,7 +535,7 @@ mod tests {
         let mut f = facts();
         f.verdict = Some(Verdict::NotReported);
         let s = compute(&f, None, &at(1));
-        let pa = get(&s, PROXY_ACCEPTED);
+        let pa = get(&s, ProxyAccepted);
         assert_eq!(pa.status, "Unknown");
         assert!(pa.message.contains("persistProxySpec"), "{}", pa.message);
     }
@@ -403,21 +548,64 @@ mod tests {
             available: 0,
         };
         assert_eq!(
-            get(&compute(&f, None, &at(1)), ENVOY_AVAILABLE).reason,
-            reason::UNAVAILABLE
+            get(&compute(&f, None, &at(1)), EnvoyAvailable).reason,
+            Reason::Unavailable.as_str()
         );
         f.envoy = EnvoyState::Observed {
             desired: 0,
             available: 0,
         };
         assert_eq!(
-            get(&compute(&f, None, &at(1)), ENVOY_AVAILABLE).reason,
-            reason::SCALED_TO_ZERO
+            get(&compute(&f, None, &at(1)), EnvoyAvailable).reason,
+            Reason::ScaledToZero.as_str()
         );
         f.envoy = EnvoyState::Missing;
         assert_eq!(
-            get(&compute(&f, None, &at(1)), READY).reason,
-            reason::DEPLOYMENT_MISSING
+            get(&compute(&f, None, &at(1)), Ready).reason,
+            Reason::DeploymentMissing.as_str()
         );
+    }
+
+    #[test]
+    fn a_certificate_that_cannot_be_served_says_what_the_edge_does_instead() {
+        use crate::render::routes::certificates::{Problem, ProblemKind};
+        let mut f = facts();
+        let s = compute(&f, None, &at(1));
+        assert_eq!(get(&s, ResolvedRefs).status, "True");
+        f.certificates = Some(CertificateFacts {
+            referenced: 2,
+            problems: vec![Problem {
+                secret: "gone".into(),
+                kind: ProblemKind::NotFound,
+            }],
+            https: false,
+            redirect: true,
+        });
+        let s = compute(&f, None, &at(1));
+        let rr = get(&s, ResolvedRefs);
+        assert_eq!(
+            (rr.status.as_str(), rr.reason.as_str()),
+            ("False", "InvalidCertificateRef")
+        );
+        assert!(
+            rr.message.contains("Secret gone does not exist"),
+            "{}",
+            rr.message
+        );
+        assert!(
+            rr.message.contains("served instead of redirected"),
+            "{}",
+            rr.message
+        );
+        assert_eq!(get(&s, Ready).reason, "InvalidCertificateRef");
+        f.certificates = Some(CertificateFacts {
+            referenced: 2,
+            problems: vec![],
+            https: true,
+            redirect: true,
+        });
+        let s = compute(&f, None, &at(1));
+        assert_eq!(get(&s, ResolvedRefs).status, "True");
+        assert_eq!(get(&s, Ready).status, "True");
     }
 }

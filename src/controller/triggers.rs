@@ -54,6 +54,28 @@ pub fn namespace_changed(
         .collect()
 }
 
+/// Routers whose `spec.tls` names `secret` (a Secret in their own namespace).
+pub fn routers_using_secret<K: kube::Resource>(
+    routers: &[Arc<HostRouter>],
+    secret: &K,
+) -> Vec<ObjectRef<HostRouter>> {
+    let (Some(namespace), Some(name)) = (&secret.meta().namespace, &secret.meta().name) else {
+        return Vec::new();
+    };
+    routers
+        .iter()
+        .filter(|r| r.metadata.namespace.as_ref() == Some(namespace))
+        .filter(|r| {
+            r.spec
+                .tls
+                .iter()
+                .flat_map(|t| &t.certificates)
+                .any(|c| &c.secret_name == name)
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
 /// The router that controls an object through its owner reference.
 pub fn owner<K: kube::Resource>(obj: &K) -> Option<ObjectRef<HostRouter>> {
     let namespace = obj.meta().namespace.as_deref()?;

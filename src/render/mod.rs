@@ -1,27 +1,43 @@
 //! The sans-IO core: `render(router, cluster view, settings)` returns the objects the operator
 //! must keep true and the facts its status reports. Pure and deterministic: the same inputs, in
 //! any order, give byte-identical output.
+//!
+//! The pipeline, in the order a request meets it:
+//! 1. [`routes`]: which Services are routed, under which names, with which certificates: the
+//!    backend-neutral route table (listeners → virtual hosts → routes);
+//! 2. [`gloo`]: the Gloo backend translates the table into a Gloo Proxy and writes the Envoy
+//!    fleet that serves it (bootstrap ConfigMap, Deployment, Service).
+//!
+//! [`naming`] holds every name and label; [`tls_secret`] what is known of a TLS Secret.
 
-pub mod configmap;
-pub mod deployment;
-pub mod hosts;
+pub mod gloo;
 pub mod naming;
-pub mod proxy;
-pub mod service;
+pub mod routes;
+pub mod tls_secret;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-pub use hosts::{ClusterView, DroppedHost, Host, HostSet};
-
 use crate::api::HostRouter;
 use crate::api::hostrouter::ProxyRef;
+use routes::names::Template;
+pub use routes::{Findings, RouteTable};
+use tls_secret::TlsSecret;
+
+/// The part of the cluster a render looks at.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView<'a> {
+    pub namespaces: Vec<&'a Namespace>,
+    pub services: Vec<&'a Service>,
+    /// At least the TLS Secrets the router's `spec.tls` names (others are ignored).
+    pub tls_secrets: Vec<&'a TlsSecret>,
+}
 
 /// Operator-wide settings that shape the generated objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,11 +79,23 @@ pub struct Rendered {
     pub config_map: ConfigMap,
     pub service: Service,
     pub deployment: Deployment,
-    pub hosts: HostSet,
+    /// The route table the Proxy was translated from.
+    pub table: RouteTable,
+    pub findings: Findings,
     pub proxy_ref: ProxyRef,
     pub proxy_compressed: bool,
     /// SHA-256 of the Envoy bootstrap (also on the pod template).
     pub bootstrap_sha256: String,
+}
+
+impl Rendered {
+    /// Virtual hosts of the plain-HTTP listener (the HTTPS listener has the same ones).
+    pub fn virtual_hosts(&self) -> usize {
+        self.table
+            .listeners
+            .first()
+            .map_or(0, |l| l.virtual_hosts.len())
+    }
 }
 
 /// Why a router cannot be rendered. Reported in status; never retried until the spec changes.
@@ -78,8 +106,26 @@ pub enum RenderError {
         field: &'static str,
         message: String,
     },
+    #[error("{field} is invalid: {message}")]
+    InvalidTemplate {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{field} is {value}, not a port number (1-65535)")]
+    InvalidPort { field: &'static str, value: i32 },
     #[error("the HostRouter has no {0}")]
     MissingMetadata(&'static str),
+    #[error("serialising the {kind}: {message}")]
+    Serialize { kind: &'static str, message: String },
+}
+
+impl RenderError {
+    pub fn serialize(kind: &'static str, e: impl std::fmt::Display) -> Self {
+        Self::Serialize {
+            kind,
+            message: e.to_string(),
+        }
+    }
 }
 
 /// The Proxy a router claims: `spec.proxyNamespace` (or Gloo's namespace) and `spec.proxyName`.
@@ -126,6 +172,32 @@ pub fn render(
             field: "spec.serviceSelector",
             message,
         })?;
+    let template = |field, text: &str| {
+        Template::parse(text).map_err(|message| RenderError::InvalidTemplate { field, message })
+    };
+    let host_template = template(
+        "spec.hosts.template",
+        spec.hosts
+            .as_ref()
+            .map_or(crate::api::routing::DEFAULT_HOST_TEMPLATE, |h| h.template()),
+    )?;
+    let path_template = spec
+        .paths
+        .as_ref()
+        .map(|p| template("spec.paths.template", p.template()))
+        .transpose()?;
+
+    let (table, findings) = routes::build(
+        &routes::Input {
+            router_namespace: namespace,
+            spec,
+            namespace_selector: &namespace_selector,
+            service_selector: service_selector.as_ref(),
+            host_template: &host_template,
+            path_template: path_template.as_ref(),
+        },
+        view,
+    )?;
 
     let proxy = proxy_ref(router, settings);
     let id = Identity {
@@ -135,32 +207,25 @@ pub fn render(
         owner: router.controller_owner_ref(&()),
         proxy: proxy.clone(),
     };
-    let hosts = hosts::select(&namespace_selector, service_selector.as_ref(), view);
-    let (mut proxy_obj, proxy_compressed) = proxy::proxy(&id, spec, &hosts.hosts, settings);
-    let (mut config_map, bootstrap_sha256) = configmap::config_map(&id, spec, settings);
-    let mut deployment = deployment::deployment(&id, spec, settings, &bootstrap_sha256);
-    let mut service = service::service(&id, spec);
-    stamp(&mut proxy_obj);
-    stamp(&mut config_map);
-    stamp(&mut deployment);
-    stamp(&mut service);
+    let objects = gloo::objects(&id, spec, &table, settings)?;
     Ok(Rendered {
-        proxy: proxy_obj,
-        config_map,
-        service,
-        deployment,
-        hosts,
+        proxy: objects.proxy,
+        config_map: objects.config_map,
+        service: objects.service,
+        deployment: objects.deployment,
+        table,
+        findings,
         proxy_ref: proxy,
-        proxy_compressed,
-        bootstrap_sha256,
+        proxy_compressed: objects.proxy_compressed,
+        bootstrap_sha256: objects.bootstrap_sha256,
     })
 }
 
 /// Sets [`naming::APPLIED_HASH_ANNOTATION`] to the SHA-256 of the object as rendered.
-fn stamp<K: Resource + serde::Serialize>(obj: &mut K) {
+fn stamp<K: Resource + serde::Serialize>(obj: &mut K) -> Result<(), RenderError> {
     let hash = serde_json::to_vec(obj)
         .map(|bytes| format!("{:x}", Sha256::digest(bytes)))
-        .unwrap_or_default();
+        .map_err(|e| RenderError::serialize("object to hash", e))?;
     obj.meta_mut()
         .annotations
         .get_or_insert_with(BTreeMap::new)
@@ -168,6 +233,7 @@ fn stamp<K: Resource + serde::Serialize>(obj: &mut K) {
             naming::APPLIED_HASH_ANNOTATION.to_owned(),
             hash.get(..16).unwrap_or(&hash).to_owned(),
         );
+    Ok(())
 }
 
 /// Who a generated object belongs to, and the labels it carries (built by [`render`]).

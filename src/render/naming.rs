@@ -19,6 +19,11 @@ pub const ROUTER_UID_LABEL: &str = "hostrouter.io/router-uid";
 pub const ROUTER_ANNOTATION: &str = "hostrouter.io/router";
 /// A Service with this annotation set to "true" gets no virtual host.
 pub const EXCLUDE_ANNOTATION: &str = "hostrouter.io/exclude";
+/// The port (number or name) a Service is reached on when a template names no port.
+pub const PORT_ANNOTATION: &str = "hostrouter.io/port";
+/// Extra hostnames a Service asks for, comma-separated; allowed only under the router's
+/// `spec.hosts.allowedSuffixes`.
+pub const HOSTNAMES_ANNOTATION: &str = "hostrouter.io/hostnames";
 /// SHA-256 of the Envoy bootstrap, on the pod template: a new bootstrap rolls the pods.
 pub const BOOTSTRAP_HASH_ANNOTATION: &str = "hostrouter.io/bootstrap-sha256";
 /// Annotation on every generated object: a hash of what the operator applied. A changed spec
@@ -39,16 +44,11 @@ pub fn bootstrap_config_map_name(proxy_name: &str) -> String {
     format!("{proxy_name}-envoy-bootstrap")
 }
 
-/// The Host header, and virtual host name, of one Service port.
-pub fn domain(namespace: &str, service: &str, port: i32) -> String {
-    format!("{namespace}-{service}-{port}")
-}
-
 /// The name Gloo gives the Upstream of a Service port (Gloo's `UpstreamName`, which applies
 /// k8s-utils' `SanitizeNameV2`): some characters become '-', some are dropped, names longer
 /// than 63 bytes become their first 31 bytes, '-', and the first 31 hex digits of their MD5,
 /// and the result is lowercased.
-pub fn gloo_upstream_name(namespace: &str, service: &str, port: i32) -> String {
+pub fn gloo_upstream_name(namespace: &str, service: &str, port: u16) -> String {
     let name: String = format!("{namespace}-{service}-{port}")
         .chars()
         .filter_map(|c| match c {
@@ -108,7 +108,6 @@ mod tests {
             gloo_upstream_name("default", "petstore", 8080),
             "default-petstore-8080"
         );
-        assert_eq!(domain("default", "petstore", 8080), "default-petstore-8080");
     }
 
     #[test]

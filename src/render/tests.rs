@@ -74,6 +74,7 @@ impl Fixture {
         ClusterView {
             namespaces: self.namespaces.iter().collect(),
             services: self.services.iter().collect(),
+            tls_secrets: Vec::new(),
         }
     }
 }
@@ -125,7 +126,11 @@ fn proxy_has_one_virtual_host_per_selected_service_port() {
         (Some("::"), Some(8080))
     );
     assert_eq!(
-        (r.hosts.namespaces, r.hosts.services, r.hosts.hosts.len()),
+        (
+            r.findings.namespaces,
+            r.findings.services,
+            r.virtual_hosts()
+        ),
         (2, 2, 3)
     );
 }
@@ -343,7 +348,7 @@ fn large_proxies_are_compressed_in_gloos_format() {
     );
     let spec = &r.proxy.data["spec"];
     assert!(spec.get("listeners").is_none());
-    let restored = proxy::decompress(spec["compressedSpec"].as_str().unwrap()).unwrap();
+    let restored = gloo::proxy::decompress(spec["compressedSpec"].as_str().unwrap()).unwrap();
     assert_eq!(restored, plain.proxy.data["spec"]);
 }
 

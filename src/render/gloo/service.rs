@@ -3,10 +3,10 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Identity;
-use super::deployment::LISTENER_PORT_NAME;
-use super::naming::selector_labels;
+use super::deployment::listener_ports;
 use crate::api::HostRouterSpec;
+use crate::render::Identity;
+use crate::render::naming::selector_labels;
 
 pub fn service(id: &Identity<'_>, spec: &HostRouterSpec) -> Service {
     let mut metadata = id.local_meta(id.proxy.name.clone());
@@ -18,13 +18,18 @@ pub fn service(id: &Identity<'_>, spec: &HostRouterSpec) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(spec.service.type_.as_str().to_owned()),
             selector: Some(selector_labels(&id.proxy.name)),
-            ports: Some(vec![ServicePort {
-                name: Some(LISTENER_PORT_NAME.to_owned()),
-                port: spec.listener.port,
-                target_port: Some(IntOrString::String(LISTENER_PORT_NAME.to_owned())),
-                protocol: Some("TCP".to_owned()),
-                ..Default::default()
-            }]),
+            ports: Some(
+                listener_ports(spec)
+                    .into_iter()
+                    .map(|(name, port)| ServicePort {
+                        name: Some(name.to_owned()),
+                        port,
+                        target_port: Some(IntOrString::String(name.to_owned())),
+                        protocol: Some("TCP".to_owned()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()

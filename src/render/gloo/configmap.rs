@@ -6,9 +6,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::naming::{BOOTSTRAP_KEY, bootstrap_config_map_name};
-use super::{Identity, Settings};
 use crate::api::HostRouterSpec;
+use crate::render::naming::{BOOTSTRAP_KEY, bootstrap_config_map_name};
+use crate::render::{Identity, RenderError, Settings};
 
 /// Name of the static cluster that reaches Gloo's xDS server.
 pub const XDS_CLUSTER: &str = "gloo_xds";
@@ -18,23 +18,26 @@ pub fn config_map(
     id: &Identity<'_>,
     spec: &HostRouterSpec,
     settings: &Settings,
-) -> (ConfigMap, String) {
-    let bootstrap = bootstrap_yaml(id, spec, settings);
+) -> Result<(ConfigMap, String), RenderError> {
+    let bootstrap = bootstrap_yaml(id, spec, settings)?;
     let hash = format!("{:x}", Sha256::digest(bootstrap.as_bytes()));
     let cm = ConfigMap {
         metadata: id.local_meta(bootstrap_config_map_name(&id.proxy.name)),
         data: Some(BTreeMap::from([(BOOTSTRAP_KEY.to_owned(), bootstrap)])),
         ..Default::default()
     };
-    (cm, hash)
+    Ok((cm, hash))
 }
 
 /// Envoy's bootstrap as YAML. Envoy's node id is set per pod on the command line; the role in
 /// the node metadata is what Gloo keys its configuration by.
-pub fn bootstrap_yaml(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings) -> String {
-    let value = bootstrap(id, spec, settings);
-    // Serialising a JSON value to YAML cannot fail.
-    serde_yaml::to_string(&value).unwrap_or_default()
+pub fn bootstrap_yaml(
+    id: &Identity<'_>,
+    spec: &HostRouterSpec,
+    settings: &Settings,
+) -> Result<String, RenderError> {
+    serde_yaml::to_string(&bootstrap(id, spec, settings))
+        .map_err(|e| RenderError::serialize("Envoy bootstrap", e))
 }
 
 fn bootstrap(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings) -> Value {

@@ -11,14 +11,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::naming::{
+use crate::api::HostRouterSpec;
+use crate::render::naming::{
     BOOTSTRAP_HASH_ANNOTATION, BOOTSTRAP_KEY, bootstrap_config_map_name, selector_labels,
 };
-use super::{Identity, Settings};
-use crate::api::HostRouterSpec;
-
-/// Name of the listener port on the container and the Service.
-pub const LISTENER_PORT_NAME: &str = "http";
+use crate::render::routes::{HTTP, HTTPS};
+use crate::render::{Identity, Settings};
 /// Where the bootstrap ConfigMap is mounted.
 pub const BOOTSTRAP_DIR: &str = "/etc/envoy";
 /// Envoy's path in Gloo's envoy wrapper image (and in upstream Envoy images).
@@ -67,7 +65,12 @@ pub fn deployment(
     };
     // Binding a port below 1024 as non-root, without capabilities, needs this namespaced sysctl
     // (allowed by the restricted Pod Security Standard).
-    let sysctls = (spec.listener.port < 1024).then(|| {
+    let privileged_port = listener_ports(spec)
+        .into_iter()
+        .map(|(_, port)| port)
+        .chain([spec.admin_port()])
+        .any(|port| port < 1024);
+    let sysctls = privileged_port.then(|| {
         vec![Sysctl {
             name: "net.ipv4.ip_unprivileged_port_start".to_owned(),
             value: "0".to_owned(),
@@ -84,16 +87,21 @@ pub fn deployment(
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some(LISTENER_PORT_NAME.to_owned()),
-            container_port: spec.listener.port,
-            protocol: Some("TCP".to_owned()),
-            ..Default::default()
-        }]),
+        ports: Some(
+            listener_ports(spec)
+                .into_iter()
+                .map(|(name, port)| ContainerPort {
+                    name: Some(name.to_owned()),
+                    container_port: port,
+                    protocol: Some("TCP".to_owned()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         // Ready once Gloo has delivered the listener and Envoy accepts connections on it.
         readiness_probe: Some(Probe {
             tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::String(LISTENER_PORT_NAME.to_owned()),
+                port: IntOrString::String(HTTP.to_owned()),
                 ..Default::default()
             }),
             period_seconds: Some(5),
@@ -167,4 +175,14 @@ pub fn deployment(
         },
         ..Default::default()
     }
+}
+
+/// The ports Envoy listens on, by name: `http`, and `https` with `spec.tls` (whether or not a
+/// certificate is usable yet, so that a Secret never changes the pods).
+pub fn listener_ports(spec: &HostRouterSpec) -> Vec<(&'static str, i32)> {
+    let mut ports = vec![(HTTP, spec.listener.port)];
+    if let Some(tls) = &spec.tls {
+        ports.push((HTTPS, tls.port()));
+    }
+    ports
 }

@@ -1,0 +1,401 @@
+//! The watches: each keeps a cache (see [`Stores`]) current and sends the routers an event
+//! affects (see `triggers`) to the controller. One function per watched kind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::channel::mpsc::UnboundedSender;
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use kube::api::{Api, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, reflector as reflect, watcher as watch};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::context::{Context, Stores};
+use super::triggers;
+use crate::api::HostRouter;
+use crate::api::gloo;
+use crate::render::naming::managed_selector;
+use crate::render::tls_secret::{self, TLS_SECRET_TYPE, TlsSecret};
+
+type Labels = Option<BTreeMap<String, String>>;
+/// Where the watches send the routers to reconcile.
+pub type Queue = UnboundedSender<ObjectRef<HostRouter>>;
+
+/// The write halves of the caches in [`Stores`].
+pub struct Writers {
+    routers: Writer<HostRouter>,
+    namespaces: Writer<Namespace>,
+    services: Writer<Service>,
+    config_maps: Writer<ConfigMap>,
+    deployments: Writer<Deployment>,
+    proxies: Writer<DynamicObject>,
+    tls_secrets: Writer<TlsSecret>,
+}
+
+/// Empty caches, and the writers the watches fill them with.
+pub fn stores() -> (Stores, Writers) {
+    let (routers, routers_w) = reflector::store::<HostRouter>();
+    let (namespaces, namespaces_w) = reflector::store::<Namespace>();
+    let (services, services_w) = reflector::store::<Service>();
+    let (config_maps, config_maps_w) = reflector::store::<ConfigMap>();
+    let (deployments, deployments_w) = reflector::store::<Deployment>();
+    let (tls_secrets, tls_secrets_w) = reflector::store::<TlsSecret>();
+    let proxies_w = Writer::new(gloo::proxy_resource());
+    let stores = Stores {
+        routers,
+        namespaces,
+        services,
+        config_maps,
+        deployments,
+        proxies: proxies_w.as_reader(),
+        tls_secrets,
+    };
+    let writers = Writers {
+        routers: routers_w,
+        namespaces: namespaces_w,
+        services: services_w,
+        config_maps: config_maps_w,
+        deployments: deployments_w,
+        proxies: proxies_w,
+        tls_secrets: tls_secrets_w,
+    };
+    (stores, writers)
+}
+
+/// Starts every watch but the routers' own as background tasks, and returns the routers'
+/// stream for the controller to drive. `janitor` is woken when a Proxy listing completes or
+/// a router leaves the cache.
+pub fn start(
+    ctx: &Arc<Context>,
+    writers: Writers,
+    router_selector: Option<&str>,
+    queue: &Queue,
+    janitor: &Arc<Notify>,
+    tasks: &mut Tasks,
+) -> impl Stream<Item = Result<HostRouter, watcher::Error>> + Send + 'static {
+    let client = &ctx.client;
+    let routers = &ctx.stores.routers;
+    let Writers {
+        routers: routers_w,
+        namespaces: namespaces_w,
+        services: services_w,
+        config_maps: config_maps_w,
+        deployments: deployments_w,
+        proxies: proxies_w,
+        tls_secrets: tls_secrets_w,
+    } = writers;
+    tasks.add(namespaces(client, namespaces_w, queue, routers));
+    tasks.add(services(ctx, services_w, queue));
+    tasks.add(owned("ConfigMap", client, config_maps_w, queue, routers));
+    tasks.add(owned("Deployment", client, deployments_w, queue, routers));
+    tasks.add(proxies(client, proxies_w, queue, routers, janitor.clone()));
+    tasks.add(tls_secrets(client, tls_secrets_w, queue, routers));
+    router_stream(ctx, routers_w, router_selector, queue, janitor.clone())
+}
+
+fn all() -> watcher::Config {
+    watcher::Config::default().any_semantic()
+}
+
+/// Only what the operator labelled as written by it.
+fn managed() -> watcher::Config {
+    all().labels(&managed_selector())
+}
+
+/// Namespaces: a relabel reaches the routers whose selection it changes.
+fn namespaces(
+    client: &Client,
+    writer: Writer<Namespace>,
+    queue: &Queue,
+    routers: &Store<HostRouter>,
+) -> JoinHandle<()> {
+    let previous_labels: Mutex<BTreeMap<String, Labels>> = Mutex::default();
+    let stream = mirrored(Api::<Namespace>::all(client.clone()), all(), writer);
+    spawn_triggers(
+        "Namespace",
+        stream,
+        queue.clone(),
+        routers.clone(),
+        move |routers, ns, change| {
+            let name = ns.name_any();
+            let mut prev = previous_labels.lock().unwrap_or_else(|p| p.into_inner());
+            let old = prev.get(&name).cloned();
+            let new = ns.metadata.labels.clone();
+            if change == Change::Deleted {
+                prev.remove(&name);
+            } else {
+                prev.insert(name, new.clone());
+            }
+            match (change, old) {
+                (Change::Listed, _) => Vec::new(),
+                (Change::Deleted, old) => {
+                    triggers::namespace_changed(routers, old.flatten().as_ref(), None, true, false)
+                }
+                (Change::Applied, None) => {
+                    triggers::namespace_changed(routers, None, new.as_ref(), false, true)
+                }
+                (Change::Applied, Some(old)) => {
+                    triggers::namespace_changed(routers, old.as_ref(), new.as_ref(), true, true)
+                }
+            }
+        },
+    )
+}
+
+/// Services: any change reaches the routers selecting the Service's namespace; the Envoy
+/// Services the operator writes reach their owner.
+fn services(ctx: &Arc<Context>, writer: Writer<Service>, queue: &Queue) -> JoinHandle<()> {
+    let namespaces = ctx.stores.namespaces.clone();
+    let stream = mirrored(Api::<Service>::all(ctx.client.clone()), all(), writer);
+    spawn_triggers(
+        "Service",
+        stream,
+        queue.clone(),
+        ctx.stores.routers.clone(),
+        move |routers, svc, _| {
+            if triggers::is_managed(svc) {
+                return triggers::owner(svc).into_iter().collect();
+            }
+            let ns = namespaces.get(&ObjectRef::new(&svc.namespace().unwrap_or_default()));
+            triggers::routers_selecting(
+                routers,
+                ns.as_ref().and_then(|n| n.metadata.labels.as_ref()),
+            )
+        },
+    )
+}
+
+/// Objects the operator writes in a router's namespace: a change reaches their owner.
+fn owned<K>(
+    kind: &'static str,
+    client: &Client,
+    writer: Writer<K>,
+    queue: &Queue,
+    routers: &Store<HostRouter>,
+) -> JoinHandle<()>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let stream = mirrored(Api::<K>::all(client.clone()), managed(), writer);
+    spawn_triggers(kind, stream, queue.clone(), routers.clone(), |_, o, _| {
+        triggers::owner(o).into_iter().collect()
+    })
+}
+
+/// Proxies: Gloo's verdict and drift reach the router named in the annotation. While Gloo's
+/// CRD is missing this watch retries with backoff and its cache stays not ready. Each
+/// completed listing may show Proxies whose router went away meanwhile: it wakes the janitor.
+fn proxies(
+    client: &Client,
+    writer: Writer<DynamicObject>,
+    queue: &Queue,
+    routers: &Store<HostRouter>,
+    janitor: Arc<Notify>,
+) -> JoinHandle<()> {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &gloo::proxy_resource());
+    let stream =
+        reflect(writer, strip(watch(api, managed()).default_backoff())).inspect(move |event| {
+            if matches!(event, Ok(Event::InitDone)) {
+                janitor.notify_one();
+            }
+        });
+    spawn_triggers(
+        "Proxy",
+        stream,
+        queue.clone(),
+        routers.clone(),
+        |_, o, _| triggers::annotated_router(o).into_iter().collect(),
+    )
+}
+
+/// Secrets of type `kubernetes.io/tls` only (a field selector: the API server sends no other
+/// Secret), each reduced to [`TlsSecret`] on arrival so that no private key stays in memory. A
+/// change reaches the routers whose `spec.tls` names the Secret.
+fn tls_secrets(
+    client: &Client,
+    writer: Writer<TlsSecret>,
+    queue: &Queue,
+    routers: &Store<HostRouter>,
+) -> JoinHandle<()> {
+    let config = all().fields(&format!("type={TLS_SECRET_TYPE}"));
+    let stream = watch(Api::<Secret>::all(client.clone()), config)
+        .default_backoff()
+        .map_ok(summarized);
+    spawn_triggers(
+        "Secret",
+        reflect(writer, stream),
+        queue.clone(),
+        routers.clone(),
+        |routers, secret, _| triggers::routers_using_secret(routers, secret),
+    )
+}
+
+fn summarized(event: Event<Secret>) -> Event<TlsSecret> {
+    match event {
+        Event::Apply(s) => Event::Apply(tls_secret::summarize(&s)),
+        Event::Delete(s) => Event::Delete(tls_secret::summarize(&s)),
+        Event::InitApply(s) => Event::InitApply(tls_secret::summarize(&s)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    }
+}
+
+/// HostRouters: the controller's own stream. A change also reaches the routers competing for
+/// the same names; a router that leaves the cache is forgotten and wakes the janitor.
+fn router_stream(
+    ctx: &Arc<Context>,
+    writer: Writer<HostRouter>,
+    router_selector: Option<&str>,
+    queue: &Queue,
+    janitor: Arc<Notify>,
+) -> impl Stream<Item = Result<HostRouter, watcher::Error>> + Send + 'static {
+    let previous: Mutex<HashMap<ObjectRef<HostRouter>, Arc<HostRouter>>> = Mutex::default();
+    let queue = queue.clone();
+    let ctx = ctx.clone();
+    let config = match router_selector {
+        Some(selector) => all().labels(selector),
+        None => all(),
+    };
+    mirrored(Api::<HostRouter>::all(ctx.client.clone()), config, writer)
+        .inspect(move |event| {
+            let Ok(event) = event else { return };
+            let (router, deleted) = match event {
+                Event::Apply(r) | Event::InitApply(r) => (r, false),
+                Event::Delete(r) => (r, true),
+                // Routers deleted while the watch was down are not seen as deletions.
+                Event::InitDone => {
+                    janitor.notify_one();
+                    return;
+                }
+                Event::Init => return,
+            };
+            let key = ObjectRef::from_obj(router);
+            let mut prev = previous.lock().unwrap_or_else(|p| p.into_inner());
+            let before = if deleted {
+                // Gone without (or after) its finalizer: forget it, and look for its Proxy.
+                ctx.forget(&key);
+                janitor.notify_one();
+                prev.remove(&key)
+            } else {
+                prev.insert(key, Arc::new(router.clone()))
+            };
+            let all = ctx.stores.routers.state();
+            for r in triggers::competitors(&all, router, before.as_deref(), &ctx.settings) {
+                let _ = queue.unbounded_send(r);
+            }
+        })
+        .touched_objects()
+}
+
+/// A watch whose objects are mirrored into `writer`'s cache, without managed fields.
+fn mirrored<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: Writer<K>,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    reflect(writer, strip(watch(api, config).default_backoff()))
+}
+
+fn strip<K: Resource + Clone + Send + 'static>(
+    s: impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static {
+    s.modify(|o| o.managed_fields_mut().clear())
+}
+
+/// How an object reached a trigger mapper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Applied,
+    Deleted,
+    /// Part of a (re)listing.
+    Listed,
+}
+
+/// Drives `stream` (keeping its cache current) and sends the routers that `affected` names for
+/// each changed object. After a (re)listing every router is reconciled, since deletions during
+/// a watch gap are not seen as events.
+fn spawn_triggers<K, S>(
+    kind: &'static str,
+    stream: S,
+    tx: UnboundedSender<ObjectRef<HostRouter>>,
+    routers: Store<HostRouter>,
+    affected: impl Fn(&[Arc<HostRouter>], &K, Change) -> Vec<ObjectRef<HostRouter>> + Send + 'static,
+) -> JoinHandle<()>
+where
+    K: Resource + Send + 'static,
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut failing = false;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let targets = match event {
+                Ok(Event::Apply(o)) => affected(&routers.state(), &o, Change::Applied),
+                Ok(Event::Delete(o)) => affected(&routers.state(), &o, Change::Deleted),
+                // The mapper sees listed objects (to remember their state); reconciling waits
+                // for the listing to finish.
+                Ok(Event::InitApply(o)) => {
+                    affected(&routers.state(), &o, Change::Listed);
+                    Vec::new()
+                }
+                Ok(Event::InitDone) => {
+                    if failing {
+                        info!(kind, "watch recovered");
+                        failing = false;
+                    }
+                    routers
+                        .state()
+                        .iter()
+                        .map(|r| ObjectRef::from_obj(r.as_ref()))
+                        .collect()
+                }
+                Ok(Event::Init) => Vec::new(),
+                Err(error) => {
+                    if !failing {
+                        warn!(kind, %error, "watch failed; retrying with backoff");
+                        failing = true;
+                    }
+                    Vec::new()
+                }
+            };
+            for router in targets {
+                if tx.unbounded_send(router).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Background tasks of one controller run, aborted when the run ends or is dropped (say,
+/// when leadership is lost), so that nothing of it keeps writing.
+#[derive(Default)]
+pub struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    pub fn add(&mut self, task: JoinHandle<()>) {
+        self.0.push(task);
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Writing a router's objects. Every object is looked at before any is written: if one of the
+//! names is held by an object this router did not write, nothing is written at all (an Envoy
+//! Deployment must never mount somebody else's ConfigMap).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::info;
+
+use super::apply::{self, Outcome};
+use super::context::Context;
+use super::finalizer;
+use super::status::EnvoyState;
+use super::triggers::{annotated_router, is_managed};
+use crate::api::HostRouter;
+use crate::api::gloo::{self, Verdict};
+use crate::error::{Error, Result, is_missing_resource_type};
+use crate::render::Rendered;
+
+/// What writing the objects found.
+pub struct Written {
+    /// An object of one of the names exists and is not this router's: nothing was written.
+    pub conflict: Option<String>,
+    /// Gloo's Proxy CRD is not installed: the namespaced objects were written, the Proxy not.
+    pub gloo_crd_missing: bool,
+    pub verdict: Option<Verdict>,
+    pub envoy: EnvoyState,
+}
+
+/// An object to write, with what the cluster has under its name.
+struct Planned<'a, K> {
+    kind: &'static str,
+    api: Api<K>,
+    desired: &'a K,
+    current: Option<Arc<K>>,
+}
+
+pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> Result<Written> {
+    let mut out = Written {
+        conflict: None,
+        gloo_crd_missing: false,
+        verdict: None,
+        envoy: EnvoyState::Missing,
+    };
+    let s = &ctx.stores;
+    let uid = router.uid().unwrap_or_default();
+    let owned_by_me = |refs: &[OwnerReference]| {
+        refs.iter()
+            .any(|o| o.controller == Some(true) && o.uid == uid)
+    };
+
+    // Look at everything first.
+    let cm = plan(router, ctx, "ConfigMap", &r.config_map, &s.config_maps).await?;
+    let svc = plan(router, ctx, "Service", &r.service, &s.services).await?;
+    let dep = plan(router, ctx, "Deployment", &r.deployment, &s.deployments).await?;
+    let proxy = plan_proxy(ctx, r).await?;
+    let conflicts = [
+        cm.conflict(|o| owned_by_me(o.owner_references())),
+        svc.conflict(|o| owned_by_me(o.owner_references())),
+        dep.conflict(|o| owned_by_me(o.owner_references())),
+        proxy
+            .as_ref()
+            .and_then(|p| p.conflict(|o| proxy_is_ours(router, ctx, o))),
+    ];
+    if let Some(conflict) = conflicts.into_iter().flatten().next() {
+        out.conflict = Some(conflict);
+        return Ok(out);
+    }
+
+    // Then write what differs.
+    converge(router, ctx, cm).await?;
+    converge(router, ctx, svc).await?;
+    let dep = converge(router, ctx, dep).await?;
+    out.envoy = EnvoyState::Observed {
+        desired: dep.spec.replicas.unwrap_or(1),
+        available: dep
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0),
+    };
+    match proxy {
+        None => out.gloo_crd_missing = true,
+        Some(proxy) => {
+            // The Proxy lives in Gloo's namespace: the finalizer, not an owner reference,
+            // removes it with the router.
+            finalizer::ensure(router, ctx).await?;
+            let written = converge(router, ctx, proxy).await?;
+            out.verdict = Some(gloo::verdict(&written, &r.proxy_ref.namespace));
+        }
+    }
+    Ok(out)
+}
+
+/// A namespaced object of the router, and what its namespace holds under that name.
+async fn plan<'a, K>(
+    router: &HostRouter,
+    ctx: &Context,
+    kind: &'static str,
+    desired: &'a K,
+    store: &Store<K>,
+) -> Result<Planned<'a, K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &router.namespace().unwrap_or_default());
+    let current = apply::current(
+        &api,
+        kind,
+        desired,
+        store.get(&ObjectRef::from_obj(desired)),
+    )
+    .await?;
+    Ok(Planned {
+        kind,
+        api,
+        desired,
+        current,
+    })
+}
+
+/// The Proxy and what Gloo's namespace holds under its name; `None` when Gloo's Proxy CRD is
+/// missing.
+async fn plan_proxy<'a>(
+    ctx: &Context,
+    r: &'a Rendered,
+) -> Result<Option<Planned<'a, DynamicObject>>> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &r.proxy_ref.namespace,
+        &gloo::proxy_resource(),
+    );
+    let cached = if ctx.stores.proxies_ready() {
+        ctx.stores
+            .proxies
+            .get(&ObjectRef::from_obj_with(&r.proxy, gloo::proxy_resource()))
+    } else {
+        None
+    };
+    match apply::current(&api, "Proxy", &r.proxy, cached).await {
+        Ok(current) => Ok(Some(Planned {
+            kind: "Proxy",
+            api,
+            desired: &r.proxy,
+            current,
+        })),
+        Err(Error::Api { source, .. }) if is_missing_resource_type(&source) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether this router may overwrite the Proxy: written by HostRouter for this router, or for
+/// a router that no longer exists (adopted), or without a router annotation.
+fn proxy_is_ours(router: &HostRouter, ctx: &Context, p: &DynamicObject) -> bool {
+    let me = ObjectRef::from_obj(router);
+    is_managed(p)
+        && match annotated_router(p) {
+            Some(owner) if owner == me => true,
+            Some(owner) => ctx.stores.routers.get(&owner).is_none(),
+            None => true,
+        }
+}
+
+impl<K: Resource> Planned<'_, K> {
+    /// The conflict message when the name is held by an object that is not ours.
+    fn conflict(&self, is_ours: impl Fn(&K) -> bool) -> Option<String> {
+        let current = self.current.as_ref()?;
+        if is_ours(current) {
+            return None;
+        }
+        let kind = self.kind;
+        Some(format!(
+            "{kind} {}/{} already exists and was not created by this HostRouter; rename spec.proxyName or remove the {kind}",
+            current.namespace().unwrap_or_default(),
+            current.name_any()
+        ))
+    }
+}
+
+/// Applies one planned object if it differs, and announces what changed.
+async fn converge<K>(router: &HostRouter, ctx: &Context, p: Planned<'_, K>) -> Result<Arc<K>>
+where
+    K: Resource + Clone + Debug + serde::Serialize + DeserializeOwned,
+{
+    let outcome = apply::converge(&p.api, &ctx.metrics, p.kind, p.desired, p.current).await?;
+    if let Some(verb) = outcome.verb() {
+        let object = format!(
+            "{}/{}",
+            p.desired.namespace().unwrap_or_default(),
+            p.desired.name_any()
+        );
+        info!(router = %ObjectRef::from_obj(router), kind = p.kind, %object, "{verb}");
+        ctx.event(
+            router,
+            EventType::Normal,
+            verb,
+            "Apply",
+            format!("{verb} {} {object}", p.kind),
+        )
+        .await;
+    }
+    Ok(match outcome {
+        Outcome::Unchanged(k) => k,
+        Outcome::Created(k) | Outcome::Updated(k) => Arc::new(k),
+    })
+}

@@ -1,0 +1,196 @@
+//! The Gloo Proxy: the route table, translated into Gloo's vocabulary. Decides nothing about
+//! what is routed; see `render::routes`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::ZlibEncoder;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::DynamicObject;
+use serde_json::json;
+
+use crate::api::gloo::{
+    self, Destination, HttpConnectionManagerSettings, HttpListener, HttpListenerOptions,
+    KubeDestination, Matcher, ProxySpec, RedirectAction, ResourceRef, RouteAction, RouteOptions,
+    SslConfiguration,
+};
+use crate::api::hostrouter;
+use crate::render::naming::{self, ROUTER_ANNOTATION, SHARD_LABEL};
+use crate::render::routes::{self, Action, Backend, PathPrefix, RouteTable};
+use crate::render::{Identity, RenderError, Settings};
+
+/// The Proxy, and whether its spec was compressed.
+pub fn proxy(
+    id: &Identity<'_>,
+    table: &RouteTable,
+    destination: hostrouter::Destination,
+    settings: &Settings,
+) -> Result<(DynamicObject, bool), RenderError> {
+    let translate = Translate {
+        destination,
+        proxy_namespace: &id.proxy.namespace,
+    };
+    let proxy_spec = ProxySpec {
+        listeners: table
+            .listeners
+            .iter()
+            .map(|l| translate.listener(l))
+            .collect(),
+    };
+    let plain =
+        serde_json::to_value(&proxy_spec).map_err(|e| RenderError::serialize("Proxy", e))?;
+
+    let mut annotations = BTreeMap::from([(ROUTER_ANNOTATION.to_owned(), id.router_key())]);
+    let encoded = serde_json::to_vec(&plain).map_err(|e| RenderError::serialize("Proxy", e))?;
+    let (spec_value, compressed) = if encoded.len() > settings.compress_proxy_above_bytes {
+        annotations.insert(gloo::COMPRESS_ANNOTATION.to_owned(), "true".to_owned());
+        (json!({ "compressedSpec": compress(&encoded)? }), true)
+    } else {
+        (plain, false)
+    };
+
+    let mut obj =
+        DynamicObject::new(&id.proxy.name, &gloo::proxy_resource()).within(&id.proxy.namespace);
+    let mut labels = id.labels.clone();
+    if let Some(shard) = &settings.shard {
+        labels.insert(SHARD_LABEL.to_owned(), shard.clone());
+    }
+    obj.metadata = ObjectMeta {
+        annotations: Some(annotations),
+        labels: Some(labels),
+        ..obj.metadata
+    };
+    obj.data = json!({ "spec": spec_value });
+    Ok((obj, compressed))
+}
+
+/// Route table → Gloo, for one router.
+struct Translate<'a> {
+    destination: hostrouter::Destination,
+    proxy_namespace: &'a str,
+}
+
+impl Translate<'_> {
+    fn listener(&self, l: &routes::Listener) -> gloo::Listener {
+        gloo::Listener {
+            name: l.name.to_owned(),
+            bind_address: l.bind_address.clone(),
+            bind_port: u32::from(l.port),
+            http_listener: HttpListener {
+                virtual_hosts: l
+                    .virtual_hosts
+                    .iter()
+                    .map(|vh| self.virtual_host(vh))
+                    .collect(),
+                options: l.strip_host_port.then_some(HttpListenerOptions {
+                    http_connection_manager_settings: HttpConnectionManagerSettings {
+                        strip_any_host_port: true,
+                    },
+                }),
+            },
+            ssl_configurations: l
+                .certificates
+                .iter()
+                .map(|c| SslConfiguration {
+                    secret_ref: ResourceRef {
+                        name: c.secret_name.clone(),
+                        namespace: c.secret_namespace.clone(),
+                    },
+                    sni_domains: c.server_names.clone(),
+                    one_way_tls: true,
+                })
+                .collect(),
+        }
+    }
+
+    fn virtual_host(&self, vh: &routes::VirtualHost) -> gloo::VirtualHost {
+        gloo::VirtualHost {
+            name: vh.name.clone(),
+            domains: vh.domains.clone(),
+            routes: vh.routes.iter().map(|r| self.route(r)).collect(),
+        }
+    }
+
+    fn route(&self, r: &routes::Route) -> gloo::Route {
+        let (action, options) = match &r.action {
+            Action::Forward {
+                backend,
+                replace_prefix,
+            } => (
+                gloo::Action::RouteAction(RouteAction {
+                    single: self.destination(backend),
+                }),
+                replace_prefix.as_ref().map(|p| RouteOptions {
+                    prefix_rewrite: p.clone(),
+                }),
+            ),
+            Action::RedirectToHttps { port } => (
+                gloo::Action::RedirectAction(RedirectAction {
+                    https_redirect: true,
+                    port_redirect: port.map(u32::from),
+                    response_code: gloo::MOVED_PERMANENTLY.to_owned(),
+                }),
+                None,
+            ),
+        };
+        gloo::Route {
+            matchers: matchers(&r.path),
+            action,
+            options,
+        }
+    }
+
+    fn destination(&self, b: &Backend) -> Destination {
+        match self.destination {
+            hostrouter::Destination::Kube => Destination::Kube(KubeDestination {
+                ref_: ResourceRef {
+                    name: b.service.clone(),
+                    namespace: b.namespace.clone(),
+                },
+                port: u32::from(b.port),
+            }),
+            hostrouter::Destination::Upstream => Destination::Upstream(ResourceRef {
+                name: naming::gloo_upstream_name(&b.namespace, &b.service, b.port),
+                namespace: self.proxy_namespace.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Gloo has no segment-aware prefix: `/a/b` becomes the exact path `/a/b` or the prefix `/a/b/`
+/// (a rewrite then replaces either with its value); `/` stays one prefix.
+fn matchers(path: &PathPrefix) -> Vec<Matcher> {
+    if path.is_root() {
+        vec![Matcher::Prefix(path.0.clone())]
+    } else {
+        vec![
+            Matcher::Exact(path.0.clone()),
+            Matcher::Prefix(format!("{}/", path.0)),
+        ]
+    }
+}
+
+/// Gloo's compressed form: base64 of the zlib-compressed JSON spec.
+fn compress(json: &[u8]) -> Result<String, RenderError> {
+    let mut enc = ZlibEncoder::new(Vec::new(), Compression::default());
+    let bytes = enc
+        .write_all(json)
+        .and_then(|()| enc.finish())
+        .map_err(|e| RenderError::serialize("compressed Proxy spec", e))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Inverse of the compressed form, for reading a Proxy back (tests and `hostrouter render`).
+pub fn decompress(encoded: &str) -> Result<serde_json::Value, String> {
+    use std::io::Read;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("compressedSpec is not base64: {e}"))?;
+    let mut json = Vec::new();
+    flate2::read::ZlibDecoder::new(bytes.as_slice())
+        .read_to_end(&mut json)
+        .map_err(|e| format!("compressedSpec is not zlib: {e}"))?;
+    serde_json::from_slice(&json).map_err(|e| format!("compressedSpec is not JSON: {e}"))
+}

@@ -1,0 +1,367 @@
+//! Assembles the route table of one router from the cluster view.
+//!
+//! Names are claimed oldest Service first: a hostname (from the template or from a Service's
+//! `hostrouter.io/hostnames` annotation) or a path prefix goes to the first Service that asks
+//! for it, so a new Service can never take traffic from an existing one. The router's own
+//! `spec.paths.host` is claimed before any Service.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
+use kube::core::Selector;
+
+use super::names::{self, Template, Values};
+use super::select::{self, Port, Selected};
+use super::{
+    ACME_CHALLENGE_PREFIX, ANY_HOST, Action, Backend, DropReason, Dropped, Findings, HTTP, HTTPS,
+    Listener, PathPrefix, Route, RouteTable, VirtualHost, certificates,
+};
+use crate::api::HostRouterSpec;
+use crate::render::naming::HOSTNAMES_ANNOTATION;
+use crate::render::{ClusterView, RenderError};
+
+/// What `build` needs besides the cluster view: the router's spec, its namespace, and its
+/// selectors and templates, compiled.
+pub struct Input<'a> {
+    pub router_namespace: &'a str,
+    pub spec: &'a HostRouterSpec,
+    pub namespace_selector: &'a Selector,
+    pub service_selector: Option<&'a Selector>,
+    pub host_template: &'a Template,
+    pub path_template: Option<&'a Template>,
+}
+
+/// Builds the route table, and what was left out on the way.
+pub fn build(
+    input: &Input<'_>,
+    view: &ClusterView<'_>,
+) -> Result<(RouteTable, Findings), RenderError> {
+    let spec = input.spec;
+    let (services, namespaces) =
+        select::services(input.namespace_selector, input.service_selector, view);
+
+    let mut names = Names::default();
+    if let Some(host) = spec.paths.as_ref().and_then(|p| p.host.as_deref()) {
+        names
+            .domains
+            .insert(host.to_owned(), "spec.paths.host".to_owned());
+    }
+    for svc in &services {
+        names.add_service(input, svc);
+    }
+    let Names {
+        hosts,
+        paths,
+        mut dropped,
+        ..
+    } = names;
+
+    let routed_services = {
+        let mut routed: Vec<(&str, &str)> = hosts
+            .keys()
+            .chain(paths.values())
+            .map(|b| (b.namespace.as_str(), b.service.as_str()))
+            .collect();
+        routed.sort();
+        routed.dedup();
+        routed.len()
+    };
+
+    let mut virtual_hosts: Vec<VirtualHost> = hosts
+        .into_iter()
+        .filter_map(|(backend, domains)| host_virtual_host(backend, domains))
+        .collect();
+    if let Some(paths_spec) = &spec.paths
+        && !paths.is_empty()
+    {
+        let domain = paths_spec
+            .host
+            .clone()
+            .unwrap_or_else(|| ANY_HOST.to_owned());
+        virtual_hosts.push(path_virtual_host(domain, paths));
+    }
+    virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
+
+    // A router that uses none of the routing fields renders exactly as before.
+    let strip_host_port = spec.hosts.is_some() || spec.paths.is_some() || spec.tls.is_some();
+    let mut http = Listener {
+        name: HTTP,
+        bind_address: spec.listener.bind_address.clone(),
+        port: port("spec.listener.port", spec.listener.port)?,
+        strip_host_port,
+        certificates: Vec::new(),
+        virtual_hosts,
+    };
+    let mut listeners = Vec::new();
+    let mut certificate_problems = Vec::new();
+    if let Some(tls) = &spec.tls {
+        let (certificates, problems) = certificates::resolve(tls, input.router_namespace, view);
+        certificate_problems = problems;
+        // Without a usable certificate there is nothing to serve HTTPS with, and nothing to
+        // redirect to: plain HTTP keeps routing.
+        if !certificates.is_empty() {
+            let https_port = port("spec.tls.port", tls.port())?;
+            let https = Listener {
+                name: HTTPS,
+                bind_address: spec.listener.bind_address.clone(),
+                port: https_port,
+                strip_host_port,
+                certificates,
+                virtual_hosts: http.virtual_hosts.clone(),
+            };
+            if tls.redirect_http {
+                http.virtual_hosts = http
+                    .virtual_hosts
+                    .iter()
+                    .map(|vh| redirecting(vh, https_port))
+                    .collect();
+            }
+            listeners.push(https);
+        }
+    }
+    listeners.insert(0, http);
+
+    dropped.sort_by(|a, b| (&a.name, &a.source).cmp(&(&b.name, &b.source)));
+    let findings = Findings {
+        namespaces,
+        services: routed_services,
+        dropped,
+        certificate_problems,
+    };
+    Ok((RouteTable { listeners }, findings))
+}
+
+/// Names claimed so far, and the names each Service port got.
+#[derive(Default)]
+struct Names {
+    /// Hostname → who has it (for the "kept" of a duplicate).
+    domains: BTreeMap<String, String>,
+    /// Path prefix → who has it.
+    prefixes: BTreeMap<String, String>,
+    /// Per Service port: its template hostname (if it got it), then its extra hostnames.
+    hosts: BTreeMap<Backend, (Option<String>, Vec<String>)>,
+    /// Path prefix → Service port.
+    paths: BTreeMap<String, Backend>,
+    dropped: Vec<Dropped>,
+}
+
+impl Names {
+    fn add_service(&mut self, input: &Input<'_>, svc: &Selected<'_>) {
+        let source = format!("{}/{}", svc.namespace, svc.name);
+        let ports = select::tcp_ports(svc.service);
+        let primary = match select::primary_port(svc.service, &ports) {
+            Ok(p) => p,
+            Err(value) => {
+                self.dropped.push(Dropped {
+                    source: source.clone(),
+                    name: value,
+                    reason: DropReason::PortNotFound,
+                });
+                None
+            }
+        };
+        let chosen = |template: &Template| -> Vec<Port<'_>> {
+            if template.per_port() {
+                ports.clone()
+            } else {
+                primary.into_iter().collect()
+            }
+        };
+
+        for port in chosen(input.host_template) {
+            let backend = backend(svc, port);
+            let domain = input.host_template.render(&values(svc, port));
+            if let Some(why) = names::hostname_problem(&domain, false) {
+                self.drop(&backend, domain, DropReason::Invalid(why));
+                continue;
+            }
+            match claim(&mut self.domains, &domain, &backend) {
+                Ok(()) => self.hosts.entry(backend).or_default().0 = Some(domain),
+                Err(kept) => self.drop(&backend, domain, DropReason::Duplicate { kept }),
+            }
+        }
+
+        if let Some(port) = primary {
+            let backend = backend(svc, port);
+            let suffixes = input
+                .spec
+                .hosts
+                .as_ref()
+                .map(|h| h.allowed_suffixes.as_slice())
+                .unwrap_or_default();
+            for name in extra_hostnames(svc) {
+                let reason = if let Some(why) = names::hostname_problem(&name, true) {
+                    DropReason::Invalid(why)
+                } else if !names::allowed(&name, suffixes) {
+                    DropReason::NotAllowed
+                } else if self.domains.get(&name) == Some(&backend.to_string()) {
+                    // The Service's own template name, or listed twice.
+                    continue;
+                } else {
+                    match claim(&mut self.domains, &name, &backend) {
+                        Ok(()) => {
+                            self.hosts.entry(backend.clone()).or_default().1.push(name);
+                            continue;
+                        }
+                        Err(kept) => DropReason::Duplicate { kept },
+                    }
+                };
+                self.drop(&backend, name, reason);
+            }
+        }
+
+        if let Some(template) = input.path_template {
+            for port in chosen(template) {
+                let backend = backend(svc, port);
+                let prefix = template.render(&values(svc, port));
+                if let Some(why) = names::path_problem(&prefix) {
+                    self.drop(&backend, prefix, DropReason::Invalid(why));
+                    continue;
+                }
+                match claim(&mut self.prefixes, &prefix, &backend) {
+                    Ok(()) => {
+                        self.paths.insert(prefix, backend);
+                    }
+                    Err(kept) => self.drop(&backend, prefix, DropReason::Duplicate { kept }),
+                }
+            }
+        }
+    }
+
+    fn drop(&mut self, backend: &Backend, name: String, reason: DropReason) {
+        self.dropped.push(Dropped {
+            source: backend.to_string(),
+            name,
+            reason,
+        });
+    }
+}
+
+/// Gives `name` to `backend` unless someone has it: then `Err` says who.
+fn claim(
+    claims: &mut BTreeMap<String, String>,
+    name: &str,
+    backend: &Backend,
+) -> Result<(), String> {
+    match claims.entry(name.to_owned()) {
+        Entry::Vacant(slot) => {
+            slot.insert(backend.to_string());
+            Ok(())
+        }
+        Entry::Occupied(holder) => Err(holder.get().clone()),
+    }
+}
+
+fn backend(svc: &Selected<'_>, port: Port<'_>) -> Backend {
+    Backend {
+        namespace: svc.namespace.to_owned(),
+        service: svc.name.to_owned(),
+        port: port.number,
+    }
+}
+
+fn values<'a>(svc: &Selected<'a>, port: Port<'a>) -> Values<'a> {
+    Values {
+        namespace: svc.namespace,
+        service: svc.name,
+        port: port.number,
+        port_name: port.name,
+    }
+}
+
+/// The names in a Service's `hostrouter.io/hostnames` annotation: comma-separated, trimmed,
+/// lowercased, in order, without repeats.
+fn extra_hostnames(svc: &Selected<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let listed = svc
+        .service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HOSTNAMES_ANNOTATION));
+    for name in listed.into_iter().flat_map(|v| v.split(',')) {
+        let name = name.trim().to_ascii_lowercase();
+        if !name.is_empty() && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// A Service port's virtual host: its template hostname first, then its extra hostnames; one
+/// route for every path. `None` when it got no name at all.
+fn host_virtual_host(
+    backend: Backend,
+    (template, mut extra): (Option<String>, Vec<String>),
+) -> Option<VirtualHost> {
+    extra.sort();
+    let domains: Vec<String> = template.into_iter().chain(extra).collect();
+    let name = domains.first()?.clone();
+    Some(VirtualHost {
+        name,
+        domains,
+        routes: vec![Route {
+            path: PathPrefix::root(),
+            action: Action::Forward {
+                backend,
+                replace_prefix: None,
+            },
+        }],
+    })
+}
+
+/// The virtual host of path routing: one route per prefix, longest first, each stripping its
+/// prefix.
+fn path_virtual_host(domain: String, paths: BTreeMap<String, Backend>) -> VirtualHost {
+    let mut routes: Vec<Route> = paths
+        .into_iter()
+        .map(|(prefix, backend)| Route {
+            path: PathPrefix(prefix),
+            action: Action::Forward {
+                backend,
+                replace_prefix: Some("/".to_owned()),
+            },
+        })
+        .collect();
+    routes.sort_by(|a, b| {
+        (std::cmp::Reverse(a.path.0.len()), &a.path)
+            .cmp(&(std::cmp::Reverse(b.path.0.len()), &b.path))
+    });
+    VirtualHost {
+        name: domain.clone(),
+        domains: vec![domain],
+        routes,
+    }
+}
+
+/// The plain-HTTP version of a virtual host when HTTP redirects to HTTPS: ACME challenges
+/// still reach the Service that answers the whole host, everything else is redirected.
+fn redirecting(vh: &VirtualHost, https_port: u16) -> VirtualHost {
+    let acme = vh
+        .routes
+        .iter()
+        .filter(|r| r.path.is_root() && matches!(r.action, Action::Forward { .. }))
+        .map(|r| Route {
+            path: PathPrefix(ACME_CHALLENGE_PREFIX.to_owned()),
+            action: r.action.clone(),
+        });
+    let redirect = Route {
+        path: PathPrefix::root(),
+        action: Action::RedirectToHttps {
+            port: (https_port != 443).then_some(https_port),
+        },
+    };
+    VirtualHost {
+        name: vh.name.clone(),
+        domains: vh.domains.clone(),
+        routes: acme.chain([redirect]).collect(),
+    }
+}
+
+/// A port from the spec (1–65535 by the schema; checked again for objects stored before it).
+fn port(field: &'static str, value: i32) -> Result<u16, RenderError> {
+    u16::try_from(value)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or(RenderError::InvalidPort { field, value })
+}
