@@ -96,7 +96,7 @@ TOOLCHAIN_FILES := $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(ETCD) $(GLOO) 
 	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(ENVOY) $(HELM) $(LAYER_KUBECTL) \
 	$(KUBERNETES_VALIDATE_STAMP)
 
-.PHONY: test fmt-check clippy unit chart-check e2e toolchain toolchain-regen crds bench \
+.PHONY: test fmt-check clippy unit chart-check e2e toolchain toolchain-regen crds golden bench \
 	env demo demo-down demo-status
 
 # --- Checks -------------------------------------------------------------------------
@@ -124,6 +124,10 @@ e2e: toolchain
 crds:
 	$(CARGO) run --quiet -p hostrouter -- crd > crds/hostrouter.io_hostrouters.yaml
 	cp crds/hostrouter.io_hostrouters.yaml charts/hostrouter/crds/hostrouter.io_hostrouters.yaml
+
+# Rewrite the golden files (tests/golden/*/expected.yaml) from the current render; review the diff.
+golden:
+	UPDATE_GOLDEN=1 $(CARGO) test -p hostrouter --test golden
 
 # Render time and memory at scale (prints numbers; asserts nothing).
 bench:

@@ -56,7 +56,7 @@ pub fn render_files(
         }
     );
     for d in &f.dropped {
-        eprintln!("left out: {} {} ({:?})", d.source, d.name, d.reason);
+        eprintln!("left out ({}): {d}", d.reason.event_reason());
     }
     for p in &f.certificate_problems {
         eprintln!("certificate not served: {p}");

@@ -48,8 +48,9 @@ pub struct HostsSpec {
     /// the Service's `hostrouter.io/port` annotation (a number or a name), else the port named
     /// `http`, else its lowest TCP port; the other ports are not routed by this router.
     ///
-    /// A generated name that is not a valid DNS name (a label over 63 characters, say) is left
-    /// out, counted in `status.droppedHosts` and named in an `InvalidHostname` Warning Event.
+    /// A generated name with a '.' must be a valid DNS name (labels of at most 63 characters);
+    /// one that is not is left out, counted in `status.droppedHosts` and named in an
+    /// `InvalidHostname` Warning Event. A name without a '.' is only a Host header.
     /// Defaults to `{namespace}-{service}-{port}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]

@@ -16,7 +16,7 @@ use crate::api::{HostRouter, HostRouterStatus};
 use crate::error::{Error, Result};
 use crate::metrics::WriteOp;
 use crate::render::naming::FIELD_MANAGER;
-use crate::render::routes::{DropReason, Dropped};
+use crate::render::routes::Dropped;
 
 /// Writes the status computed from `facts`, only when it differs from the current one, and
 /// emits an Event for each condition that changed status.
@@ -80,38 +80,13 @@ async fn announce_transitions(
     }
 }
 
-/// The Event reason for names left out for `reason`.
-fn event_reason(reason: &DropReason) -> &'static str {
-    match reason {
-        DropReason::Duplicate { .. } => "DuplicateHost",
-        DropReason::Invalid(_) => "InvalidHostname",
-        DropReason::NotAllowed => "HostnameNotAllowed",
-        DropReason::PortNotFound => "PortNotFound",
-    }
-}
-
-/// One line of a Warning Event about a name left out.
-fn describe(d: &Dropped) -> String {
-    match &d.reason {
-        DropReason::Duplicate { kept } => format!("{} {} (kept by {kept})", d.source, d.name),
-        DropReason::Invalid(why) => format!("{} {} ({why})", d.source, d.name),
-        DropReason::NotAllowed => format!("{} {}", d.source, d.name),
-        DropReason::PortNotFound => {
-            format!(
-                "{} names port {:?}, which it does not have",
-                d.source, d.name
-            )
-        }
-    }
-}
-
 /// Emits one Warning per kind of problem whose set of names left out changed since the last
 /// report (not on every reconcile): `DuplicateHost`, `InvalidHostname`, `HostnameNotAllowed`,
 /// `PortNotFound`.
 pub async fn report_dropped(router: &HostRouter, ctx: &Context, dropped: &[Dropped]) {
     let lines: BTreeSet<(&'static str, String)> = dropped
         .iter()
-        .map(|d| (event_reason(&d.reason), describe(d)))
+        .map(|d| (d.reason.event_reason(), d.to_string()))
         .collect();
     let known = router
         .status

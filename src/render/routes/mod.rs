@@ -137,6 +137,20 @@ pub struct Dropped {
     pub reason: DropReason,
 }
 
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (source, name) = (&self.source, &self.name);
+        match &self.reason {
+            DropReason::Duplicate { kept } => write!(f, "{source} {name} (kept by {kept})"),
+            DropReason::Invalid(why) => write!(f, "{source} {name} ({why})"),
+            DropReason::NotAllowed => write!(f, "{source} {name}"),
+            DropReason::PortNotFound => {
+                write!(f, "{source} names port {name:?}, which it does not have")
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DropReason {
     /// An older Service (or the router's own `spec.paths.host`) has the name: `kept` says which.
@@ -148,3 +162,18 @@ pub enum DropReason {
     /// The `hostrouter.io/port` annotation names no TCP port of the Service.
     PortNotFound,
 }
+
+impl DropReason {
+    /// The reason of the Warning Event that names what was left out for this reason.
+    pub fn event_reason(&self) -> &'static str {
+        match self {
+            Self::Duplicate { .. } => "DuplicateHost",
+            Self::Invalid(_) => "InvalidHostname",
+            Self::NotAllowed => "HostnameNotAllowed",
+            Self::PortNotFound => "PortNotFound",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,12 @@
 //! Names in the route table: templates for hostnames and path prefixes, the one rule a
 //! hostname must follow, and which extra hostnames a router allows.
 //!
-//! The hostname rule, stated once: a hostname is an RFC 1123 DNS name: lowercase letters,
-//! digits, '-' and '.', labels of 1 to 63 characters that start and end with a letter or a
-//! digit, at most 253 characters in all. Extra hostnames may be wildcards (`*.shop.example.com`).
+//! The hostname rule, stated once (and in the README): a hostname is lowercase letters, digits,
+//! '-' and '.', labels that start and end with a letter or a digit, at most 253 characters in
+//! all; and a name with a '.' is a DNS name, whose labels have at most 63 characters (RFC 1123).
+//! A name without a '.' (the default `<namespace>-<service>-<port>`) is a Host header only: no
+//! one resolves it, no certificate names it, so the DNS label limit does not apply to it.
+//! Extra hostnames may be wildcards (`*.shop.example.com`).
 
 use std::fmt;
 
@@ -141,11 +144,12 @@ pub fn hostname_problem(name: &str, wildcard: bool) -> Option<String> {
     if plain.is_empty() {
         return Some("empty".to_owned());
     }
+    let dns = name.contains('.');
     for label in plain.split('.') {
         if label.is_empty() {
             return Some("has an empty label".to_owned());
         }
-        if label.len() > 63 {
+        if dns && label.len() > 63 {
             return Some(format!(
                 "the label {label:?} has {} characters, more than 63",
                 label.len()

@@ -1,0 +1,65 @@
+//! Golden files: for every case under `tests/golden/<case>/`, `hostrouter render -f router.yaml
+//! --cluster cluster.yaml` (default settings) prints exactly `expected.yaml`.
+//!
+//! Refresh them on purpose with `make golden` (`UPDATE_GOLDEN=1 cargo test --test golden`) and
+//! read the diff: a change to `reference/expected.yaml` changes what every existing router gets.
+
+use std::path::{Path, PathBuf};
+
+use hostrouter::offline::render_files;
+use hostrouter::render::Settings;
+
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.join("router.yaml").is_file())
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn rendered_objects_match_the_golden_files() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let cases = cases();
+    assert!(cases.len() >= 4, "golden cases missing: {cases:?}");
+    let mut stale = Vec::new();
+    for case in cases {
+        let rendered = render_files(
+            &case.join("router.yaml"),
+            Some(&case.join("cluster.yaml")),
+            &Settings::default(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+        let expected_path = case.join("expected.yaml");
+        if update {
+            std::fs::write(&expected_path, &rendered).expect("writing a golden file");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if expected != rendered {
+            stale.push(case.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "rendered output differs from the golden files of {stale:?}; run `make golden` and review the diff"
+    );
+}
+
+#[test]
+fn rendering_twice_gives_the_same_bytes() {
+    for case in cases() {
+        let render = || {
+            render_files(
+                &case.join("router.yaml"),
+                Some(&case.join("cluster.yaml")),
+                &Settings::default(),
+            )
+            .expect("renders")
+        };
+        assert_eq!(render(), render(), "{}", case.display());
+    }
+}
