@@ -24,10 +24,14 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::backends;
 use crate::control_plane::{ControlPlane, ControlPlaneOptions, DetachedControlPlane};
-use crate::gloo::{self, GlooConfig, LoopbackAlias, Running};
+use crate::envoy;
+use crate::gloo::{self, GlooConfig};
 use crate::kubeconfig::client_from;
+use crate::loopback::{self, LoopbackAlias};
 use crate::net::{LOOPBACK, free_port};
+use crate::process::Running;
 use crate::process::{DEFAULT_GRACE, DetachedProcess, ProcessBuilder};
 use crate::toolchain::{tool, vars, workspace_root};
 use crate::wait::{Progress, wait_until};
@@ -235,7 +239,7 @@ impl DevCluster {
         if let Some(demo) = self.demo()? {
             if demo.ready && demo.processes.iter().all(|p| p.is_running()) {
                 if let Some(envoy) = demo.processes.last() {
-                    gloo::wait_http(
+                    envoy::wait_http(
                         &demo.listener,
                         &demo.petstore_host,
                         "/api/pets",
@@ -308,7 +312,7 @@ impl DevCluster {
                 .detach();
             demo.processes.push(backend.clone());
             self.write_demo(&demo)?;
-            gloo::apply_endpoints(&client, "default", "petstore", &[("http", backend_addr)])
+            backends::apply_endpoints(&client, "default", "petstore", &[("http", backend_addr)])
                 .await?;
 
             // The sample HostRouter, Envoy bound to 127.0.0.1.
@@ -340,7 +344,7 @@ impl DevCluster {
                 },
             )
             .await?;
-            let envoy = gloo::envoy_command(
+            let envoy = envoy::envoy_command(
                 &client,
                 "default",
                 "my-cool-proxy",
@@ -355,7 +359,7 @@ impl DevCluster {
             demo.processes.push(envoy.clone());
             demo.listener = format!("{LOOPBACK}:{listener_port}");
             self.write_demo(&demo)?;
-            gloo::wait_http(
+            envoy::wait_http(
                 &demo.listener,
                 &demo.petstore_host,
                 "/api/pets",
@@ -402,7 +406,7 @@ async fn stop_demo(demo: &Demo) -> Result<()> {
             .with_context(|| format!("stopping {}", process.name))?;
     }
     if let Some(ip) = demo.loopback_address {
-        gloo::remove_loopback_address(ip)?;
+        loopback::remove_loopback_address(ip)?;
     }
     Ok(())
 }

@@ -16,14 +16,18 @@
 //!
 //! Binary locations come from environment variables set by `make e2e`; see [`toolchain`].
 
+pub mod backends;
 pub mod cli;
 pub mod command;
 pub mod control_plane;
 pub mod crds;
+pub mod curl;
 pub mod dev_cluster;
+pub mod envoy;
 pub mod gloo;
 pub mod http;
 pub mod kubeconfig;
+pub mod loopback;
 pub mod namespace;
 pub mod net;
 pub mod operator;

@@ -443,3 +443,27 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// A process the harness can ask whether it still runs.
+pub trait Running {
+    fn check_running(&self) -> Result<()>;
+}
+
+impl Running for Process {
+    fn check_running(&self) -> Result<()> {
+        self.ensure_running()
+    }
+}
+
+impl Running for DetachedProcess {
+    fn check_running(&self) -> Result<()> {
+        anyhow::ensure!(
+            self.is_running(),
+            "{} (pid {}) exited; see {}",
+            self.name,
+            self.pid,
+            self.log_path.display()
+        );
+        Ok(())
+    }
+}

@@ -29,7 +29,8 @@ const INPUTS_RETRY: Duration = Duration::from_millis(200);
 /// How often a healthy router is looked at again even without events.
 const RESYNC: Duration = Duration::from_secs(300);
 /// How soon to look again while something outside the operator's watches blocks the router:
-/// Gloo's Proxy CRD is missing, or an object the operator did not write holds a name it needs.
+/// Gloo's Proxy CRD is missing, an object the operator did not write holds a name it needs, or
+/// a certificate Secret cannot be served.
 const BLOCKED_RETRY: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(router: Arc<HostRouter>, ctx: Arc<Context>) -> Result<Action> {
@@ -124,7 +125,13 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
     report::report_dropped(router, ctx, &findings.dropped).await;
 
     let written = write::write_objects(router, ctx, &rendered).await;
-    let mut action = Action::requeue(RESYNC);
+    // A Secret of another type is not watched (the watch sees kubernetes.io/tls Secrets only):
+    // look again soon while a certificate cannot be served.
+    let mut action = if findings.certificate_problems.is_empty() {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(BLOCKED_RETRY)
+    };
     let mut failure = None;
     match written {
         Ok(w) => {
@@ -202,7 +209,7 @@ async fn explain(router: &HostRouter, ctx: &Context, problems: &[Problem]) -> Re
                 Error::api("reading metadata of", "Secret", &namespace, &p.secret, e)
             })?;
             if found.is_some() {
-                p.kind = ProblemKind::WrongType("other than kubernetes.io/tls".to_owned());
+                p.kind = ProblemKind::WrongType(None);
             }
         }
         out.push(p);

@@ -55,7 +55,7 @@ async fn run(args: &[String]) -> Result<ExitCode> {
             .await
             .with_context(|| format!("binding {address}"))?;
         println!("backend {name} serving on {address}");
-        hostrouter_e2e::gloo::serve(listener, name.clone()).await;
+        hostrouter_e2e::backends::serve(listener, name.clone()).await;
         return Ok(ExitCode::SUCCESS);
     }
     let [command] = args else {

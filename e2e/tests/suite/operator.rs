@@ -2,7 +2,7 @@
 //! cleans up, and what it refuses. Each trial runs its own operator process (under the chart's
 //! ServiceAccount) scoped to the trial's HostRouters, and its own namespaces.
 
-use hostrouter_e2e::resources::{proxies as proxy_api, routers};
+use hostrouter_e2e::resources::{proxies as proxy_api, routers, wait_event};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -11,8 +11,8 @@ use hostrouter_e2e::toolchain::{tool, vars};
 use hostrouter_e2e::{Progress, Suite, TestContext, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use libtest_mimic::Trial;
 
 use crate::world::{CONVERGE, World, apply_service, condition};
@@ -647,83 +647,196 @@ async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
     api.create(&params, &obj)
         .await
         .context("the valid baseline must be accepted")?;
+    // Every routing field set, and valid: the rules below must not reject what they should let
+    // through.
+    let mut routed = valid.clone();
+    routed["spec"]["hosts"] = json!({
+        "template": "{service}.{namespace}.{portName}-{port}.apps.example.com",
+        "allowedSuffixes": ["example.com", "example.org"],
+    });
+    routed["spec"]["paths"] =
+        json!({"host": "apps.example.com", "template": "/{namespace}/{service}/{port}"});
+    routed["spec"]["tls"] = json!({
+        "port": 443,
+        "certificates": [{"secretName": "wildcard-apps"}, {"secretName": "shop.example.com"}],
+        "redirectHttp": true,
+    });
+    let obj: DynamicObject = serde_json::from_value(routed)?;
+    api.create(&params, &obj)
+        .await
+        .context("a valid router with hosts, paths and tls must be accepted")?;
 
     let long_name = "a".repeat(41);
-    let cases: Vec<(&str, Value, &str)> = vec![
+    let cases: Vec<(&str, Value, &[&str])> = vec![
         (
             "port 0",
             json!({"listener": {"port": 0}}),
-            "spec.listener.port",
+            &["spec.listener.port"],
         ),
         (
             "port 65536",
             json!({"listener": {"port": 65536}}),
-            "spec.listener.port",
+            &["spec.listener.port"],
         ),
         (
             "uppercase proxy name",
             json!({"proxyName": "Edge"}),
-            "spec.proxyName",
+            &["spec.proxyName"],
         ),
         (
             "proxy name with underscore",
             json!({"proxyName": "my_proxy"}),
-            "spec.proxyName",
+            &["spec.proxyName"],
         ),
         (
             "too long proxy name",
             json!({"proxyName": long_name}),
-            "spec.proxyName",
+            &["spec.proxyName"],
         ),
         (
             "missing namespace selector",
             json!({"namespaceSelector": null}),
-            "namespaceSelector",
+            &["namespaceSelector"],
         ),
         (
             "In without values",
             json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]}}),
-            "values must be non-empty",
+            &["values must be non-empty"],
         ),
         (
             "Exists with values",
             json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["x"]}]}}),
-            "must be empty for Exists",
+            &["must be empty for Exists"],
         ),
         (
             "unknown operator",
             json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Like"}]}}),
-            "operator",
+            &["operator"],
         ),
         (
             "bad matchLabels key",
             json!({"namespaceSelector": {"matchLabels": {"-bad key": "x"}}}),
-            "matchLabels keys must be valid label keys",
+            &["matchLabels keys must be valid label keys"],
         ),
         (
             "bad matchLabels value",
             json!({"serviceSelector": {"matchLabels": {"team": "not a value!"}}}),
-            "serviceSelector.matchLabels",
+            &["serviceSelector.matchLabels"],
         ),
         (
             "bind address not an IP",
             json!({"listener": {"port": 8080, "bindAddress": "localhost"}}),
-            "bindAddress must be an IPv4 or IPv6 address",
+            &["bindAddress must be an IPv4 or IPv6 address"],
         ),
         (
             "listener on the admin port",
             json!({"listener": {"port": 19000}}),
-            "listener.port must differ from envoy.adminPort",
+            &["listener.port must differ from envoy.adminPort"],
         ),
         (
             "unknown destination",
             json!({"destination": "Cluster"}),
-            "spec.destination",
+            &["spec.destination"],
         ),
         (
             "negative replicas",
             json!({"envoy": {"replicas": -1}}),
-            "spec.envoy.replicas",
+            &["spec.envoy.replicas"],
+        ),
+        (
+            "template with an unknown variable",
+            json!({"hosts": {"template": "{svc}.example.com"}}),
+            &[
+                "spec.hosts.template",
+                "template may contain only lowercase letters",
+            ],
+        ),
+        (
+            "template with uppercase letters",
+            json!({"hosts": {"template": "{service}.Example.com"}}),
+            &["spec.hosts.template", "template may contain only"],
+        ),
+        (
+            "template with a character no DNS name has",
+            json!({"hosts": {"template": "{service}_{namespace}.example.com"}}),
+            &["spec.hosts.template", "template may contain only"],
+        ),
+        (
+            "template without {service}",
+            json!({"hosts": {"template": "{namespace}.example.com"}}),
+            &["spec.hosts.template", "template must contain {service}"],
+        ),
+        (
+            "template with an empty label",
+            json!({"hosts": {"template": "{service}..example.com"}}),
+            &[
+                "spec.hosts.template",
+                "template must not start or end with '.'",
+            ],
+        ),
+        (
+            "template that can exceed 253 characters",
+            json!({"hosts": {"template": format!("{{service}}.{{namespace}}.{}.example.com", vec!["x".repeat(60); 2].join("."))}}),
+            &[
+                "spec.hosts.template",
+                "template can produce names longer than 253 characters",
+            ],
+        ),
+        (
+            "allowed suffix that is not a DNS name",
+            json!({"hosts": {"allowedSuffixes": ["*.example.com"]}}),
+            &["spec.hosts.allowedSuffixes[0]"],
+        ),
+        (
+            "path template without a leading slash",
+            json!({"paths": {"template": "{namespace}/{service}"}}),
+            &[
+                "spec.paths.template",
+                "template must be '/'-separated segments",
+            ],
+        ),
+        (
+            "path template with a trailing slash",
+            json!({"paths": {"template": "/{service}/"}}),
+            &[
+                "spec.paths.template",
+                "template must be '/'-separated segments",
+            ],
+        ),
+        (
+            "path host that is not a DNS name",
+            json!({"paths": {"host": "Apps.Example.com"}}),
+            &["spec.paths.host"],
+        ),
+        (
+            "tls without certificates",
+            json!({"tls": {"certificates": []}}),
+            &["spec.tls.certificates"],
+        ),
+        (
+            "tls certificate without a Secret name",
+            json!({"tls": {"certificates": [{}]}}),
+            &["spec.tls.certificates[0].secretName"],
+        ),
+        (
+            "tls certificate named twice",
+            json!({"tls": {"certificates": [{"secretName": "a"}, {"secretName": "a"}]}}),
+            &["spec.tls.certificates[1]: Duplicate value"],
+        ),
+        (
+            "tls on the listener's port",
+            json!({"tls": {"port": 8080, "certificates": [{"secretName": "a"}]}}),
+            &["tls.port (default 8443) must differ from listener.port"],
+        ),
+        (
+            "tls on the admin port",
+            json!({"tls": {"port": 19000, "certificates": [{"secretName": "a"}]}}),
+            &["tls.port (default 8443) must differ from envoy.adminPort"],
+        ),
+        (
+            "tls port 70000",
+            json!({"tls": {"port": 70000, "certificates": [{"secretName": "a"}]}}),
+            &["spec.tls.port"],
         ),
     ];
     let mut failures = Vec::new();
@@ -741,7 +854,7 @@ async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
         match api.create(&params, &obj).await {
             Ok(_) => failures.push(format!("{what}: accepted")),
             Err(kube::Error::Api(status))
-                if status.code == 422 && status.message.contains(expected) =>
+                if status.code == 422 && expected.iter().all(|e| status.message.contains(e)) =>
             {
                 eprintln!("{what}: {}", status.message);
             }
@@ -857,13 +970,25 @@ async fn resource_versions(w: &World, ns: &str) -> Result<Vec<(String, String)>>
     ])
 }
 
-/// Scenario 8: the bootstrap passes the real Envoy's validation; the Proxy is accepted by
-/// Gloo's v1.22 CRD (it was created) and its shapes validate strictly against Gloo v1.11's
-/// full schema.
+/// Scenario 8: the bootstrap passes the real Envoy's validation; the Proxy of a router that
+/// uses every routing field (template and extra hostnames, paths, TLS with the redirect) is
+/// accepted by Gloo's v1.22 CRD with strict field validation (the listener level is typed
+/// there), and its routes validate strictly against Gloo v1.11's full schema.
 async fn generated_config_is_valid(cx: &TestContext) -> Result<()> {
     let w = World::new(cx, &[]).await?;
     let ns = w.app.name();
-    w.create_router(ns, "edge", &w.proxy_name).await?;
+    let ca = hostrouter_e2e::pki::TestCa::new(&cx.log_dir().join("pki"), "shape-ca").await?;
+    let cert = ca.issue("wildcard", &["*.apps.example.test"]).await?;
+    hostrouter_e2e::resources::apply_tls_secret(&w.client, ns, "wildcard", &cert).await?;
+    let mut manifest = w.router_manifest(ns, "edge", &w.proxy_name);
+    manifest["spec"]["hosts"] = json!({"template": "{service}.{namespace}.apps.example.test", "allowedSuffixes": ["example.test"]});
+    manifest["spec"]["paths"] = json!({"host": "apps.example.test"});
+    manifest["spec"]["tls"] =
+        json!({"certificates": [{"secretName": "wildcard"}], "redirectHttp": true});
+    let obj: DynamicObject = serde_json::from_value(manifest)?;
+    routers(&w.client, ns)
+        .create(&PostParams::default(), &obj)
+        .await?;
     w.wait_condition(ns, "edge", "Programmed", "True", "Programmed")
         .await?;
     let cm: ConfigMap = Api::namespaced(w.client.clone(), ns)
@@ -900,6 +1025,42 @@ async fn generated_config_is_valid(cx: &TestContext) -> Result<()> {
     let proxy = proxy_api(&w.client, w.gloo.name())
         .get(&w.proxy_name)
         .await?;
+    let spec = &proxy.data["spec"];
+    let listeners = spec["listeners"].as_array().context("no listeners")?;
+    ensure!(
+        listeners.len() == 2
+            && listeners[1]["sslConfigurations"][0]["secretRef"]["name"] == "wildcard",
+        "expected an HTTPS listener serving the wildcard Secret: {spec}"
+    );
+    let redirects = spec.to_string().contains("portRedirect");
+    let rewrites = spec.to_string().contains("prefixRewrite");
+    ensure!(
+        redirects && rewrites,
+        "expected redirects and rewrites in {spec}"
+    );
+
+    // Gloo v1.22's own CRD types the listener level: strict validation catches a misspelling there.
+    let strict = PatchParams::apply("e2e").validation(kube::api::ValidationDirective::Strict);
+    let real = proxy_api(&w.client, w.gloo.name());
+    let copy_name = format!("{}-shape", w.proxy_name);
+    let real_copy = json!({
+        "apiVersion": "gloo.solo.io/v1", "kind": "Proxy",
+        "metadata": {"name": copy_name, "namespace": w.gloo.name()},
+        "spec": spec,
+    });
+    real.patch(&copy_name, &strict, &Patch::Apply(&real_copy))
+        .await
+        .context("the generated Proxy does not validate strictly against Gloo v1.22's Proxy CRD")?;
+    let mut misspelt = real_copy.clone();
+    misspelt["spec"]["listeners"][1]["sslConfigurations"][0]["secretRefs"] = json!({});
+    ensure!(
+        real.patch(&copy_name, &strict, &Patch::Apply(&misspelt))
+            .await
+            .is_err(),
+        "Gloo v1.22's CRD accepted a misspelled sslConfigurations field; the check would prove nothing"
+    );
+    real.delete(&copy_name, &Default::default()).await?;
+
     let shape = crate::shapes::v111_proxy(cx).await?;
     let copy = json!({
         "apiVersion": shape.api_version, "kind": "Proxy",
@@ -924,52 +1085,6 @@ async fn generated_config_is_valid(cx: &TestContext) -> Result<()> {
         "the v1.11 schema accepted a misspelled matcher; the shape check would prove nothing"
     );
     Ok(())
-}
-
-/// Reasons of the Events regarding `name` in `namespace`, with their notes.
-async fn events(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Vec<(String, String, String)>> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .list(&Default::default())
-        .await?
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-            )
-        })
-        .collect())
-}
-
-async fn wait_event(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    reason: &str,
-    note_contains: &str,
-) -> Result<()> {
-    let what = format!("a {reason} Event on {namespace}/{name} mentioning {note_contains:?}");
-    wait_until(&what, CONVERGE, || async {
-        let all = events(client, namespace, name).await?;
-        Ok(
-            if all
-                .iter()
-                .any(|(_, r, n)| r == reason && n.contains(note_contains))
-            {
-                Progress::Done(())
-            } else {
-                Progress::pending(all)
-            },
-        )
-    })
-    .await
 }
 
 /// Two Service ports that produce the same domain: the older Service keeps it, the other is

@@ -26,8 +26,8 @@ pub struct Problem {
 pub enum ProblemKind {
     /// No `kubernetes.io/tls` Secret of that name is known.
     NotFound,
-    /// The Secret exists with another type.
-    WrongType(String),
+    /// The Secret exists with another type (`None`: known from its metadata alone).
+    WrongType(Option<String>),
     /// The certificate or key cannot be served: why.
     Invalid(String),
     /// Every name of the certificate is served by earlier certificates: which.
@@ -39,8 +39,11 @@ impl fmt::Display for Problem {
         let s = &self.secret;
         match &self.kind {
             ProblemKind::NotFound => write!(f, "Secret {s} does not exist"),
-            ProblemKind::WrongType(t) => {
+            ProblemKind::WrongType(Some(t)) => {
                 write!(f, "Secret {s} has type {t}, not kubernetes.io/tls")
+            }
+            ProblemKind::WrongType(None) => {
+                write!(f, "Secret {s} exists but is not of type kubernetes.io/tls")
             }
             ProblemKind::Invalid(why) => write!(f, "Secret {s} cannot be served: {why}"),
             ProblemKind::Redundant(by) => write!(
@@ -77,7 +80,7 @@ pub fn resolve(
                 continue;
             }
             Some(TlsSecretState::WrongType(t)) => {
-                problems.push(problem(ProblemKind::WrongType(t.clone())));
+                problems.push(problem(ProblemKind::WrongType(Some(t.clone()))));
                 continue;
             }
             Some(TlsSecretState::Invalid(why)) => {
