@@ -375,6 +375,30 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// A process the harness can ask whether it still runs.
+pub trait Running {
+    fn check_running(&self) -> Result<()>;
+}
+
+impl Running for Process {
+    fn check_running(&self) -> Result<()> {
+        self.ensure_running()
+    }
+}
+
+impl Running for DetachedProcess {
+    fn check_running(&self) -> Result<()> {
+        anyhow::ensure!(
+            self.is_running(),
+            "{} (pid {}) exited; see {}",
+            self.name,
+            self.pid,
+            self.log_path.display()
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,29 +465,5 @@ mod tests {
         .await
         .unwrap();
         fs::remove_dir_all(dir).unwrap();
-    }
-}
-
-/// A process the harness can ask whether it still runs.
-pub trait Running {
-    fn check_running(&self) -> Result<()>;
-}
-
-impl Running for Process {
-    fn check_running(&self) -> Result<()> {
-        self.ensure_running()
-    }
-}
-
-impl Running for DetachedProcess {
-    fn check_running(&self) -> Result<()> {
-        anyhow::ensure!(
-            self.is_running(),
-            "{} (pid {}) exited; see {}",
-            self.name,
-            self.pid,
-            self.log_path.display()
-        );
-        Ok(())
     }
 }
