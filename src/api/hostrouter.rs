@@ -21,7 +21,9 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
 /// Routes every Service port in the selected namespaces through an Envoy edge proxy programmed
 /// by Gloo. Each TCP port of each selected Service becomes a virtual host whose domain is
 /// `<namespace>-<service>-<port>`, so `curl -H 'Host: default-petstore-8080' <edge>/` reaches
-/// port 8080 of Service `petstore` in namespace `default`.
+/// port 8080 of Service `petstore` in namespace `default`. `spec.hosts` names them from a
+/// template instead (`{service}.{namespace}.apps.example.com`), `spec.paths` also routes each
+/// Service under a path prefix, and `spec.tls` adds HTTPS with an optional redirect.
 ///
 /// The operator writes a Gloo Proxy (in the proxy namespace, Gloo's write namespace), and in the
 /// HostRouter's own namespace a ConfigMap with the Envoy bootstrap, a Deployment running Envoy
@@ -37,7 +39,7 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
     shortname = "hr",
     category = "gloo",
     status = "HostRouterStatus",
-    doc = "HostRouter routes every Service port in the selected namespaces by Host header (`<namespace>-<service>-<port>`) through an Envoy edge proxy programmed by Gloo.",
+    doc = "HostRouter routes every Service of the selected namespaces through an Envoy edge proxy programmed by Gloo: by hostname (`<namespace>-<service>-<port>`, or a template such as `{service}.{namespace}.apps.example.com`), optionally by path prefix, over HTTP and optionally HTTPS.",
     printcolumn(
         name = "Proxy",
         type_ = "string",
@@ -244,8 +246,8 @@ pub struct HostRouterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Accepted`, `Programmed`, `ProxyAccepted`, `EnvoyAvailable` and `Ready`. `Ready` is True
-    /// when all the others are.
+    /// `Accepted`, `Programmed`, `ResolvedRefs`, `ProxyAccepted`, `EnvoyAvailable` and `Ready`.
+    /// `Ready` is True when all the others are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]), length(max = 8))]
     pub conditions: Vec<Condition>,
@@ -266,8 +268,11 @@ pub struct HostRouterStatus {
     #[serde(default)]
     pub virtual_hosts: i32,
 
-    /// Number of Service ports left out because another Service port produced the same domain.
-    /// The older Service keeps the domain; a Warning Event names the ones left out.
+    /// Number of names left out of the routes: hostnames or path prefixes another (older)
+    /// Service already has, generated names that are not valid, extra hostnames outside
+    /// `spec.hosts.allowedSuffixes`, and `hostrouter.io/port` annotations naming no port. A
+    /// Warning Event (`DuplicateHost`, `InvalidHostname`, `HostnameNotAllowed`, `PortNotFound`)
+    /// names them.
     #[serde(default)]
     pub dropped_hosts: i32,
 }
