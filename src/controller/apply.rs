@@ -16,6 +16,31 @@ use crate::error::{Error, Result, is_missing_resource_type};
 use crate::metrics::{Metrics, WriteOp};
 use crate::render::naming::FIELD_MANAGER;
 
+/// A namespaced Kubernetes kind the operator writes in a router's namespace and caches.
+pub trait Namespaced:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// What [`converge`] did.
 #[derive(Clone, Debug)]
 pub enum Outcome<K> {

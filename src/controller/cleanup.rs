@@ -2,17 +2,14 @@
 //! router lost its claim, and the Proxy when the router is deleted (the finalizer). Deletes
 //! carry preconditions, so an object someone else just replaced is never removed.
 
-use std::fmt::Debug;
-
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use tracing::{debug, info};
 
-use super::apply;
+use super::apply::{self, Namespaced};
 use super::context::Context;
 use super::finalizer;
 use crate::api::HostRouter;
@@ -72,12 +69,7 @@ async fn sweep<K>(
     keep: Option<&K>,
 ) -> Result<()>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    K: Namespaced,
 {
     let keep = keep.map(ObjectRef::from_obj);
     for obj in store.state() {

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::apply::Namespaced;
 use super::context::{Context, Stores};
 use super::triggers;
 use crate::api::HostRouter;
@@ -84,22 +85,14 @@ pub fn start(
 ) -> impl Stream<Item = Result<HostRouter, watcher::Error>> + Send + 'static {
     let client = &ctx.client;
     let routers = &ctx.stores.routers;
-    let Writers {
-        routers: routers_w,
-        namespaces: namespaces_w,
-        services: services_w,
-        config_maps: config_maps_w,
-        deployments: deployments_w,
-        proxies: proxies_w,
-        tls_secrets: tls_secrets_w,
-    } = writers;
-    tasks.add(namespaces(client, namespaces_w, queue, routers));
-    tasks.add(services(ctx, services_w, queue));
-    tasks.add(owned("ConfigMap", client, config_maps_w, queue, routers));
-    tasks.add(owned("Deployment", client, deployments_w, queue, routers));
-    tasks.add(proxies(client, proxies_w, queue, routers, janitor.clone()));
-    tasks.add(tls_secrets(client, tls_secrets_w, queue, routers));
-    router_stream(ctx, routers_w, router_selector, queue, janitor.clone())
+    let w = writers;
+    tasks.add(namespaces(client, w.namespaces, queue, routers));
+    tasks.add(services(ctx, w.services, queue));
+    tasks.add(owned("ConfigMap", client, w.config_maps, queue, routers));
+    tasks.add(owned("Deployment", client, w.deployments, queue, routers));
+    tasks.add(proxies(client, w.proxies, queue, routers, janitor.clone()));
+    tasks.add(tls_secrets(client, w.tls_secrets, queue, routers));
+    router_stream(ctx, w.routers, router_selector, queue, janitor.clone())
 }
 
 fn all() -> watcher::Config {
@@ -175,17 +168,13 @@ fn services(ctx: &Arc<Context>, writer: Writer<Service>, queue: &Queue) -> JoinH
 }
 
 /// Objects the operator writes in a router's namespace: a change reaches their owner.
-fn owned<K>(
+fn owned<K: Namespaced>(
     kind: &'static str,
     client: &Client,
     writer: Writer<K>,
     queue: &Queue,
     routers: &Store<HostRouter>,
-) -> JoinHandle<()>
-where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
+) -> JoinHandle<()> {
     let stream = mirrored(Api::<K>::all(client.clone()), managed(), writer);
     spawn_triggers(kind, stream, queue.clone(), routers.clone(), |_, o, _| {
         triggers::owner(o).into_iter().collect()

@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::info;
 
-use super::apply::{self, Outcome};
+use super::apply::{self, Namespaced, Outcome};
 use super::context::Context;
 use super::finalizer;
 use super::status::EnvoyState;
@@ -107,12 +107,7 @@ async fn plan<'a, K>(
     store: &Store<K>,
 ) -> Result<Planned<'a, K>>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    K: Namespaced,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &router.namespace().unwrap_or_default());
     let current = apply::current(

@@ -1,6 +1,4 @@
-use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use serde_json::{Value, json};
 
 use super::*;
@@ -14,39 +12,13 @@ fn router(destination: Destination) -> HostRouter {
 }
 
 fn namespace(name: &str, routed: bool) -> Namespace {
-    let labels = routed.then(|| [("routed".to_string(), "yes".to_string())].into());
-    Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    let labels: &[(&str, &str)] = if routed { &[("routed", "yes")] } else { &[] };
+    crate::testing::namespace(name, labels)
 }
 
 fn service(ns: &str, name: &str, ports: &[i32]) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            creation_timestamp: Some(Time(Timestamp::from_second(1_700_000_000).unwrap())),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|p| ServicePort {
-                        port: *p,
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let ports: Vec<(i32, &str, &str)> = ports.iter().map(|p| (*p, "", "")).collect();
+    crate::testing::service(ns, name, &ports, 1_700_000_000)
 }
 
 struct Fixture {

@@ -141,50 +141,7 @@ pub fn primary_port<'a>(svc: &'a Service, ports: &[Port<'a>]) -> Result<Option<P
 mod tests {
     use super::*;
     use crate::api::selector::LabelSelector;
-    use k8s_openapi::api::core::v1::{Namespace, ServicePort, ServiceSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-
-    fn ns(name: &str, labels: &[(&str, &str)]) -> Namespace {
-        Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    fn svc(namespace: &str, name: &str, ports: &[(i32, &str, &str)], created: i64) -> Service {
-        Service {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(namespace.into()),
-                creation_timestamp: Some(Time(Timestamp::from_second(created).unwrap())),
-                ..Default::default()
-            },
-            spec: Some(ServiceSpec {
-                ports: Some(
-                    ports
-                        .iter()
-                        .map(|(port, port_name, proto)| ServicePort {
-                            port: *port,
-                            name: (!port_name.is_empty()).then(|| port_name.to_string()),
-                            protocol: (!proto.is_empty()).then(|| proto.to_string()),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::testing::{namespace as ns, service as svc};
 
     fn team() -> Selector {
         LabelSelector {

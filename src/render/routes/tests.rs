@@ -1,9 +1,8 @@
 //! The route table, built from small clusters: which names each Service gets, what is left out
 //! and why, and the listeners TLS and the redirect produce.
 
-use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::names::Template;
 use super::*;
@@ -13,41 +12,10 @@ use crate::render::naming::{HOSTNAMES_ANNOTATION, PORT_ANNOTATION};
 use crate::render::tls_secret::{TlsSecret, TlsSecretState};
 use crate::render::{ClusterView, RenderError};
 
-fn namespace(name: &str) -> Namespace {
-    Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some([("routed".to_string(), "yes".to_string())].into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
 /// A Service created at `created` (seconds) with `ports` as (number, name).
 fn service(ns: &str, name: &str, ports: &[(i32, &str)], created: i64) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            creation_timestamp: Some(Time(Timestamp::from_second(created).unwrap())),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|(port, port_name)| ServicePort {
-                        port: *port,
-                        name: (!port_name.is_empty()).then(|| port_name.to_string()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let ports: Vec<(i32, &str, &str)> = ports.iter().map(|(p, n)| (*p, *n, "")).collect();
+    crate::testing::service(ns, name, &ports, created)
 }
 
 fn annotated(mut svc: Service, key: &str, value: &str) -> Service {
@@ -102,7 +70,11 @@ fn run(
     services: &[Service],
     secrets: &[TlsSecret],
 ) -> Result<(RouteTable, Findings), RenderError> {
-    let namespaces = [namespace("shop"), namespace("pets")];
+    let routed = [("routed", "yes")];
+    let namespaces = [
+        crate::testing::namespace("shop", &routed),
+        crate::testing::namespace("pets", &routed),
+    ];
     let view = ClusterView {
         namespaces: namespaces.iter().collect(),
         services: services.iter().collect(),
