@@ -76,7 +76,7 @@ fn check(cert_pem: &[u8], key_pem: &[u8]) -> Result<Vec<String>, String> {
         .first()
         .ok_or_else(|| format!("{CERT_KEY} holds no PEM certificate"))?;
     let parsed = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|e| format!("{CERT_KEY}: the first certificate cannot be parsed: {e}"))?;
+        .map_err(|e| format!("{CERT_KEY}: the first certificate is not valid X.509 ({e:?})"))?;
     let mut dns_names: Vec<String> = parsed
         .valid_dns_names()
         .map(str::to_ascii_lowercase)
@@ -226,7 +226,7 @@ pub(crate) mod tests {
                 TLS_SECRET_TYPE,
                 b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".as_slice(),
                 key.as_bytes(),
-                "cannot be parsed",
+                "is not valid X.509",
             ),
         ];
         for (type_, c, k, expected) in cases {
