@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::routing::{DEFAULT_HTTPS_PORT, HostsSpec, PathsSpec, TlsSpec};
-use super::selector::LabelSelector;
+use super::selector::{LabelSelector, qualified_keys_rule};
 
 /// Longest accepted `proxyName`: the longest generated name (`<proxyName>-envoy-bootstrap`)
 /// and the pods' generated names then stay within Kubernetes' limits.
@@ -158,7 +159,7 @@ pub struct Listener {
     /// Address Envoy binds the listener to. `::` (default) accepts IPv4 and IPv6 on all
     /// interfaces.
     #[serde(default = "default_bind_address")]
-    #[x_kube(validation = Rule::new("isIP(self)").message("bindAddress must be an IPv4 or IPv6 address, such as 0.0.0.0 or ::"))]
+    #[x_kube(validation = Rule::new("isIP(self) || (self.startsWith('::ffff:') && isIP(self.substring(7)))").message("bindAddress must be an IPv4 or IPv6 address, such as 0.0.0.0, :: or ::ffff:10.0.0.1"))]
     #[schemars(length(max = 45))]
     pub bind_address: String,
 }
@@ -185,6 +186,7 @@ pub struct EnvoySpec {
     /// for the supported Gloo release. The image must have Envoy at `/usr/local/bin/envoy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(format!("self.matches(r'{IMAGE_PATTERN}')")).message("image must be a container image reference, such as quay.io/solo-io/gloo-envoy-wrapper:1.22.1 or registry.example.com:5000/envoy@sha256:<64 hex digits>"))]
     pub image: Option<String>,
 
     /// Number of Envoy pods. Defaults to 1.
@@ -194,12 +196,135 @@ pub struct EnvoySpec {
 
     /// CPU and memory requests and limits of the Envoy container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
+    pub resources: Option<Resources>,
 
     /// Port of Envoy's admin interface, bound to 127.0.0.1 inside the pod. Defaults to 19000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub admin_port: Option<i32>,
+}
+
+/// A container image reference: `[registry[:port]/]path[:tag][@digest]` (the grammar of the
+/// distribution project's `reference` package).
+pub const IMAGE_PATTERN: &str = r"^((([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$";
+
+/// Requests and limits of the Envoy container.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new(requests_within_limits()).message("resources.requests must not exceed resources.limits for the same resource"))]
+pub struct Resources {
+    /// What the container is guaranteed, e.g. `{cpu: 100m, memory: 64Mi}`.
+    #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
+    pub requests: ResourceList,
+
+    /// The most the container may use, e.g. `{cpu: "1", memory: 256Mi}`.
+    #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
+    pub limits: ResourceList,
+}
+
+/// Amounts of CPU, memory and ephemeral storage.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+pub struct ResourceList {
+    /// CPU, in cores: `500m`, `1`, `2.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_schema")]
+    #[x_kube(validation = Rule::new(QUANTITY).message("cpu must be a quantity, such as 500m or 2"))]
+    pub cpu: Option<Quantity>,
+
+    /// Memory, in bytes: `128Mi`, `1Gi`, `500M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_schema")]
+    #[x_kube(validation = Rule::new(QUANTITY).message("memory must be a quantity, such as 128Mi or 1Gi"))]
+    pub memory: Option<Quantity>,
+
+    /// Local ephemeral storage, in bytes: `1Gi`.
+    #[serde(
+        default,
+        rename = "ephemeral-storage",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "quantity_schema")]
+    #[x_kube(validation = Rule::new(QUANTITY).message("ephemeral-storage must be a quantity, such as 1Gi"))]
+    pub ephemeral_storage: Option<Quantity>,
+}
+
+impl ResourceList {
+    fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+
+    /// `(resource name, quantity)` of the amounts set.
+    fn entries(&self) -> Vec<(&'static str, &Quantity)> {
+        [
+            ("cpu", &self.cpu),
+            ("memory", &self.memory),
+            ("ephemeral-storage", &self.ephemeral_storage),
+        ]
+        .into_iter()
+        .filter_map(|(name, q)| q.as_ref().map(|q| (name, q)))
+        .collect()
+    }
+}
+
+/// CEL: the value is a quantity.
+const QUANTITY: &str = "isQuantity(string(self))";
+/// CEL: each request that has a limit is at most that limit. A value that is not a quantity
+/// fails its own rule instead. (CEL spells `ephemeral-storage` `ephemeral__dash__storage`.)
+fn requests_within_limits() -> String {
+    let within = |r: &str| {
+        let (req, lim) = (format!("self.requests.{r}"), format!("self.limits.{r}"));
+        format!(
+            "(!has({req}) || !has({lim}) || !isQuantity(string({req})) || !isQuantity(string({lim})) || quantity(string({req})).compareTo(quantity(string({lim}))) <= 0)"
+        )
+    };
+    format!(
+        "!has(self.requests) || !has(self.limits) || ({} && {} && {})",
+        within("cpu"),
+        within("memory"),
+        within("ephemeral__dash__storage")
+    )
+}
+
+fn quantity_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 32}],
+    })
+}
+
+/// A resource quantity as written (`500m`, `128Mi`, or a plain number).
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Quantity(pub String);
+
+impl<'de> Deserialize<'de> for Quantity {
+    /// A string, or a number (the API server keeps `cpu: 1` as a number).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Self(s)),
+            serde_json::Value::Number(n) => Ok(Self(n.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "a quantity must be a string or a number, not {other}"
+            ))),
+        }
+    }
+}
+
+impl Resources {
+    /// As the container's `resources`.
+    pub fn to_requirements(&self) -> ResourceRequirements {
+        let convert = |list: &ResourceList| {
+            (!list.is_empty()).then(|| {
+                list.entries()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), K8sQuantity(v.0.clone())))
+                    .collect()
+            })
+        };
+        ResourceRequirements {
+            requests: convert(&self.requests),
+            limits: convert(&self.limits),
+            ..Default::default()
+        }
+    }
 }
 
 /// The Service in front of Envoy.
@@ -213,6 +338,7 @@ pub struct ServiceSpec {
     /// Annotations for the Service, e.g. to configure a cloud load balancer.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(qualified_keys_rule()).message("annotation keys must be qualified names: an optional DNS-subdomain prefix of at most 253 characters and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'"))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -295,5 +421,54 @@ impl HostRouterSpec {
 
     pub fn replicas(&self) -> i32 {
         self.envoy.replicas.unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_follow_the_distribution_grammar() {
+        let pattern = regex::Regex::new(IMAGE_PATTERN).unwrap();
+        let digest = "a".repeat(64);
+        for good in [
+            "envoyproxy/envoy:v1.40.0".to_owned(),
+            "quay.io/solo-io/gloo-envoy-wrapper:1.22.1".to_owned(),
+            "localhost:5000/envoy".to_owned(),
+            "envoy".to_owned(),
+            "hostrouter/envoy:local".to_owned(),
+            format!("registry.example.com:5000/team/envoy@sha256:{digest}"),
+            format!("envoy:1.40@sha256:{digest}"),
+        ] {
+            assert!(pattern.is_match(&good), "{good}");
+        }
+        for bad in [
+            "envoy proxy",
+            "Envoy",
+            "quay.io/x:",
+            ":tag",
+            "quay.io//x",
+            "envoy@sha256:short",
+            " envoy",
+        ] {
+            assert!(!pattern.is_match(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantities_read_strings_and_numbers() {
+        let r: Resources =
+            serde_json::from_value(serde_json::json!({"limits": {"cpu": 1, "memory": "128Mi"}}))
+                .unwrap();
+        let k8s = r.to_requirements();
+        let limits = k8s.limits.unwrap();
+        assert_eq!(limits["cpu"].0, "1");
+        assert_eq!(limits["memory"].0, "128Mi");
+        assert!(k8s.requests.is_none());
+        assert!(
+            serde_json::from_value::<Resources>(serde_json::json!({"limits": {"cpu": []}}))
+                .is_err()
+        );
     }
 }

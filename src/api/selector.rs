@@ -14,6 +14,20 @@ use serde::{Deserialize, Serialize};
 /// characters that starts and ends with an alphanumeric character.
 pub const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
 
+/// CEL: a qualified name `k` (a label or annotation key) has a DNS-subdomain prefix of at most
+/// 253 characters, if it has one (the pattern alone cannot bound the prefix's length).
+pub fn prefix_length_rule(k: &str) -> String {
+    format!("(!{k}.contains('/') || {k}.indexOf('/') <= 253)")
+}
+
+/// CEL: every key of the map `self` is a qualified name (label or annotation key).
+pub fn qualified_keys_rule() -> String {
+    format!(
+        "self.all(k, k.matches(r'{LABEL_KEY_PATTERN}') && {})",
+        prefix_length_rule("k")
+    )
+}
+
 /// A label value: empty, or at most 63 characters that start and end with an alphanumeric.
 pub const LABEL_VALUE_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$";
 
@@ -29,7 +43,7 @@ pub struct LabelSelector {
         "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN}
     ))]
     #[x_kube(
-        validation = Rule::new(format!("self.all(k, k.matches(r'{LABEL_KEY_PATTERN}'))")).message("matchLabels keys must be valid label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'")
+        validation = Rule::new(qualified_keys_rule()).message("matchLabels keys must be valid label keys: an optional DNS-subdomain prefix of at most 253 characters and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'")
     )]
     pub match_labels: BTreeMap<String, String>,
 
@@ -46,6 +60,7 @@ pub struct LabelSelector {
 pub struct LabelSelectorRequirement {
     /// The label key the requirement applies to.
     #[schemars(length(min = 1, max = 317), regex(pattern = LABEL_KEY_PATTERN))]
+    #[x_kube(validation = Rule::new(prefix_length_rule("self")).message("key: the prefix before '/' must have at most 253 characters"))]
     pub key: String,
 
     /// How the key relates to the values: `In`, `NotIn`, `Exists` or `DoesNotExist`.

@@ -271,6 +271,40 @@ fn low_ports_get_the_unprivileged_port_sysctl() {
 }
 
 #[test]
+fn a_low_admin_port_gets_the_sysctl_too_and_a_high_one_does_not() {
+    let f = Fixture::new();
+    let mut rt = router(Destination::Kube);
+    rt.spec.envoy.admin_port = Some(80);
+    let r = render(&rt, &f.view(), &Settings::default()).unwrap();
+    let sysctls = r
+        .deployment
+        .spec
+        .template
+        .spec
+        .unwrap()
+        .security_context
+        .unwrap()
+        .sysctls;
+    assert_eq!(
+        sysctls.unwrap()[0].name,
+        "net.ipv4.ip_unprivileged_port_start"
+    );
+    rt.spec.envoy.admin_port = Some(19001);
+    let r = render(&rt, &f.view(), &Settings::default()).unwrap();
+    assert!(
+        r.deployment
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .security_context
+            .unwrap()
+            .sysctls
+            .is_none()
+    );
+}
+
+#[test]
 fn bootstrap_targets_gloos_xds_with_the_proxy_role_and_changes_roll_the_pods() {
     let f = Fixture::new();
     let settings = Settings::default();

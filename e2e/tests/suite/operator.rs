@@ -656,6 +656,18 @@ async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
     });
     routed["spec"]["paths"] =
         json!({"host": "apps.example.com", "template": "/{namespace}/{service}/{port}"});
+    routed["spec"]["listener"] = json!({"port": 8080, "bindAddress": "::ffff:127.0.0.1"});
+    routed["spec"]["envoy"] = json!({
+        "adminPort": 80,
+        "image": "registry.example.com:5000/team/envoy:1.40",
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": 1, "memory": "128Mi"}},
+    });
+    routed["spec"]["service"] =
+        json!({"annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}});
+    // A prefix of 4 labels of 60 characters: 243 characters, within the limit.
+    let long_prefix = vec!["a".repeat(60); 4].join(".");
+    routed["spec"]["namespaceSelector"] =
+        json!({"matchExpressions": [{"key": format!("{long_prefix}/team"), "operator": "Exists"}]});
     routed["spec"]["tls"] = json!({
         "port": 443,
         "certificates": [{"secretName": "wildcard-apps"}, {"secretName": "shop.example.com"}],
@@ -742,6 +754,59 @@ async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
             "negative replicas",
             json!({"envoy": {"replicas": -1}}),
             &["spec.envoy.replicas"],
+        ),
+        (
+            "a CPU limit that is not a quantity",
+            json!({"envoy": {"resources": {"limits": {"cpu": "abc"}}}}),
+            &["spec.envoy.resources.limits.cpu", "cpu must be a quantity"],
+        ),
+        (
+            "requests above limits",
+            json!({"envoy": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}}),
+            &[
+                "spec.envoy.resources",
+                "resources.requests must not exceed resources.limits",
+            ],
+        ),
+        (
+            "a Service annotation key that is not a key",
+            json!({"service": {"annotations": {"bad key!": "x"}}}),
+            &[
+                "spec.service.annotations",
+                "annotation keys must be qualified names",
+            ],
+        ),
+        (
+            "an image with spaces",
+            json!({"envoy": {"image": "envoy proxy:1.40"}}),
+            &[
+                "spec.envoy.image",
+                "image must be a container image reference",
+            ],
+        ),
+        (
+            "a selector key whose prefix is longer than 253",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": format!("{}/team", vec!["a".repeat(60); 5].join(".")), "operator": "Exists"}]}}),
+            &[
+                "spec.namespaceSelector.matchExpressions[0].key",
+                "prefix before '/' must have at most 253 characters",
+            ],
+        ),
+        (
+            "a matchLabels key whose prefix is longer than 253",
+            json!({"serviceSelector": {"matchLabels": {format!("{}/team", vec!["a".repeat(60); 5].join(".")): "x"}}}),
+            &[
+                "spec.serviceSelector.matchLabels",
+                "prefix of at most 253 characters",
+            ],
+        ),
+        (
+            "a bind address that is a name",
+            json!({"listener": {"port": 8080, "bindAddress": "::ffff:not-an-ip"}}),
+            &[
+                "spec.listener.bindAddress",
+                "bindAddress must be an IPv4 or IPv6 address",
+            ],
         ),
         (
             "template with an unknown variable",

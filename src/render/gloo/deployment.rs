@@ -108,7 +108,7 @@ pub fn deployment(
             failure_threshold: Some(3),
             ..Default::default()
         }),
-        resources: spec.envoy.resources.clone(),
+        resources: spec.envoy.resources.as_ref().map(|r| r.to_requirements()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {

@@ -91,12 +91,13 @@ pub struct Port<'a> {
     pub name: Option<&'a str>,
 }
 
-/// The distinct TCP ports of a Service by number (an unset protocol means TCP), ascending.
-/// Numbers outside 1–65535 (which the API server refuses) are skipped.
+/// The distinct plain-HTTP-capable TCP ports of a Service by number (an unset protocol means
+/// TCP), ascending. Skipped: numbers outside 1–65535 (which the API server refuses), and ports
+/// that speak TLS ([`speaks_tls`]): Envoy would send them plain HTTP.
 pub fn tcp_ports(svc: &Service) -> Vec<Port<'_>> {
     let mut ports: Vec<Port<'_>> = Vec::new();
     for p in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
-        let tcp = p.protocol.as_deref().is_none_or(|proto| proto == "TCP");
+        let tcp = p.protocol.as_deref().is_none_or(|proto| proto == "TCP") && !speaks_tls(p);
         let Some(number) = u16::try_from(p.port).ok().filter(|n| *n > 0) else {
             continue;
         };
@@ -109,6 +110,20 @@ pub fn tcp_ports(svc: &Service) -> Vec<Port<'_>> {
     }
     ports.sort_by_key(|p| p.number);
     ports
+}
+
+/// Whether a Service port expects TLS from its clients: `appProtocol: https`, or (without an
+/// `appProtocol`) a name `https` or `https-*`, the convention Istio and the API server's own
+/// `default/kubernetes` Service follow. HostRouter routes plain HTTP to its backends, so such
+/// ports are not routed rather than sent requests they would refuse.
+fn speaks_tls(port: &k8s_openapi::api::core::v1::ServicePort) -> bool {
+    match port.app_protocol.as_deref() {
+        Some(app) => app.eq_ignore_ascii_case("https"),
+        None => port
+            .name
+            .as_deref()
+            .is_some_and(|n| n == "https" || n.starts_with("https-")),
+    }
 }
 
 /// The port a Service is reached on when a template names no port: the one its
@@ -231,6 +246,27 @@ mod tests {
         let ports: Vec<(u16, Option<&str>)> =
             tcp_ports(&s).iter().map(|p| (p.number, p.name)).collect();
         assert_eq!(ports, [(53, Some("dns")), (9153, Some("metrics"))]);
+    }
+
+    #[test]
+    fn ports_that_speak_tls_are_not_routed_as_plain_http() {
+        let mut s = svc(
+            "default",
+            "kubernetes",
+            &[
+                (443, "https", ""),
+                (8443, "https-admin", ""),
+                (8080, "web", ""),
+                (9443, "grpc", ""),
+            ],
+            1,
+        );
+        if let Some(ports) = s.spec.as_mut().and_then(|s| s.ports.as_mut()) {
+            ports[3].app_protocol = Some("HTTPS".into());
+            ports[2].app_protocol = Some("http".into());
+        }
+        let routed: Vec<u16> = tcp_ports(&s).iter().map(|p| p.number).collect();
+        assert_eq!(routed, [8080]);
     }
 
     #[test]
