@@ -5,7 +5,7 @@ use crate::render::RenderError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An API call failed.
-    #[error("{action} {kind} {namespace}/{name}: {source}")]
+    #[error("{action} {kind} {namespace}/{name}: {}", plain(source))]
     Api {
         action: &'static str,
         kind: &'static str,
@@ -74,6 +74,17 @@ impl Error {
     }
 }
 
+/// What went wrong, in the API server's words when it answered (its message and reason), else
+/// the client's error: never a debug dump of the Status object.
+pub fn plain(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            format!("{} ({})", status.message, status.reason)
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The API server answered 404 for a resource type it does not serve (a missing CRD), rather
 /// than for a missing object.
 pub fn is_missing_resource_type(err: &kube::Error) -> bool {
@@ -86,4 +97,26 @@ pub fn is_not_found(err: &kube::Error) -> bool {
 
 pub fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_errors_read_like_the_api_servers_message() {
+        let status =
+            kube::core::Status::failure("namespaces \"gone\" not found", "NotFound").with_code(404);
+        let e = Error::api(
+            "applying",
+            "Proxy",
+            "gone",
+            "edge",
+            kube::Error::Api(Box::new(status)),
+        );
+        assert_eq!(
+            e.to_string(),
+            "applying Proxy gone/edge: namespaces \"gone\" not found (NotFound)"
+        );
+    }
 }

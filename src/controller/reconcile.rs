@@ -17,7 +17,7 @@ use super::cleanup;
 use super::context::Context;
 use super::report;
 use super::status::{Acceptance, CertificateFacts, EnvoyState, Facts, Programming, Reason};
-use super::write;
+use super::write::{self, ProxyWrite};
 use crate::api::HostRouter;
 use crate::error::{Error, Result};
 use crate::metrics::ReconcileResult;
@@ -135,6 +135,7 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
     let mut failure = None;
     match written {
         Ok(w) => {
+            facts.envoy = w.envoy;
             if let Some(conflict) = w.conflict {
                 facts.acceptance = Acceptance::Rejected {
                     reason: Reason::ProxyNameConflict,
@@ -143,25 +144,48 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
                 // The object in the way is not watched (it is not labelled as ours).
                 action = Action::requeue(BLOCKED_RETRY);
             }
-            facts.verdict = w.verdict;
-            facts.envoy = w.envoy;
-            if w.gloo_crd_missing {
-                facts.programming = Programming::Failed {
-                    reason: Reason::GlooCrdMissing,
-                    message: "Gloo's Proxy CRD (proxies.gloo.solo.io) is not installed. Install Gloo; the Proxy is written as soon as the CRD exists".into(),
-                };
-                action = Action::requeue(BLOCKED_RETRY);
-            } else if facts.acceptance == Acceptance::Accepted {
+            match w.proxy {
+                ProxyWrite::Written(verdict) => facts.verdict = Some(verdict),
+                ProxyWrite::CrdMissing => {
+                    facts.programming = Programming::Failed {
+                        reason: Reason::GlooCrdMissing,
+                        message: "Gloo's Proxy CRD (proxies.gloo.solo.io) is not installed. Install Gloo; the Proxy is written as soon as the CRD exists".into(),
+                    };
+                    action = Action::requeue(BLOCKED_RETRY);
+                }
+                // Noticed at once when the namespace appears (the namespace watch).
+                ProxyWrite::NamespaceMissing => {
+                    facts.programming = Programming::Failed {
+                        reason: Reason::ProxyNamespaceMissing,
+                        message: format!(
+                            "Namespace {} (spec.proxyNamespace, Gloo's write namespace) does not exist; the Proxy is written as soon as it does. The Envoy ConfigMap, Service and Deployment are written meanwhile",
+                            facts.proxy_ref.namespace
+                        ),
+                    };
+                }
+                ProxyWrite::NotWritten => {}
+            }
+            if facts.acceptance == Acceptance::Accepted && facts.verdict.is_some() {
                 cleanup::delete_leftovers(router, ctx, Some(&rendered)).await?;
             }
         }
         Err(e) => {
+            facts.envoy = write::envoy_state(
+                ctx.stores
+                    .deployments
+                    .get(&ObjectRef::from_obj(&rendered.deployment))
+                    .as_deref(),
+            );
             facts.programming = Programming::Failed {
                 reason: Reason::ApplyFailed,
                 message: e.to_string(),
             };
             failure = Some(e);
         }
+    }
+    // The counts describe the Proxy that exists, not one that could not be written.
+    if facts.verdict.is_none() {
+        facts.virtual_hosts = 0;
     }
     report::write_status(router, ctx, &facts).await?;
     match failure {

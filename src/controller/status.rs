@@ -75,9 +75,11 @@ pub enum Reason {
     NotAccepted,
     Programmed,
     GlooCrdMissing,
+    ProxyNamespaceMissing,
     ApplyFailed,
     ResolvedRefs,
     InvalidCertificateRef,
+    NoProxy,
     GlooNotReported,
     GlooPending,
     GlooAccepted,
@@ -99,9 +101,11 @@ impl Reason {
             Self::NotAccepted => "NotAccepted",
             Self::Programmed => "Programmed",
             Self::GlooCrdMissing => "GlooCRDMissing",
+            Self::ProxyNamespaceMissing => "ProxyNamespaceMissing",
             Self::ApplyFailed => "ApplyFailed",
             Self::ResolvedRefs => "ResolvedRefs",
             Self::InvalidCertificateRef => "InvalidCertificateRef",
+            Self::NoProxy => "NoProxy",
             Self::GlooNotReported => "GlooNotReported",
             Self::GlooPending => "Pending",
             Self::GlooWarning => "AcceptedWithWarnings",
@@ -163,7 +167,7 @@ pub struct Facts {
     pub programming: Programming,
     /// `None` without `spec.tls`.
     pub certificates: Option<CertificateFacts>,
-    /// Gloo's verdict on the Proxy; `None` when the Proxy is not ours to read.
+    /// Gloo's verdict on the Proxy; `None` when no Proxy was written.
     pub verdict: Option<Verdict>,
     pub envoy: EnvoyState,
     pub proxy_ref: ProxyRef,
@@ -303,7 +307,13 @@ fn conditions(f: &Facts) -> Vec<Cond> {
     };
     let resolved = resolved_refs(f.certificates.as_ref());
     let proxy_accepted = match &f.verdict {
-        None | Some(Verdict::NotReported) => cond(
+        None => cond(
+            ProxyAccepted,
+            Unknown,
+            Reason::NoProxy,
+            format!("Proxy {proxy} is not written, so Gloo cannot judge it; see Programmed"),
+        ),
+        Some(Verdict::NotReported) => cond(
             ProxyAccepted,
             Unknown,
             Reason::GlooNotReported,
@@ -316,7 +326,7 @@ fn conditions(f: &Facts) -> Vec<Cond> {
             ProxyAccepted,
             Unknown,
             Reason::GlooPending,
-            format!("Gloo is processing Proxy {proxy}"),
+            format!("Gloo has not reported on the latest spec of Proxy {proxy} yet"),
         ),
         Some(Verdict::Accepted) => cond(
             ProxyAccepted,

@@ -54,6 +54,20 @@ pub fn namespace_changed(
         .collect()
 }
 
+/// Routers whose Proxy goes to `namespace` (`spec.proxyNamespace`, or Gloo's): a router waits
+/// for that namespace to exist before it writes its Proxy.
+pub fn routers_writing_to(
+    routers: &[Arc<HostRouter>],
+    namespace: &str,
+    settings: &Settings,
+) -> Vec<ObjectRef<HostRouter>> {
+    routers
+        .iter()
+        .filter(|r| crate::render::proxy_ref(r, settings).namespace == namespace)
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
 /// Routers whose `spec.tls` names `secret` (a Secret in their own namespace).
 pub fn routers_using_secret<K: kube::Resource>(
     routers: &[Arc<HostRouter>],
@@ -205,6 +219,20 @@ mod tests {
         assert_eq!(
             annotated_router(&proxy),
             Some(ObjectRef::new("edge").within("a"))
+        );
+    }
+
+    #[test]
+    fn a_new_namespace_reaches_the_routers_waiting_to_write_their_proxy_there() {
+        let s = Settings::default();
+        let mut elsewhere = router("a", "elsewhere", "p9");
+        elsewhere.spec.proxy_namespace = Some("gloo-2".into());
+        let mut rs = routers();
+        rs.push(Arc::new(elsewhere));
+        assert_eq!(names(routers_writing_to(&rs, "gloo-2", &s)), ["elsewhere"]);
+        assert_eq!(
+            names(routers_writing_to(&rs, "gloo-system", &s)),
+            ["all", "routed", "team"]
         );
     }
 

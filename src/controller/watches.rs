@@ -86,7 +86,7 @@ pub fn start(
     let client = &ctx.client;
     let routers = &ctx.stores.routers;
     let w = writers;
-    tasks.add(namespaces(client, w.namespaces, queue, routers));
+    tasks.add(namespaces(ctx, w.namespaces, queue));
     tasks.add(services(ctx, w.services, queue));
     tasks.add(owned("ConfigMap", client, w.config_maps, queue, routers));
     tasks.add(owned("Deployment", client, w.deployments, queue, routers));
@@ -104,20 +104,17 @@ fn managed() -> watcher::Config {
     all().labels(&managed_selector())
 }
 
-/// Namespaces: a relabel reaches the routers whose selection it changes.
-fn namespaces(
-    client: &Client,
-    writer: Writer<Namespace>,
-    queue: &Queue,
-    routers: &Store<HostRouter>,
-) -> JoinHandle<()> {
+/// Namespaces: a relabel reaches the routers whose selection it changes; a namespace that
+/// appears or goes reaches the routers whose Proxy goes there.
+fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> JoinHandle<()> {
     let previous_labels: Mutex<BTreeMap<String, Labels>> = Mutex::default();
-    let stream = mirrored(Api::<Namespace>::all(client.clone()), all(), writer);
+    let stream = mirrored(Api::<Namespace>::all(ctx.client.clone()), all(), writer);
+    let settings = ctx.settings.clone();
     spawn_triggers(
         "Namespace",
         stream,
         queue.clone(),
-        routers.clone(),
+        ctx.stores.routers.clone(),
         move |routers, ns, change| {
             let name = ns.name_any();
             let mut prev = previous_labels.lock().unwrap_or_else(|p| p.into_inner());
@@ -126,15 +123,26 @@ fn namespaces(
             if change == Change::Deleted {
                 prev.remove(&name);
             } else {
-                prev.insert(name, new.clone());
+                prev.insert(name.clone(), new.clone());
             }
             match (change, old) {
                 (Change::Listed, _) => Vec::new(),
                 (Change::Deleted, old) => {
-                    triggers::namespace_changed(routers, old.flatten().as_ref(), None, true, false)
+                    let mut affected = triggers::namespace_changed(
+                        routers,
+                        old.flatten().as_ref(),
+                        None,
+                        true,
+                        false,
+                    );
+                    affected.extend(triggers::routers_writing_to(routers, &name, &settings));
+                    affected
                 }
                 (Change::Applied, None) => {
-                    triggers::namespace_changed(routers, None, new.as_ref(), false, true)
+                    let mut affected =
+                        triggers::namespace_changed(routers, None, new.as_ref(), false, true);
+                    affected.extend(triggers::routers_writing_to(routers, &name, &settings));
+                    affected
                 }
                 (Change::Applied, Some(old)) => {
                     triggers::namespace_changed(routers, old.as_ref(), new.as_ref(), true, true)

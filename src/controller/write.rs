@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::EventType;
@@ -27,10 +28,22 @@ use crate::render::Rendered;
 pub struct Written {
     /// An object of one of the names exists and is not this router's: nothing was written.
     pub conflict: Option<String>,
-    /// Gloo's Proxy CRD is not installed: the namespaced objects were written, the Proxy not.
-    pub gloo_crd_missing: bool,
-    pub verdict: Option<Verdict>,
+    pub proxy: ProxyWrite,
     pub envoy: EnvoyState,
+}
+
+/// What became of the Proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxyWrite {
+    /// Written (or already right), and Gloo's verdict on it: `Pending` right after a write,
+    /// since the status the object still carries is Gloo's verdict on the previous spec.
+    Written(Verdict),
+    /// Gloo's Proxy CRD is not installed: the namespaced objects were written, the Proxy not.
+    CrdMissing,
+    /// The Proxy's namespace does not exist: the namespaced objects were written, the Proxy not.
+    NamespaceMissing,
+    /// Nothing was written (a conflict).
+    NotWritten,
 }
 
 /// An object to write, with what the cluster has under its name.
@@ -42,13 +55,16 @@ struct Planned<'a, K> {
 }
 
 pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> Result<Written> {
+    let s = &ctx.stores;
     let mut out = Written {
         conflict: None,
-        gloo_crd_missing: false,
-        verdict: None,
-        envoy: EnvoyState::Missing,
+        proxy: ProxyWrite::NotWritten,
+        envoy: envoy_state(
+            s.deployments
+                .get(&ObjectRef::from_obj(&r.deployment))
+                .as_deref(),
+        ),
     };
-    let s = &ctx.stores;
     let uid = router.uid().unwrap_or_default();
     let owned_by_me = |refs: &[OwnerReference]| {
         refs.iter()
@@ -59,13 +75,19 @@ pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> 
     let cm = plan(router, ctx, "ConfigMap", &r.config_map, &s.config_maps).await?;
     let svc = plan(router, ctx, "Service", &r.service, &s.services).await?;
     let dep = plan(router, ctx, "Deployment", &r.deployment, &s.deployments).await?;
-    let proxy = plan_proxy(ctx, r).await?;
+    let proxy_namespace = ObjectRef::new(&r.proxy_ref.namespace);
+    let proxy = if s.namespaces.get(&proxy_namespace).is_some() {
+        plan_proxy(ctx, r).await?
+    } else {
+        Err(ProxyWrite::NamespaceMissing)
+    };
     let conflicts = [
         cm.conflict(|o| owned_by_me(o.owner_references())),
         svc.conflict(|o| owned_by_me(o.owner_references())),
         dep.conflict(|o| owned_by_me(o.owner_references())),
         proxy
             .as_ref()
+            .ok()
             .and_then(|p| p.conflict(|o| proxy_is_ours(router, ctx, o))),
     ];
     if let Some(conflict) = conflicts.into_iter().flatten().next() {
@@ -77,25 +99,37 @@ pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> 
     converge(router, ctx, cm).await?;
     converge(router, ctx, svc).await?;
     let dep = converge(router, ctx, dep).await?;
-    out.envoy = EnvoyState::Observed {
-        desired: dep.spec.replicas.unwrap_or(1),
-        available: dep
-            .status
-            .as_ref()
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0),
-    };
-    match proxy {
-        None => out.gloo_crd_missing = true,
-        Some(proxy) => {
+    out.envoy = envoy_state(Some(&dep));
+    out.proxy = match proxy {
+        Err(missing) => missing,
+        Ok(proxy) => {
             // The Proxy lives in Gloo's namespace: the finalizer, not an owner reference,
             // removes it with the router.
             finalizer::ensure(router, ctx).await?;
-            let written = converge(router, ctx, proxy).await?;
-            out.verdict = Some(gloo::verdict(&written, &r.proxy_ref.namespace));
+            let (written, changed) = converge_reporting(router, ctx, proxy).await?;
+            ProxyWrite::Written(if changed {
+                Verdict::Pending
+            } else {
+                gloo::verdict(&written, &r.proxy_ref.namespace)
+            })
         }
-    }
+    };
     Ok(out)
+}
+
+/// The Envoy Deployment as observed (`Missing` when there is none).
+pub fn envoy_state(dep: Option<&Deployment>) -> EnvoyState {
+    match dep {
+        None => EnvoyState::Missing,
+        Some(dep) => EnvoyState::Observed {
+            desired: dep.spec.replicas.unwrap_or(1),
+            available: dep
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0),
+        },
+    }
 }
 
 /// A namespaced object of the router, and what its namespace holds under that name.
@@ -125,12 +159,12 @@ where
     })
 }
 
-/// The Proxy and what Gloo's namespace holds under its name; `None` when Gloo's Proxy CRD is
-/// missing.
+/// The Proxy and what Gloo's namespace holds under its name; `Err(CrdMissing)` when Gloo's Proxy
+/// CRD is missing.
 async fn plan_proxy<'a>(
     ctx: &Context,
     r: &'a Rendered,
-) -> Result<Option<Planned<'a, DynamicObject>>> {
+) -> Result<Result<Planned<'a, DynamicObject>, ProxyWrite>> {
     let api: Api<DynamicObject> = Api::namespaced_with(
         ctx.client.clone(),
         &r.proxy_ref.namespace,
@@ -144,13 +178,15 @@ async fn plan_proxy<'a>(
         None
     };
     match apply::current(&api, "Proxy", &r.proxy, cached).await {
-        Ok(current) => Ok(Some(Planned {
+        Ok(current) => Ok(Ok(Planned {
             kind: "Proxy",
             api,
             desired: &r.proxy,
             current,
         })),
-        Err(Error::Api { source, .. }) if is_missing_resource_type(&source) => Ok(None),
+        Err(Error::Api { source, .. }) if is_missing_resource_type(&source) => {
+            Ok(Err(ProxyWrite::CrdMissing))
+        }
         Err(e) => Err(e),
     }
 }
@@ -188,6 +224,18 @@ async fn converge<K>(router: &HostRouter, ctx: &Context, p: Planned<'_, K>) -> R
 where
     K: Resource + Clone + Debug + serde::Serialize + DeserializeOwned,
 {
+    converge_reporting(router, ctx, p).await.map(|(k, _)| k)
+}
+
+/// [`converge`], and whether it wrote.
+async fn converge_reporting<K>(
+    router: &HostRouter,
+    ctx: &Context,
+    p: Planned<'_, K>,
+) -> Result<(Arc<K>, bool)>
+where
+    K: Resource + Clone + Debug + serde::Serialize + DeserializeOwned,
+{
     let outcome = apply::converge(&p.api, &ctx.metrics, p.kind, p.desired, p.current).await?;
     if let Some(verb) = outcome.verb() {
         let object = format!(
@@ -206,7 +254,7 @@ where
         .await;
     }
     Ok(match outcome {
-        Outcome::Unchanged(k) => k,
-        Outcome::Created(k) | Outcome::Updated(k) => Arc::new(k),
+        Outcome::Unchanged(k) => (k, false),
+        Outcome::Created(k) | Outcome::Updated(k) => (Arc::new(k), true),
     })
 }

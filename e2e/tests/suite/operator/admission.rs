@@ -1,0 +1,451 @@
+//! What never reaches the operator (admission), and what it writes passes Envoy's and
+//! Gloo's own checks.
+
+use anyhow::{Context, Result, bail, ensure};
+use hostrouter_e2e::TestContext;
+use hostrouter_e2e::resources::{proxies as proxy_api, routers};
+use hostrouter_e2e::toolchain::{tool, vars};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::world::World;
+
+/// Scenario 6: invalid specs never reach the operator.
+pub(super) async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
+    let ns = cx.namespace([]).await?;
+    let valid = json!({
+        "apiVersion": "hostrouter.io/v1alpha1", "kind": "HostRouter",
+        "metadata": {"name": "probe", "namespace": ns.name()},
+        "spec": {"proxyName": "edge", "listener": {"port": 8080}, "namespaceSelector": {}},
+    });
+    let api = routers(&cx.client(), ns.name());
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let obj: DynamicObject = serde_json::from_value(valid.clone())?;
+    api.create(&params, &obj)
+        .await
+        .context("the valid baseline must be accepted")?;
+    // Every routing field set, and valid: the rules below must not reject what they should let
+    // through.
+    let mut routed = valid.clone();
+    routed["spec"]["hosts"] = json!({
+        "template": "{service}.{namespace}.{portName}-{port}.apps.example.com",
+        "allowedSuffixes": ["example.com", "example.org"],
+    });
+    routed["spec"]["paths"] =
+        json!({"host": "apps.example.com", "template": "/{namespace}/{service}/{port}"});
+    routed["spec"]["listener"] = json!({"port": 8080, "bindAddress": "::ffff:127.0.0.1"});
+    routed["spec"]["envoy"] = json!({
+        "adminPort": 80,
+        "image": "registry.example.com:5000/team/envoy:1.40",
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": 1, "memory": "128Mi"}},
+    });
+    routed["spec"]["service"] =
+        json!({"annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}});
+    // A prefix of 4 labels of 60 characters: 243 characters, within the limit.
+    let long_prefix = vec!["a".repeat(60); 4].join(".");
+    routed["spec"]["namespaceSelector"] =
+        json!({"matchExpressions": [{"key": format!("{long_prefix}/team"), "operator": "Exists"}]});
+    routed["spec"]["tls"] = json!({
+        "port": 443,
+        "certificates": [{"secretName": "wildcard-apps"}, {"secretName": "shop.example.com"}],
+        "redirectHttp": true,
+    });
+    let obj: DynamicObject = serde_json::from_value(routed)?;
+    api.create(&params, &obj)
+        .await
+        .context("a valid router with hosts, paths and tls must be accepted")?;
+
+    let long_name = "a".repeat(41);
+    let cases: Vec<(&str, Value, &[&str])> = vec![
+        (
+            "port 0",
+            json!({"listener": {"port": 0}}),
+            &["spec.listener.port"],
+        ),
+        (
+            "port 65536",
+            json!({"listener": {"port": 65536}}),
+            &["spec.listener.port"],
+        ),
+        (
+            "uppercase proxy name",
+            json!({"proxyName": "Edge"}),
+            &["spec.proxyName"],
+        ),
+        (
+            "proxy name with underscore",
+            json!({"proxyName": "my_proxy"}),
+            &["spec.proxyName"],
+        ),
+        (
+            "too long proxy name",
+            json!({"proxyName": long_name}),
+            &["spec.proxyName"],
+        ),
+        (
+            "missing namespace selector",
+            json!({"namespaceSelector": null}),
+            &["namespaceSelector"],
+        ),
+        (
+            "In without values",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In"}]}}),
+            &["values must be non-empty"],
+        ),
+        (
+            "Exists with values",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists", "values": ["x"]}]}}),
+            &["must be empty for Exists"],
+        ),
+        (
+            "unknown operator",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Like"}]}}),
+            &["operator"],
+        ),
+        (
+            "bad matchLabels key",
+            json!({"namespaceSelector": {"matchLabels": {"-bad key": "x"}}}),
+            &["matchLabels keys must be valid label keys"],
+        ),
+        (
+            "bad matchLabels value",
+            json!({"serviceSelector": {"matchLabels": {"team": "not a value!"}}}),
+            &["serviceSelector.matchLabels"],
+        ),
+        (
+            "bind address not an IP",
+            json!({"listener": {"port": 8080, "bindAddress": "localhost"}}),
+            &["bindAddress must be an IPv4 or IPv6 address"],
+        ),
+        (
+            "listener on the admin port",
+            json!({"listener": {"port": 19000}}),
+            &["listener.port must differ from envoy.adminPort"],
+        ),
+        (
+            "unknown destination",
+            json!({"destination": "Cluster"}),
+            &["spec.destination"],
+        ),
+        (
+            "negative replicas",
+            json!({"envoy": {"replicas": -1}}),
+            &["spec.envoy.replicas"],
+        ),
+        (
+            "a CPU limit that is not a quantity",
+            json!({"envoy": {"resources": {"limits": {"cpu": "abc"}}}}),
+            &["spec.envoy.resources.limits.cpu", "cpu must be a quantity"],
+        ),
+        (
+            "requests above limits",
+            json!({"envoy": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}}),
+            &[
+                "spec.envoy.resources",
+                "resources.requests must not exceed resources.limits",
+            ],
+        ),
+        (
+            "a Service annotation key that is not a key",
+            json!({"service": {"annotations": {"bad key!": "x"}}}),
+            &[
+                "spec.service.annotations",
+                "annotation keys must be qualified names",
+            ],
+        ),
+        (
+            "an image with spaces",
+            json!({"envoy": {"image": "envoy proxy:1.40"}}),
+            &[
+                "spec.envoy.image",
+                "image must be a container image reference",
+            ],
+        ),
+        (
+            "a selector key whose prefix is longer than 253",
+            json!({"namespaceSelector": {"matchExpressions": [{"key": format!("{}/team", vec!["a".repeat(60); 5].join(".")), "operator": "Exists"}]}}),
+            &[
+                "spec.namespaceSelector.matchExpressions[0].key",
+                "prefix before '/' must have at most 253 characters",
+            ],
+        ),
+        (
+            "a matchLabels key whose prefix is longer than 253",
+            json!({"serviceSelector": {"matchLabels": {format!("{}/team", vec!["a".repeat(60); 5].join(".")): "x"}}}),
+            &[
+                "spec.serviceSelector.matchLabels",
+                "prefix of at most 253 characters",
+            ],
+        ),
+        (
+            "a bind address that is a name",
+            json!({"listener": {"port": 8080, "bindAddress": "::ffff:not-an-ip"}}),
+            &[
+                "spec.listener.bindAddress",
+                "bindAddress must be an IPv4 or IPv6 address",
+            ],
+        ),
+        (
+            "template with an unknown variable",
+            json!({"hosts": {"template": "{svc}.example.com"}}),
+            &[
+                "spec.hosts.template",
+                "template may contain only lowercase letters",
+            ],
+        ),
+        (
+            "template with uppercase letters",
+            json!({"hosts": {"template": "{service}.Example.com"}}),
+            &["spec.hosts.template", "template may contain only"],
+        ),
+        (
+            "template with a character no DNS name has",
+            json!({"hosts": {"template": "{service}_{namespace}.example.com"}}),
+            &["spec.hosts.template", "template may contain only"],
+        ),
+        (
+            "template without {service}",
+            json!({"hosts": {"template": "{namespace}.example.com"}}),
+            &["spec.hosts.template", "template must contain {service}"],
+        ),
+        (
+            "template with an empty label",
+            json!({"hosts": {"template": "{service}..example.com"}}),
+            &[
+                "spec.hosts.template",
+                "template must not start or end with '.'",
+            ],
+        ),
+        (
+            "template that can exceed 253 characters",
+            json!({"hosts": {"template": format!("{{service}}.{{namespace}}.{}.example.com", vec!["x".repeat(60); 2].join("."))}}),
+            &[
+                "spec.hosts.template",
+                "template can produce names longer than 253 characters",
+            ],
+        ),
+        (
+            "allowed suffix that is not a DNS name",
+            json!({"hosts": {"allowedSuffixes": ["*.example.com"]}}),
+            &["spec.hosts.allowedSuffixes[0]"],
+        ),
+        (
+            "path template without a leading slash",
+            json!({"paths": {"template": "{namespace}/{service}"}}),
+            &[
+                "spec.paths.template",
+                "template must be '/'-separated segments",
+            ],
+        ),
+        (
+            "path template with a trailing slash",
+            json!({"paths": {"template": "/{service}/"}}),
+            &[
+                "spec.paths.template",
+                "template must be '/'-separated segments",
+            ],
+        ),
+        (
+            "path host that is not a DNS name",
+            json!({"paths": {"host": "Apps.Example.com"}}),
+            &["spec.paths.host"],
+        ),
+        (
+            "tls without certificates",
+            json!({"tls": {"certificates": []}}),
+            &["spec.tls.certificates"],
+        ),
+        (
+            "tls certificate without a Secret name",
+            json!({"tls": {"certificates": [{}]}}),
+            &["spec.tls.certificates[0].secretName"],
+        ),
+        (
+            "tls certificate named twice",
+            json!({"tls": {"certificates": [{"secretName": "a"}, {"secretName": "a"}]}}),
+            &["spec.tls.certificates[1]: Duplicate value"],
+        ),
+        (
+            "tls on the listener's port",
+            json!({"tls": {"port": 8080, "certificates": [{"secretName": "a"}]}}),
+            &["tls.port (default 8443) must differ from listener.port"],
+        ),
+        (
+            "tls on the admin port",
+            json!({"tls": {"port": 19000, "certificates": [{"secretName": "a"}]}}),
+            &["tls.port (default 8443) must differ from envoy.adminPort"],
+        ),
+        (
+            "tls port 70000",
+            json!({"tls": {"port": 70000, "certificates": [{"secretName": "a"}]}}),
+            &["spec.tls.port"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, spec_patch, expected) in &cases {
+        let mut manifest = valid.clone();
+        for (k, v) in spec_patch.as_object().into_iter().flatten() {
+            manifest["spec"][k] = v.clone();
+        }
+        if manifest["spec"]["namespaceSelector"].is_null() {
+            manifest["spec"]
+                .as_object_mut()
+                .map(|s| s.remove("namespaceSelector"));
+        }
+        let obj: DynamicObject = serde_json::from_value(manifest)?;
+        match api.create(&params, &obj).await {
+            Ok(_) => failures.push(format!("{what}: accepted")),
+            Err(kube::Error::Api(status))
+                if status.code == 422 && expected.iter().all(|e| status.message.contains(e)) =>
+            {
+                eprintln!("{what}: {}", status.message);
+            }
+            Err(e) => failures.push(format!(
+                "{what}: expected a 422 mentioning {expected:?}, got {e}"
+            )),
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "invalid specs were not rejected as expected:\n{}",
+            failures.join("\n")
+        );
+    }
+    // kubectl shows the same readable message.
+    let bad = json!({"apiVersion": "hostrouter.io/v1alpha1", "kind": "HostRouter", "metadata": {"name": "bad", "namespace": ns.name()},
+        "spec": {"proxyName": "edge", "listener": {"port": 0}, "namespaceSelector": {}}});
+    let out = cx
+        .cluster()
+        .kubectl_command()?
+        .args(["apply", "--dry-run=server", "-f", "-"])
+        .stdin(bad.to_string())
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("spec.listener.port"),
+        "kubectl apply of port 0: {stderr}"
+    );
+    Ok(())
+}
+
+/// Scenario 8: the bootstrap passes the real Envoy's validation; the Proxy of a router that
+/// uses every routing field (template and extra hostnames, paths, TLS with the redirect) is
+/// accepted by Gloo's v1.22 CRD with strict field validation (the listener level is typed
+/// there), and its routes validate strictly against Gloo v1.11's full schema.
+pub(super) async fn generated_config_is_valid(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let ns = w.app.name();
+    let ca = hostrouter_e2e::pki::TestCa::new(&cx.log_dir().join("pki"), "shape-ca").await?;
+    let cert = ca.issue("wildcard", &["*.apps.example.test"]).await?;
+    hostrouter_e2e::resources::apply_tls_secret(&w.client, ns, "wildcard", &cert).await?;
+    let mut manifest = w.router_manifest(ns, "edge", &w.proxy_name);
+    manifest["spec"]["hosts"] = json!({"template": "{service}.{namespace}.apps.example.test", "allowedSuffixes": ["example.test"]});
+    manifest["spec"]["paths"] = json!({"host": "apps.example.test"});
+    manifest["spec"]["tls"] =
+        json!({"certificates": [{"secretName": "wildcard"}], "redirectHttp": true});
+    let obj: DynamicObject = serde_json::from_value(manifest)?;
+    routers(&w.client, ns)
+        .create(&PostParams::default(), &obj)
+        .await?;
+    w.wait_condition(ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    let cm: ConfigMap = Api::namespaced(w.client.clone(), ns)
+        .get(&format!("{}-envoy-bootstrap", w.proxy_name))
+        .await?;
+    let bootstrap = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("envoy.yaml"))
+        .context("no envoy.yaml in the ConfigMap")?;
+    let path = cx.log_dir().join("envoy.yaml");
+    std::fs::write(&path, bootstrap)?;
+    let out = hostrouter_e2e::cli::ToolCommand::new(tool(vars::ENVOY)?)
+        .args(["--mode", "validate", "-c"])
+        .arg(&path)
+        .args([
+            "--service-node",
+            "validate",
+            "--service-cluster",
+            "validate",
+        ])
+        .output()
+        .await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.status.success() && text.contains("OK"),
+        "envoy --mode validate failed:\n{text}"
+    );
+
+    let proxy = proxy_api(&w.client, w.gloo.name())
+        .get(&w.proxy_name)
+        .await?;
+    let spec = &proxy.data["spec"];
+    let listeners = spec["listeners"].as_array().context("no listeners")?;
+    ensure!(
+        listeners.len() == 2
+            && listeners[1]["sslConfigurations"][0]["secretRef"]["name"] == "wildcard",
+        "expected an HTTPS listener serving the wildcard Secret: {spec}"
+    );
+    let redirects = spec.to_string().contains("portRedirect");
+    let rewrites = spec.to_string().contains("prefixRewrite");
+    ensure!(
+        redirects && rewrites,
+        "expected redirects and rewrites in {spec}"
+    );
+
+    // Gloo v1.22's own CRD types the listener level: strict validation catches a misspelling there.
+    let strict = PatchParams::apply("e2e").validation(kube::api::ValidationDirective::Strict);
+    let real = proxy_api(&w.client, w.gloo.name());
+    let copy_name = format!("{}-shape", w.proxy_name);
+    let real_copy = json!({
+        "apiVersion": "gloo.solo.io/v1", "kind": "Proxy",
+        "metadata": {"name": copy_name, "namespace": w.gloo.name()},
+        "spec": spec,
+    });
+    real.patch(&copy_name, &strict, &Patch::Apply(&real_copy))
+        .await
+        .context("the generated Proxy does not validate strictly against Gloo v1.22's Proxy CRD")?;
+    let mut misspelt = real_copy.clone();
+    misspelt["spec"]["listeners"][1]["sslConfigurations"][0]["secretRefs"] = json!({});
+    ensure!(
+        real.patch(&copy_name, &strict, &Patch::Apply(&misspelt))
+            .await
+            .is_err(),
+        "Gloo v1.22's CRD accepted a misspelled sslConfigurations field; the check would prove nothing"
+    );
+    real.delete(&copy_name, &Default::default()).await?;
+
+    let shape = crate::shapes::v111_proxy(cx).await?;
+    let copy = json!({
+        "apiVersion": shape.api_version, "kind": "Proxy",
+        "metadata": {"name": w.proxy_name, "namespace": w.gloo.name()},
+        "spec": proxy.data["spec"],
+    });
+    let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), w.gloo.name(), &shape);
+    let params = PatchParams::apply("e2e").validation(kube::api::ValidationDirective::Strict);
+    api.patch(&w.proxy_name, &params, &Patch::Apply(&copy))
+        .await
+        .context("the generated Proxy does not validate against Gloo v1.11's full Proxy schema")?;
+
+    // And the check can fail: a misspelled field is rejected.
+    let mut broken = copy.clone();
+    broken["spec"]["listeners"][0]["httpListener"]["virtualHosts"][0]["routes"][0]["matchers"][0] =
+        json!({"prefx": "/"});
+    let rejected = api
+        .patch(&w.proxy_name, &params, &Patch::Apply(&broken))
+        .await;
+    ensure!(
+        rejected.is_err(),
+        "the v1.11 schema accepted a misspelled matcher; the shape check would prove nothing"
+    );
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The operator on the real control plane: what it writes, how it follows the cluster, how it
+//! cleans up, and what it refuses. Each trial runs its own operator process (under the chart's
+//! ServiceAccount) scoped to the trial's HostRouters, and its own namespaces.
+
+//!
+//! - [`routing`]: what is written for the selected Services, and how it follows the cluster;
+//! - [`ownership`]: drift, deletion, conflicts, foreign objects, orphans;
+//! - [`admission`]: what admission refuses, and what Envoy and Gloo accept;
+//! - [`lifecycle`]: restarts and late arrivals;
+//! - [`status`]: status that tells the truth.
+
+mod admission;
+mod lifecycle;
+mod ownership;
+mod routing;
+mod status;
+
+use std::time::Duration;
+
+use hostrouter_e2e::Suite;
+use libtest_mimic::Trial;
+
+/// How fast a change in the cluster must reach the Proxy.
+pub const PROPAGATION: Duration = Duration::from_secs(2);
+/// How long the real garbage collector may take.
+pub const GC_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub fn trials(suite: &Suite) -> Vec<Trial> {
+    vec![
+        suite.trial(
+            "operator::routes_every_tcp_port_of_selected_namespaces",
+            |cx| async move { routing::routes_selected_namespaces(&cx).await },
+        ),
+        suite.trial(
+            "operator::follows_services_and_namespace_labels",
+            |cx| async move { routing::follows_the_cluster(&cx).await },
+        ),
+        suite.trial("operator::reverts_drift", |cx| async move {
+            ownership::reverts_drift(&cx).await
+        }),
+        suite.trial(
+            "operator::deletion_removes_all_four_objects",
+            |cx| async move { ownership::deletion_cleans_up(&cx).await },
+        ),
+        suite.trial(
+            "operator::proxy_name_conflict_hands_over",
+            |cx| async move { ownership::proxy_name_conflict(&cx).await },
+        ),
+        suite.trial(
+            "operator::rejects_invalid_specs_at_admission",
+            |cx| async move { admission::rejects_invalid_specs(&cx).await },
+        ),
+        suite.trial(
+            "operator::restart_with_nothing_changed_writes_nothing",
+            |cx| async move { lifecycle::restart_writes_nothing(&cx).await },
+        ),
+        suite.trial(
+            "operator::generated_config_passes_envoy_and_gloo_schemas",
+            |cx| async move { admission::generated_config_is_valid(&cx).await },
+        ),
+        suite.trial(
+            "operator::duplicate_domains_are_dropped_and_reported",
+            |cx| async move { routing::duplicate_domains(&cx).await },
+        ),
+        suite.trial(
+            "operator::foreign_object_with_our_name_is_left_alone",
+            |cx| async move { ownership::foreign_object(&cx).await },
+        ),
+        suite.trial(
+            "operator::orphaned_proxy_is_deleted_and_other_shards_are_left_alone",
+            |cx| async move { ownership::orphaned_proxies(&cx).await },
+        ),
+        suite.trial(
+            "operator::recovers_when_gloos_crd_appears",
+            |cx| async move { lifecycle::missing_gloo_crd(&cx).await },
+        ),
+    ]
+    .into_iter()
+    .chain(status::trials(suite))
+    .collect()
+}
