@@ -55,6 +55,12 @@ struct RunArgs {
     #[command(flatten)]
     leader: LeaderArgs,
 
+    /// How long to finish in-flight work after SIGTERM before exiting anyway (keep it below the
+    /// pod's terminationGracePeriodSeconds). A reconcile waiting on an API server that does not
+    /// answer would otherwise hold the process for minutes.
+    #[arg(long, env = "HOSTROUTER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+
     /// Log format.
     #[arg(long, env = "HOSTROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -262,10 +268,27 @@ fn run(args: RunArgs) -> Result<()> {
             path: "starting the async runtime".into(),
             source,
         })?;
-    runtime.block_on(run_async(args))
+    let timeout = args.shutdown_timeout;
+    let result = runtime.block_on(async move {
+        let shutdown = shutdown_signal().shared();
+        let deadline = shutdown.clone().then(|()| tokio::time::sleep(timeout));
+        tokio::select! {
+            result = run_async(args, shutdown) => result,
+            () = deadline => Err(Error::Timeout {
+                what: "finishing in-flight work after the shutdown signal (--shutdown-timeout); exiting anyway".into(),
+                after: timeout,
+            }),
+        }
+    });
+    // Whatever still waits on the network is abandoned, not awaited.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
-async fn run_async(args: RunArgs) -> Result<()> {
+async fn run_async(
+    args: RunArgs,
+    shutdown: Shared<impl Future<Output = ()> + Send + 'static>,
+) -> Result<()> {
     let settings = args.settings.settings();
     info!(gloo_namespace = %settings.gloo_namespace, xds = %format!("{}:{}", settings.xds_address, settings.xds_port), version = env!("CARGO_PKG_VERSION"), "starting");
     let client = kube::Client::try_default()
@@ -278,7 +301,6 @@ async fn run_async(args: RunArgs) -> Result<()> {
         .leader
         .config(&client)?
         .map(|config| Elector::new(client.clone(), config));
-    let shutdown = shutdown_signal().shared();
     // Registration fails only for a programming error (a duplicate metric name).
     #[allow(clippy::expect_used)]
     let metrics = Arc::new(Metrics::new().expect("metrics register"));

@@ -33,6 +33,7 @@ pub mod net;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod relay;
 pub mod resources;
 pub mod rundir;
 pub mod suite;

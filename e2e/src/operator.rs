@@ -81,6 +81,18 @@ impl Operator {
         extra_args: &[&str],
     ) -> Result<Self> {
         let kubeconfig = chart_identity(cx.cluster()).await?;
+        Self::start_with(cx, name, shard, extra_args, kubeconfig).await
+    }
+
+    /// Like [`Operator::start_as`], with `kubeconfig` (say, one that reaches the API server
+    /// through a [`crate::relay::Relay`]).
+    pub async fn start_with(
+        cx: &TestContext,
+        name: &str,
+        shard: &str,
+        extra_args: &[&str],
+        kubeconfig: PathBuf,
+    ) -> Result<Self> {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let process = spawn(cx, name, &kubeconfig, shard, &extra_args, None)?;
         let op = Self {

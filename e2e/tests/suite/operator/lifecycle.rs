@@ -1,9 +1,10 @@
-//! Restarts and late arrivals: a restart with nothing changed writes nothing; Gloo's CRD
-//! installed after the router.
+//! Restarts, shutdowns and late arrivals: a restart with nothing changed writes nothing;
+//! SIGTERM is bounded while the API server is silent; Gloo's CRD installed after the router.
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
+use hostrouter_e2e::operator::Operator;
 use hostrouter_e2e::resources::{proxies as proxy_api, routers};
 use hostrouter_e2e::toolchain::{tool, vars};
 use hostrouter_e2e::{Progress, TestContext, wait_until};
@@ -190,4 +191,76 @@ pub(super) async fn missing_gloo_crd(cx: &TestContext) -> Result<()> {
     let stopped = cluster.stop(result.is_err()).await;
     result?;
     stopped.map(|_| ())
+}
+
+/// SIGTERM ends the process within `--shutdown-timeout` even when the API server stops
+/// answering in the middle of the work (a relay in front of it holds every byte): the
+/// in-flight reconcile is abandoned rather than awaited for minutes. The router names a TLS
+/// Secret that does not exist, so it is reconciled every 10 s: one reconcile is surely waiting
+/// on the silent API server when the signal comes.
+pub(super) async fn bounded_shutdown(cx: &TestContext) -> Result<()> {
+    use hostrouter_e2e::operator::chart_identity;
+    use hostrouter_e2e::relay::{Relay, kubeconfig_via};
+    use nix::sys::signal::Signal;
+    use std::time::Instant;
+
+    let mut w = World::new(cx, &[]).await?;
+    let ns = w.app.name().to_owned();
+    let mut manifest = w.router_manifest(&ns, "edge", &w.proxy_name);
+    manifest["spec"]["tls"] = json!({"certificates": [{"secretName": "never-issued"}]});
+    let obj: kube::api::DynamicObject = serde_json::from_value(manifest)?;
+    routers(&w.client, &ns)
+        .create(&PostParams::default(), &obj)
+        .await?;
+    w.wait_condition(&ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    // Hand the router to an operator that reaches the API server through the relay.
+    w.operator.stop().await?;
+    let server: std::net::SocketAddr = cx
+        .cluster()
+        .server_url()
+        .trim_start_matches("https://")
+        .parse()
+        .context("the API server's address")?;
+    let relay = Relay::start(server).await?;
+    let kubeconfig = kubeconfig_via(
+        &chart_identity(cx.cluster()).await?,
+        relay.address(),
+        cx.log_dir(),
+    )?;
+    let gloo_namespace = w.gloo.name().to_owned();
+    let mut relayed = Operator::start_with(
+        cx,
+        "hostrouter-relayed",
+        &w.shard,
+        &[
+            "--gloo-namespace",
+            &gloo_namespace,
+            "--shutdown-timeout",
+            "3s",
+        ],
+        kubeconfig,
+    )
+    .await?;
+    // The API server goes silent; within 10 s a reconcile is waiting on it.
+    relay.freeze(true);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let began = Instant::now();
+    relayed.process().signal(Signal::SIGTERM)?;
+    let status = tokio::time::timeout(Duration::from_secs(15), relayed.process_mut().wait())
+        .await
+        .context(
+            "the operator did not exit within 15 s of SIGTERM while the API server was silent",
+        )??;
+    let took = began.elapsed();
+    eprintln!(
+        "{}: SIGTERM with a silent API server → exited {status} after {took:.2?}",
+        cx.name()
+    );
+    ensure!(
+        took < Duration::from_secs(6),
+        "exited only after {took:.1?} (--shutdown-timeout 3s)"
+    );
+    relay.freeze(false);
+    Ok(())
 }

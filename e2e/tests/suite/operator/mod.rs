@@ -71,6 +71,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
             |cx| async move { ownership::orphaned_proxies(&cx).await },
         ),
         suite.trial(
+            "operator::sigterm_exits_in_time_while_the_api_server_is_silent",
+            |cx| async move { lifecycle::bounded_shutdown(&cx).await },
+        ),
+        suite.trial(
             "operator::recovers_when_gloos_crd_appears",
             |cx| async move { lifecycle::missing_gloo_crd(&cx).await },
         ),
