@@ -8,12 +8,12 @@ use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::DynamicObject;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
-use tracing::warn;
 
 use crate::api::HostRouter;
+use super::events::Events;
 use crate::metrics::Metrics;
 use crate::render::Settings;
 use crate::render::tls_secret::TlsSecret;
@@ -71,7 +71,7 @@ pub struct Context {
     pub settings: Settings,
     pub stores: Stores,
     pub metrics: Arc<Metrics>,
-    pub reporter: Reporter,
+    events: Events,
     /// Per router: the names left out that were last reported in Events, so a Warning is
     /// emitted when the set changes, not on every reconcile.
     reported_dropped: Mutex<HashMap<ObjectRef<HostRouter>, BTreeSet<DroppedLine>>>,
@@ -88,18 +88,18 @@ impl Context {
         reporter: Reporter,
     ) -> Self {
         Self {
+            events: Events::new(client.clone(), reporter),
             client,
             settings,
             stores,
             metrics,
-            reporter,
             reported_dropped: Mutex::default(),
             failures: Mutex::default(),
         }
     }
 
-    /// Publishes an Event about `router`. Events are best effort: a failure is logged, never
-    /// fails the reconcile.
+    /// Publishes an Event about `router` (see [`Events`]): best effort, never fails the
+    /// reconcile.
     pub async fn event(
         &self,
         router: &HostRouter,
@@ -108,20 +108,9 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        // A recorder per Event on purpose: kube's Recorder merges Events with the same reason
-        // and action into one series that keeps the first note, which would hide, say, which
-        // object was created. Each Event here says something different.
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(truncate_note(note)),
-            action: action.to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = recorder.publish(&event, &router.object_ref(&())).await {
-            warn!(%error, reason, "could not publish event");
-        }
+        self.events
+            .publish(router, type_, reason, action, note)
+            .await;
     }
 
     /// Records the names left out of `router`'s routes and returns the Event reasons whose
@@ -206,20 +195,6 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(500).saturating_mul(1 << exp).min(MAX)
 }
 
-/// Event notes are limited to 1 kB.
-fn truncate_note(mut note: String) -> String {
-    const MAX: usize = 1000;
-    if note.len() > MAX {
-        let mut end = MAX - 3;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push_str("...");
-    }
-    note
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,9 +224,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn notes_are_cut_to_the_events_api_limit() {
-        let note = truncate_note("é".repeat(800));
-        assert!(note.len() <= 1000 && note.ends_with("..."));
-    }
 }

@@ -11,6 +11,7 @@ mod apply;
 pub mod claims;
 mod cleanup;
 mod context;
+mod events;
 mod finalizer;
 mod janitor;
 mod reconcile;

@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::apply::{self, Namespaced, Outcome};
 use super::context::Context;
@@ -23,6 +23,7 @@ use crate::api::HostRouter;
 use crate::api::gloo::{self, Verdict};
 use crate::error::{Error, Result, is_missing_resource_type};
 use crate::render::Rendered;
+use crate::render::naming::APPLIED_HASH_ANNOTATION;
 
 /// What writing the objects found.
 pub struct Written {
@@ -236,22 +237,41 @@ async fn converge_reporting<K>(
 where
     K: Resource + Clone + Debug + serde::Serialize + DeserializeOwned,
 {
+    // What we applied last time, per the object's own stamp: when it equals what we apply now,
+    // a difference was made by someone else.
+    let stamped = |o: &K| o.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
+    let drifted = p
+        .current
+        .as_deref()
+        .is_some_and(|c| stamped(c).is_some() && stamped(c) == stamped(p.desired));
     let outcome = apply::converge(&p.api, &ctx.metrics, p.kind, p.desired, p.current).await?;
-    if let Some(verb) = outcome.verb() {
-        let object = format!(
-            "{}/{}",
-            p.desired.namespace().unwrap_or_default(),
-            p.desired.name_any()
-        );
-        info!(router = %ObjectRef::from_obj(router), kind = p.kind, %object, "{verb}");
-        ctx.event(
-            router,
-            EventType::Normal,
-            verb,
-            "Apply",
-            format!("{verb} {} {object}", p.kind),
-        )
-        .await;
+    let object = format!(
+        "{}/{}",
+        p.desired.namespace().unwrap_or_default(),
+        p.desired.name_any()
+    );
+    let router_ref = ObjectRef::from_obj(router);
+    // Events for what is news: an object created, or someone else's change reverted; not the
+    // routine update that follows a change of the router or of the Services it routes.
+    let event = match &outcome {
+        Outcome::Created(_) => Some((EventType::Normal, "Created", format!("Created {} {object}", p.kind))),
+        Outcome::Updated(_) if drifted => Some((
+            EventType::Warning,
+            "DriftReverted",
+            format!("Reverted a change made outside HostRouter to {} {object}", p.kind),
+        )),
+        Outcome::Updated(_) => None,
+        Outcome::Unchanged(_) => None,
+    };
+    match &event {
+        Some((_, reason, _)) => info!(router = %router_ref, kind = p.kind, %object, "{reason}"),
+        None if outcome.verb().is_some() => {
+            debug!(router = %router_ref, kind = p.kind, %object, "updated")
+        }
+        None => {}
+    }
+    if let Some((type_, reason, note)) = event {
+        ctx.event(router, type_, reason, "Apply", note).await;
     }
     Ok(match outcome {
         Outcome::Unchanged(k) => (k, false),

@@ -1,7 +1,9 @@
-//! Status that tells the truth: a Proxy namespace that does not exist yet is said plainly and
-//! its creation noticed at once; counts describe the Proxy that exists; a failed update of the
-//! Deployment does not claim the Deployment is missing; messages carry the API server's words,
-//! not debug dumps of its answer.
+//! Status and Events that tell the truth: a Proxy namespace that does not exist yet is said
+//! plainly and its creation noticed at once; counts describe the Proxy that exists; a failed
+//! update of the Deployment does not claim the Deployment is missing; messages carry the API
+//! server's words, not debug dumps of its answer. Events are published for routers of any
+//! name, for what is news (objects created, someone else's change reverted), not for the
+//! routine updates of a burst of Services.
 
 use std::time::Instant;
 
@@ -19,10 +21,16 @@ use serde_json::json;
 use crate::world::{CONVERGE, World};
 
 pub fn trials(suite: &Suite) -> Vec<Trial> {
-    vec![suite.trial(
-        "operator::status_tells_the_truth_about_what_exists",
-        |cx| async move { truthful_status(&cx).await },
-    )]
+    vec![
+        suite.trial(
+            "operator::status_tells_the_truth_about_what_exists",
+            |cx| async move { truthful_status(&cx).await },
+        ),
+        suite.trial(
+            "operator::events_say_what_matters_for_any_router_name",
+            |cx| async move { events_that_matter(&cx).await },
+        ),
+    ]
 }
 
 /// Fails when a condition message carries a debug dump of the API server's answer.
@@ -195,5 +203,52 @@ async fn unfreeze(w: &World, name: &str) -> Result<()> {
     Api::<ValidatingAdmissionPolicy>::all(w.client.clone())
         .delete(name, &DeleteParams::default())
         .await?;
+    Ok(())
+}
+
+async fn events_that_matter(cx: &TestContext) -> Result<()> {
+    use hostrouter_e2e::resources::{events, wait_event};
+    let w = World::new(cx, &[]).await?;
+    let ns = w.app.name();
+    // The longest name a HostRouter can have.
+    let name = format!("edge-{}", "x".repeat(248));
+    w.create_router(ns, &name, &w.proxy_name).await?;
+    w.wait_condition(ns, &name, "Programmed", "True", "Programmed")
+        .await?;
+    wait_event(&w.client, ns, &name, "Created", "Proxy").await?;
+
+    // A burst of Services: the Proxy is rewritten, and no Event says so.
+    for i in 0..20 {
+        crate::world::apply_service(&w.client, ns, &format!("burst-{i}"), &[("http", 80, "TCP")], None)
+            .await?;
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("{ns}-burst-{i}-80")).collect();
+    w.wait_domains("the burst of Services in the Proxy", w.expected_domains(&expected), CONVERGE)
+        .await?;
+    let updates = w.operator.writes_of("Proxy", "apply").await?;
+    let all = events(&w.client, ns, &name).await?;
+    let noise: Vec<_> = all.iter().filter(|(_, reason, _)| reason == "Updated").collect();
+    ensure!(
+        noise.is_empty(),
+        "routine Proxy updates ({updates} applies) made Events: {noise:?}"
+    );
+    eprintln!(
+        "{}: {updates} Proxy applies, {} Events in all: {:?}",
+        cx.name(),
+        all.len(),
+        all.iter().map(|(_, r, _)| r.as_str()).collect::<Vec<_>>()
+    );
+
+    // Someone else's change is reverted, and that is news.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(w.client.clone(), ns);
+    deployments
+        .patch(
+            &w.proxy_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "envoy", "image": "evil:1"}]}}}})),
+        )
+        .await?;
+    wait_event(&w.client, ns, &name, "DriftReverted", "Deployment").await?;
     Ok(())
 }
