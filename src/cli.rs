@@ -178,8 +178,13 @@ struct SettingsArgs {
 }
 
 impl SettingsArgs {
-    fn settings(&self) -> Settings {
-        Settings {
+    /// The settings, once `--router-selector` is known to be a label selector.
+    fn settings(&self) -> Result<Settings> {
+        if let Some(selector) = &self.router_selector {
+            crate::api::selector::check_selector_string(selector)
+                .map_err(|e| Error::Config(format!("--router-selector: {e}")))?;
+        }
+        Ok(Settings {
             gloo_namespace: self.gloo_namespace.clone(),
             xds_address: self
                 .gloo_xds_address
@@ -189,7 +194,7 @@ impl SettingsArgs {
             envoy_image: self.envoy_image.clone(),
             compress_proxy_above_bytes: self.compress_proxy_above_bytes,
             shard: self.router_selector.as_deref().map(naming::shard),
-        }
+        })
     }
 }
 
@@ -218,12 +223,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => crd_yaml().map(|yaml| print!("{yaml}")),
-        Command::Render(args) => offline::render_files(
-            &args.router,
-            args.cluster.as_deref(),
-            &args.settings.settings(),
-        )
-        .map(|out| print!("{out}")),
+        Command::Render(args) => args.settings.settings().and_then(|settings| {
+            offline::render_files(&args.router, args.cluster.as_deref(), &settings)
+                .map(|out| print!("{out}"))
+        }),
         Command::Run(args) => run(args),
     };
     match result {
@@ -289,7 +292,7 @@ async fn run_async(
     args: RunArgs,
     shutdown: Shared<impl Future<Output = ()> + Send + 'static>,
 ) -> Result<()> {
-    let settings = args.settings.settings();
+    let settings = args.settings.settings()?;
     info!(gloo_namespace = %settings.gloo_namespace, xds = %format!("{}:{}", settings.xds_address, settings.xds_port), version = env!("CARGO_PKG_VERSION"), "starting");
     let client = kube::Client::try_default()
         .await

@@ -1,6 +1,7 @@
 //! HostRouter: a Kubernetes operator that routes every Service of the selected namespaces by
 //! Host header through an Envoy edge proxy programmed by Gloo.
 
+pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod controller;

@@ -29,8 +29,25 @@ pub fn render_files(
             ),
         ));
     };
+    // What admission would refuse is refused here too, with the same rules.
+    crate::admission::validate(router_doc).map_err(|errors| {
+        parse_err(
+            router_path,
+            format!(
+                "the HostRouter would be rejected at admission:\n  {}",
+                errors.join("\n  ")
+            ),
+        )
+    })?;
     let router: HostRouter = serde_json::from_value(router_doc.clone())
         .map_err(|e| parse_err(router_path, e.to_string()))?;
+    if router.metadata.uid.is_none() {
+        eprintln!(
+            "note: {} has no metadata.uid, so the objects below carry no owner references and no {} label; the operator adds both. `kubectl get hostrouter <name> -o yaml` gives a manifest that renders exactly what the operator writes",
+            router_path.display(),
+            crate::render::naming::ROUTER_UID_LABEL
+        );
+    }
 
     let cluster = match cluster_path {
         Some(p) => cluster_objects(&read(p)?, p)?,

@@ -117,6 +117,80 @@ impl LabelSelectorOperator {
     }
 }
 
+/// Checks a label selector in its string form (`--router-selector`, `kubectl -l`): requirements
+/// separated by commas, each `key`, `!key`, `key=value`, `key==value`, `key!=value`,
+/// `key in (v1,v2)` or `key notin (v1,v2)`, with keys and values in Kubernetes' syntax.
+pub fn check_selector_string(selector: &str) -> Result<(), String> {
+    let key_re = regex::Regex::new(LABEL_KEY_PATTERN).map_err(|e| e.to_string())?;
+    let value_re = regex::Regex::new(LABEL_VALUE_PATTERN).map_err(|e| e.to_string())?;
+    let key_ok =
+        |k: &str| key_re.is_match(k) && k.len() <= 317 && k.find('/').is_none_or(|i| i <= 253);
+    let value_ok = |v: &str| v.len() <= 63 && value_re.is_match(v);
+    let bad = |what: String| Err(format!("{selector:?} is not a label selector: {what}"));
+    // Split on the commas that are not inside a set's parentheses.
+    let mut requirements = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                requirements.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            return bad("unbalanced parentheses".into());
+        }
+    }
+    if depth != 0 {
+        return bad("unbalanced parentheses".into());
+    }
+    requirements.push(&selector[start..]);
+    for req in requirements.iter().map(|r| r.trim()) {
+        if req.is_empty() {
+            return bad("an empty requirement".into());
+        }
+        let set = |op: &str| -> Option<(String, String)> {
+            let (key, rest) = req.split_once(&format!(" {op} "))?;
+            Some((key.trim().to_owned(), rest.trim().to_owned()))
+        };
+        if let Some((key, values)) = set("in").or_else(|| set("notin")) {
+            let Some(inner) = values.strip_prefix('(').and_then(|v| v.strip_suffix(')')) else {
+                return bad(format!("{req:?}: values must be in parentheses"));
+            };
+            if !key_ok(&key) {
+                return bad(format!("{key:?} is not a label key"));
+            }
+            for v in inner.split(',').map(str::trim) {
+                if !value_ok(v) {
+                    return bad(format!("{v:?} is not a label value"));
+                }
+            }
+            continue;
+        }
+        let (key, value) = if let Some((k, v)) = req.split_once("!=") {
+            (k, Some(v))
+        } else if let Some((k, v)) = req.split_once("==") {
+            (k, Some(v))
+        } else if let Some((k, v)) = req.split_once('=') {
+            (k, Some(v))
+        } else {
+            (req.strip_prefix('!').unwrap_or(req), None)
+        };
+        if !key_ok(key.trim()) {
+            return bad(format!("{:?} is not a label key", key.trim()));
+        }
+        if let Some(v) = value
+            && !value_ok(v.trim())
+        {
+            return bad(format!("{:?} is not a label value", v.trim()));
+        }
+    }
+    Ok(())
+}
+
 /// A compiled selector that treats missing labels as an empty label set.
 pub fn matches(selector: &Selector, labels: Option<&BTreeMap<String, String>>) -> bool {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
@@ -132,6 +206,29 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn selector_strings_are_checked() {
+        for good in [
+            "shard=a",
+            "shard==a,tier!=edge",
+            "hostrouter.io/shard in (a, b),!legacy",
+            "team notin (x),env",
+            "e2e.hostrouter.io/trial=t-1",
+        ] {
+            check_selector_string(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        assert!(check_selector_string("").is_err());
+        assert!(check_selector_string("=a").is_err());
+        assert!(check_selector_string("shard in a,b").is_err());
+        assert!(check_selector_string("shard in (a").is_err());
+        assert!(check_selector_string("bad key=a").is_err());
+        assert!(check_selector_string("shard=not a value").is_err());
+        assert!(check_selector_string("a,,b").is_err());
+        assert!(check_selector_string("shard in (a))").is_err());
+        // An empty value is a valid label value.
+        assert!(check_selector_string("shard=").is_ok());
     }
 
     #[test]

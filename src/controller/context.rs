@@ -12,8 +12,8 @@ use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
-use crate::api::HostRouter;
 use super::events::Events;
+use crate::api::HostRouter;
 use crate::metrics::Metrics;
 use crate::render::Settings;
 use crate::render::tls_secret::TlsSecret;
@@ -223,5 +223,4 @@ mod tests {
             "names coming back is no Warning"
         );
     }
-
 }

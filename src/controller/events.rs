@@ -63,9 +63,13 @@ impl Events {
         };
         let note = truncate_note(note);
         let key = Key {
-            regarding: router
-                .uid()
-                .unwrap_or_else(|| format!("{}/{}", router.namespace().unwrap_or_default(), router.name_any())),
+            regarding: router.uid().unwrap_or_else(|| {
+                format!(
+                    "{}/{}",
+                    router.namespace().unwrap_or_default(),
+                    router.name_any()
+                )
+            }),
             type_,
             reason: reason.to_owned(),
             note: note.clone(),
@@ -85,9 +89,13 @@ impl Events {
                     last_observed_time: MicroTime(now),
                 });
                 let patch = serde_json::json!({ "series": event.series });
-                api.patch(&event.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map(|_| event)
+                api.patch(
+                    &event.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map(|_| event)
             }
             None => {
                 let event = Event {
@@ -138,7 +146,9 @@ fn last_seen(e: &Event) -> Option<Timestamp> {
 pub fn event_name(regarding: &str, now: Timestamp) -> String {
     let suffix = format!("{:x}", now.as_nanosecond());
     let room = 253 - 1 - suffix.len();
-    let mut prefix = regarding.get(..room.min(regarding.len())).unwrap_or(regarding);
+    let mut prefix = regarding
+        .get(..room.min(regarding.len()))
+        .unwrap_or(regarding);
     prefix = prefix.trim_end_matches(['.', '-']);
     format!("{prefix}.{suffix}")
 }
@@ -162,7 +172,10 @@ mod tests {
     #[test]
     fn event_names_fit_whatever_the_routers_name() {
         let now = Timestamp::from_second(1_800_000_000).unwrap();
-        assert_eq!(event_name("edge", now), format!("edge.{:x}", now.as_nanosecond()));
+        assert_eq!(
+            event_name("edge", now),
+            format!("edge.{:x}", now.as_nanosecond())
+        );
         let long = format!("{}-x", "a".repeat(250));
         let name = event_name(&long, now);
         assert!(name.len() <= 253, "{} characters", name.len());

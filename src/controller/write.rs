@@ -254,11 +254,18 @@ where
     // Events for what is news: an object created, or someone else's change reverted; not the
     // routine update that follows a change of the router or of the Services it routes.
     let event = match &outcome {
-        Outcome::Created(_) => Some((EventType::Normal, "Created", format!("Created {} {object}", p.kind))),
+        Outcome::Created(_) => Some((
+            EventType::Normal,
+            "Created",
+            format!("Created {} {object}", p.kind),
+        )),
         Outcome::Updated(_) if drifted => Some((
             EventType::Warning,
             "DriftReverted",
-            format!("Reverted a change made outside HostRouter to {} {object}", p.kind),
+            format!(
+                "Reverted a change made outside HostRouter to {} {object}",
+                p.kind
+            ),
         )),
         Outcome::Updated(_) => None,
         Outcome::Unchanged(_) => None,

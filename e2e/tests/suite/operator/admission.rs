@@ -54,6 +54,12 @@ pub(super) async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
         "certificates": [{"secretName": "wildcard-apps"}, {"secretName": "shop.example.com"}],
         "redirectHttp": true,
     });
+    let offline = render(cx, &routed).await?;
+    ensure!(
+        offline.0,
+        "`hostrouter render` refused a valid router: {}",
+        offline.1
+    );
     let obj: DynamicObject = serde_json::from_value(routed)?;
     api.create(&params, &obj)
         .await
@@ -296,6 +302,14 @@ pub(super) async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
                 .as_object_mut()
                 .map(|s| s.remove("namespaceSelector"));
         }
+        // `hostrouter render` refuses it too, by the same rules, naming the same field.
+        let offline = render(cx, &manifest).await?;
+        if offline.0 || !expected.iter().all(|e| offline.1.contains(e)) {
+            failures.push(format!(
+                "{what}: `hostrouter render` should fail mentioning {expected:?}; exit ok: {}, stderr: {}",
+                offline.0, offline.1
+            ));
+        }
         let obj: DynamicObject = serde_json::from_value(manifest)?;
         match api.create(&params, &obj).await {
             Ok(_) => failures.push(format!("{what}: accepted")),
@@ -331,6 +345,24 @@ pub(super) async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
         "kubectl apply of port 0: {stderr}"
     );
     Ok(())
+}
+
+/// `hostrouter render -f <manifest>`: whether it succeeded, and its stderr.
+async fn render(cx: &TestContext, manifest: &Value) -> Result<(bool, String)> {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = cx.log_dir().join(format!("render-{n}.yaml"));
+    std::fs::write(&path, serde_yaml::to_string(manifest)?)?;
+    let out = hostrouter_e2e::cli::ToolCommand::new(tool(vars::HOSTROUTER_BIN)?)
+        .arg("render")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .await?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Scenario 8: the bootstrap passes the real Envoy's validation; the Proxy of a router that

@@ -219,15 +219,28 @@ async fn events_that_matter(cx: &TestContext) -> Result<()> {
 
     // A burst of Services: the Proxy is rewritten, and no Event says so.
     for i in 0..20 {
-        crate::world::apply_service(&w.client, ns, &format!("burst-{i}"), &[("http", 80, "TCP")], None)
-            .await?;
+        crate::world::apply_service(
+            &w.client,
+            ns,
+            &format!("burst-{i}"),
+            &[("http", 80, "TCP")],
+            None,
+        )
+        .await?;
     }
     let expected: Vec<String> = (0..20).map(|i| format!("{ns}-burst-{i}-80")).collect();
-    w.wait_domains("the burst of Services in the Proxy", w.expected_domains(&expected), CONVERGE)
-        .await?;
+    w.wait_domains(
+        "the burst of Services in the Proxy",
+        w.expected_domains(&expected),
+        CONVERGE,
+    )
+    .await?;
     let updates = w.operator.writes_of("Proxy", "apply").await?;
     let all = events(&w.client, ns, &name).await?;
-    let noise: Vec<_> = all.iter().filter(|(_, reason, _)| reason == "Updated").collect();
+    let noise: Vec<_> = all
+        .iter()
+        .filter(|(_, reason, _)| reason == "Updated")
+        .collect();
     ensure!(
         noise.is_empty(),
         "routine Proxy updates ({updates} applies) made Events: {noise:?}"
