@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod diff;
+pub mod enforce;
 pub mod error;
 pub mod leader;
 pub mod metrics;

@@ -47,6 +47,8 @@ pub enum WriteOp {
     Status,
     /// Adding or removing the HostRouter's finalizer.
     Finalizer,
+    /// Removing what someone else added to a generated object (a JSON patch).
+    Revert,
 }
 
 impl WriteOp {
@@ -56,6 +58,7 @@ impl WriteOp {
             Self::Delete => "delete",
             Self::Status => "status",
             Self::Finalizer => "finalizer",
+            Self::Revert => "revert",
         }
     }
 }

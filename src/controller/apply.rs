@@ -9,9 +9,11 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditi
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
 use crate::api::gloo;
 use crate::diff::is_subset;
+use crate::enforce;
 use crate::error::{Error, Result, is_missing_resource_type};
 use crate::metrics::{Metrics, WriteOp};
 use crate::render::naming::FIELD_MANAGER;
@@ -47,7 +49,12 @@ pub enum Outcome<K> {
     /// The object already matched; nothing was written.
     Unchanged(Arc<K>),
     Created(K),
-    Updated(K),
+    /// Written; `reverted` when additions made by someone else were removed first (see
+    /// [`crate::enforce`]).
+    Updated {
+        object: K,
+        reverted: bool,
+    },
 }
 
 impl<K> Outcome<K> {
@@ -55,7 +62,7 @@ impl<K> Outcome<K> {
     pub fn verb(&self) -> Option<&'static str> {
         match self {
             Self::Created(_) => Some("Created"),
-            Self::Updated(_) => Some("Updated"),
+            Self::Updated { .. } => Some("Updated"),
             Self::Unchanged(_) => None,
         }
     }
@@ -91,8 +98,10 @@ where
         })
 }
 
-/// Makes `desired` true through `api` with server-side apply, unless `current` (from
-/// [`current`], already checked to be ours) says it all already.
+/// Makes `desired` true through `api`, unless `current` (from [`current`], already checked to
+/// be ours) says it all already: first removes what someone else added where the operator owns
+/// the object (a JSON patch guarded by the resourceVersion), then applies with server-side
+/// apply if a field differs.
 pub async fn converge<K>(
     api: &Api<K>,
     metrics: &Metrics,
@@ -105,13 +114,47 @@ where
 {
     let name = desired.name_any();
     let namespace = desired.namespace().unwrap_or_default();
-    if let Some(current) = &current {
-        let desired_json =
-            serde_json::to_value(desired).map_err(|source| Error::Serialize { kind, source })?;
-        let current_json = serde_json::to_value(current.as_ref())
-            .map_err(|source| Error::Serialize { kind, source })?;
-        if is_subset(&desired_json, &current_json) {
-            return Ok(Outcome::Unchanged(current.clone()));
+    let serialize =
+        |o: &K| serde_json::to_value(o).map_err(|source| Error::Serialize { kind, source });
+    let mut reverted = false;
+    if let Some(mut now) = current.clone() {
+        let desired_json = serialize(desired)?;
+        let mut now_json = serialize(&now)?;
+        let fixes = enforce::fixes(kind, &desired_json, &now_json);
+        if !fixes.removals.is_empty() {
+            let mut ops = vec![json!({
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": now.resource_version(),
+            })];
+            ops.extend(
+                fixes
+                    .removals
+                    .iter()
+                    .map(|path| json!({"op": "remove", "path": path})),
+            );
+            let patch: json_patch::Patch = serde_json::from_value(json!(ops))
+                .map_err(|source| Error::Serialize { kind, source })?;
+            let patched = api
+                .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                .await
+                .map_err(|e| {
+                    Error::api("removing what others added to", kind, &namespace, &name, e)
+                })?;
+            metrics.write(kind, WriteOp::Revert);
+            reverted = true;
+            now_json = serialize(&patched)?;
+            now = Arc::new(patched);
+        }
+        if !fixes.reapply && is_subset(&desired_json, &now_json) {
+            return Ok(if reverted {
+                Outcome::Updated {
+                    object: now.as_ref().clone(),
+                    reverted,
+                }
+            } else {
+                Outcome::Unchanged(now)
+            });
         }
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -121,7 +164,10 @@ where
         .map_err(|e| Error::api("applying", kind, &namespace, &name, e))?;
     metrics.write(kind, WriteOp::Apply);
     Ok(if current.is_some() {
-        Outcome::Updated(written)
+        Outcome::Updated {
+            object: written,
+            reverted,
+        }
     } else {
         Outcome::Created(written)
     })

@@ -259,7 +259,7 @@ where
             "Created",
             format!("Created {} {object}", p.kind),
         )),
-        Outcome::Updated(_) if drifted => Some((
+        Outcome::Updated { reverted, .. } if drifted || *reverted => Some((
             EventType::Warning,
             "DriftReverted",
             format!(
@@ -267,7 +267,7 @@ where
                 p.kind
             ),
         )),
-        Outcome::Updated(_) => None,
+        Outcome::Updated { .. } => None,
         Outcome::Unchanged(_) => None,
     };
     match &event {
@@ -282,6 +282,6 @@ where
     }
     Ok(match outcome {
         Outcome::Unchanged(k) => (k, false),
-        Outcome::Created(k) | Outcome::Updated(k) => (Arc::new(k), true),
+        Outcome::Created(k) | Outcome::Updated { object: k, .. } => (Arc::new(k), true),
     })
 }

@@ -39,6 +39,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
             ownership::reverts_drift(&cx).await
         }),
         suite.trial(
+            "operator::reverts_additions_in_lists_maps_and_the_pod_spec",
+            |cx| async move { ownership::reverts_additions(&cx).await },
+        ),
+        suite.trial(
             "operator::deletion_removes_all_four_objects",
             |cx| async move { ownership::deletion_cleans_up(&cx).await },
         ),

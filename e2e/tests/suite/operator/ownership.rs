@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::GC_TIMEOUT;
 use crate::world::{CONVERGE, World};
@@ -89,6 +89,141 @@ pub(super) async fn reverts_drift(cx: &TestContext) -> Result<()> {
             other => Progress::pending(other.map(|s| s.metadata.deletion_timestamp)),
         })
     })
+    .await?;
+    Ok(())
+}
+
+/// Issue 12's hostile additions, each of which server-side apply alone leaves in place: a
+/// catch-all virtual host and a whole listener in the Proxy, a Service selector that matches
+/// nothing and an extra port, a sidecar, a hostPath volume and `hostNetwork` in the Envoy
+/// Deployment, a key in the bootstrap ConfigMap. All are undone on the next reconcile, and
+/// again after a restart of the operator; each undoing is a `DriftReverted` Warning.
+pub(super) async fn reverts_additions(cx: &TestContext) -> Result<()> {
+    let mut w = World::new(cx, &[]).await?;
+    let ns = w.app.name().to_owned();
+    w.create_router(&ns, "edge", &w.proxy_name).await?;
+    w.wait_condition(&ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    let proxies = proxy_api(&w.client, w.gloo.name());
+    let rendered_spec = proxies.get(&w.proxy_name).await?.data["spec"].clone();
+    let svcs: Api<Service> = Api::namespaced(w.client.clone(), &ns);
+    let deps: Api<Deployment> = Api::namespaced(w.client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &ns);
+    let cm_name = format!("{}-envoy-bootstrap", w.proxy_name);
+    let rendered_selector = svcs.get(&w.proxy_name).await?.spec.and_then(|s| s.selector);
+
+    // Every hostile change, as someone else's writes.
+    let attack = |w: &World| {
+        let (proxies, svcs, deps, cms) = (proxies.clone(), svcs.clone(), deps.clone(), cms.clone());
+        let (proxy_name, cm_name) = (w.proxy_name.clone(), cm_name.clone());
+        async move {
+            let json_patch =
+                |ops: Value| -> Result<Patch<()>> { Ok(Patch::Json(serde_json::from_value(ops)?)) };
+            let catch_all = json!({"name": "evil", "domains": ["*"], "routes": [{"matchers": [{"prefix": "/"}],
+                "routeAction": {"single": {"kube": {"ref": {"name": "kubernetes", "namespace": "default"}, "port": 443}}}}]});
+            proxies
+                .patch(&proxy_name, &PatchParams::default(), &json_patch(json!([
+                    {"op": "add", "path": "/spec/listeners/0/httpListener/virtualHosts/-", "value": catch_all},
+                    {"op": "add", "path": "/spec/listeners/-", "value": {"name": "evil", "bindAddress": "::", "bindPort": 9999, "httpListener": {"virtualHosts": []}}},
+                ]))?)
+                .await?;
+            svcs.patch(
+                &proxy_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {
+                    "selector": {"nothing": "matches"},
+                }})),
+            )
+            .await?;
+            svcs.patch(
+                &proxy_name,
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"spec": {
+                    "ports": [{"name": "ssh", "port": 22, "targetPort": 22}],
+                }})),
+            )
+            .await?;
+            deps.patch(
+                &proxy_name,
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"spec": {"template": {"spec": {
+                    "hostNetwork": true,
+                    "containers": [{"name": "sidecar", "image": "example.com/sidecar:1"}],
+                    "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+                }}}})),
+            )
+            .await?;
+            cms.patch(
+                &cm_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"extra.yaml": "x"}})),
+            )
+            .await?;
+            anyhow::Ok(())
+        }
+    };
+    let undone = || async {
+        let proxy = proxies.get(&w.proxy_name).await?;
+        let svc = svcs.get(&w.proxy_name).await?;
+        let dep = deps.get(&w.proxy_name).await?;
+        let cm = cms.get(&cm_name).await?;
+        let pod = dep.spec.template.spec.clone().unwrap_or_default();
+        let containers: Vec<String> = pod.containers.iter().map(|c| c.name.clone()).collect();
+        let volumes: Vec<String> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.clone())
+            .collect();
+        let ports: Vec<String> = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.name)
+            .collect();
+        let keys: Vec<String> = cm.data.unwrap_or_default().into_keys().collect();
+        let state = json!({
+            "proxy spec as rendered": proxy.data["spec"] == rendered_spec,
+            "selector": svc.spec.as_ref().and_then(|s| s.selector.clone()),
+            "ports": ports,
+            "containers": containers,
+            "volumes": volumes,
+            "hostNetwork": pod.host_network,
+            "bootstrap keys": keys,
+        });
+        let ok = proxy.data["spec"] == rendered_spec
+            && svc.spec.as_ref().and_then(|s| s.selector.clone()) == rendered_selector
+            && ports == ["http"]
+            && containers == ["envoy"]
+            && volumes == ["bootstrap"]
+            && !pod.host_network.unwrap_or(false)
+            && keys == ["envoy.yaml"];
+        anyhow::Ok(if ok {
+            Progress::Done(())
+        } else {
+            Progress::pending(state)
+        })
+    };
+
+    attack(&w).await?;
+    wait_until("every hostile addition to be undone", CONVERGE, undone).await?;
+    let reverts = w.operator.writes_of("Deployment", "revert").await?;
+    ensure!(reverts >= 1.0, "no revert counted: {reverts}");
+    wait_event(&w.client, &ns, "edge", "DriftReverted", "Deployment").await?;
+    w.wait_condition(&ns, "edge", "Programmed", "True", "Programmed")
+        .await?;
+
+    // While the operator is down, the same again: undone when it is back.
+    w.operator.stop().await?;
+    attack(&w).await?;
+    w.operator.resume(cx).await?;
+    wait_until(
+        "the additions made while the operator was down to be undone",
+        CONVERGE,
+        undone,
+    )
     .await?;
     Ok(())
 }
