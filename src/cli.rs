@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::leader::{self, Elector};
 use crate::metrics::Metrics;
 use crate::offline;
-use crate::render::{GLOO_VERSION, Settings, naming};
+use crate::render::{GLOO_VERSION, Settings, Tenancy, naming};
 use crate::server::{self, Health, Role};
 
 #[derive(Parser, Debug)]
@@ -170,6 +170,22 @@ struct SettingsArgs {
     #[arg(long, env = "HOSTROUTER_COMPRESS_PROXY_ABOVE_BYTES", default_value_t = 256 * 1024)]
     compress_proxy_above_bytes: usize,
 
+    /// Namespaces whose HostRouters may publish every namespace their selector matches (a
+    /// platform team's), comma-separated. Routers elsewhere publish only their own namespace and
+    /// namespaces labelled `hostrouter.io/expose=true`.
+    #[arg(long, env = "HOSTROUTER_TRUSTED_NAMESPACES", value_delimiter = ',')]
+    trusted_namespaces: Vec<String>,
+
+    /// Namespaces no HostRouter publishes unless they are labelled `hostrouter.io/expose=true`,
+    /// comma-separated. The operator's own namespace ($POD_NAMESPACE) is always added.
+    #[arg(
+        long,
+        env = "HOSTROUTER_PROTECTED_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system,kube-public,kube-node-lease"
+    )]
+    protected_namespaces: Vec<String>,
+
     /// Manage only the HostRouters matching this label selector (e.g. `shard=a`), to split
     /// routers between operator instances. Routers that compete for a proxy name must be
     /// managed by the same instance. Default: every HostRouter.
@@ -194,6 +210,21 @@ impl SettingsArgs {
             envoy_image: self.envoy_image.clone(),
             compress_proxy_above_bytes: self.compress_proxy_above_bytes,
             shard: self.router_selector.as_deref().map(naming::shard),
+            tenancy: Tenancy {
+                trusted_namespaces: self
+                    .trusted_namespaces
+                    .iter()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                protected_namespaces: self
+                    .protected_namespaces
+                    .iter()
+                    .map(|n| n.trim().to_owned())
+                    .chain(std::env::var("POD_NAMESPACE").ok())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+            },
         })
     }
 }

@@ -382,9 +382,18 @@ pub struct HostRouterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_ref: Option<ProxyRef>,
 
-    /// Number of namespaces the namespace selector matches.
+    /// Number of namespaces the namespace selector matches whose Services this router
+    /// publishes.
     #[serde(default)]
     pub namespaces: i32,
+
+    /// Number of namespaces the namespace selector matches whose Services this router may not
+    /// publish: a router publishes its own namespace and those labelled
+    /// `hostrouter.io/expose=true`, unless it lives in a namespace the operator trusts, and
+    /// never a protected namespace (the system's, the operator's) without that label. A
+    /// `NamespaceWithoutConsent` Warning Event names them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub namespaces_without_consent: i32,
 
     /// Number of Services that contribute at least one virtual host.
     #[serde(default)]
@@ -412,6 +421,10 @@ pub struct ProxyRef {
     pub namespace: String,
     /// Name of the Proxy.
     pub name: String,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 impl HostRouterSpec {

@@ -79,6 +79,7 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
         envoy: EnvoyState::Missing,
         proxy_ref,
         namespaces: 0,
+        namespaces_without_consent: 0,
         services: 0,
         virtual_hosts: 0,
         dropped_hosts: 0,
@@ -110,6 +111,7 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
     };
     let findings = &rendered.findings;
     facts.namespaces = findings.namespaces;
+    facts.namespaces_without_consent = findings.namespaces_without_consent.len();
     facts.services = findings.services;
     facts.virtual_hosts = rendered.virtual_hosts();
     facts.dropped_hosts = findings.dropped.len();
@@ -122,7 +124,7 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
             redirect: tls.redirect_http,
         }),
     };
-    report::report_dropped(router, ctx, &findings.dropped).await;
+    report::report_dropped(router, ctx, findings).await;
 
     let written = write::write_objects(router, ctx, &rendered).await;
     // A Secret of another type is not watched (the watch sees kubernetes.io/tls Secrets only):

@@ -16,7 +16,7 @@ use crate::api::{HostRouter, HostRouterStatus};
 use crate::error::{Error, Result};
 use crate::metrics::WriteOp;
 use crate::render::naming::FIELD_MANAGER;
-use crate::render::routes::Dropped;
+use crate::render::routes::Findings;
 
 /// Writes the status computed from `facts`, only when it differs from the current one, and
 /// emits an Event for each condition that changed status.
@@ -80,18 +80,28 @@ async fn announce_transitions(
     }
 }
 
+/// The Event reason for namespaces a router selects but may not publish.
+pub const NAMESPACE_WITHOUT_CONSENT: &str = "NamespaceWithoutConsent";
+
 /// Emits one Warning per kind of problem whose set of names left out changed since the last
 /// report (not on every reconcile): `DuplicateHost`, `InvalidHostname`, `HostnameNotAllowed`,
-/// `PortNotFound`.
-pub async fn report_dropped(router: &HostRouter, ctx: &Context, dropped: &[Dropped]) {
-    let lines: BTreeSet<(&'static str, String)> = dropped
+/// `PortNotFound`, `NamespaceWithoutConsent`.
+pub async fn report_dropped(router: &HostRouter, ctx: &Context, findings: &Findings) {
+    let lines: BTreeSet<(&'static str, String)> = findings
+        .dropped
         .iter()
         .map(|d| (d.reason.event_reason(), d.to_string()))
+        .chain(
+            findings
+                .namespaces_without_consent
+                .iter()
+                .map(|n| (NAMESPACE_WITHOUT_CONSENT, n.clone())),
+        )
         .collect();
-    let known = router
-        .status
-        .as_ref()
-        .map_or(0, |s| usize::try_from(s.dropped_hosts).unwrap_or(0));
+    let known = router.status.as_ref().map_or(0, |s| {
+        usize::try_from(s.dropped_hosts).unwrap_or(0)
+            + usize::try_from(s.namespaces_without_consent).unwrap_or(0)
+    });
     let key = ObjectRef::from_obj(router);
     let Some(changed) = ctx.dropped_changed(&key, &lines, known) else {
         return;
@@ -105,17 +115,24 @@ pub async fn report_dropped(router: &HostRouter, ctx: &Context, dropped: &[Dropp
         if list.is_empty() {
             continue;
         }
-        let what = match reason {
-            "DuplicateHost" => "left out because an older Service already has the name",
-            "InvalidHostname" => {
-                "left out because the generated name is not a valid hostname or path"
+        let (n, list) = (list.len(), list.join(", "));
+        let note = match reason {
+            "DuplicateHost" => {
+                format!("{n} names left out because an older Service already has the name: {list}")
             }
-            "HostnameNotAllowed" => {
-                "refused because they are not under the router's spec.hosts.allowedSuffixes"
-            }
-            _ => "not routed because the hostrouter.io/port annotation names no TCP port",
+            "InvalidHostname" => format!(
+                "{n} names left out because the generated name is not a valid hostname or path: {list}"
+            ),
+            "HostnameNotAllowed" => format!(
+                "{n} names refused because they are not under the router's spec.hosts.allowedSuffixes: {list}"
+            ),
+            NAMESPACE_WITHOUT_CONSENT => format!(
+                "{n} namespaces match spec.namespaceSelector but are not published: a router publishes its own namespace and those labelled hostrouter.io/expose=true (a router in a trusted namespace publishes any but the protected ones): {list}"
+            ),
+            _ => format!(
+                "{n} Services are not routed because their hostrouter.io/port annotation names no TCP port: {list}"
+            ),
         };
-        let note = format!("{} names {what}: {}", list.len(), list.join(", "));
         ctx.event(router, EventType::Warning, reason, "Render", note)
             .await;
     }

@@ -10,12 +10,20 @@ use kube::runtime::reflector::ObjectRef;
 use super::claims::overlaps;
 use crate::api::HostRouter;
 use crate::api::selector;
-use crate::render::Settings;
 use crate::render::naming::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROUTER_ANNOTATION};
+use crate::render::routes::select::publishes;
+use crate::render::{Settings, Tenancy};
 
 type Labels = BTreeMap<String, String>;
 
-fn selects(router: &HostRouter, labels: Option<&Labels>) -> bool {
+/// Whether `router` routes the Services of the namespace `namespace` with `labels`: its
+/// selector matches, and the tenancy rule lets it publish the namespace.
+fn routes(
+    router: &HostRouter,
+    namespace: &str,
+    labels: Option<&Labels>,
+    tenancy: &Tenancy,
+) -> bool {
     // A selector the API server accepted but that does not compile is reported by the render;
     // such a router is reconciled on its own events only.
     router
@@ -23,33 +31,53 @@ fn selects(router: &HostRouter, labels: Option<&Labels>) -> bool {
         .namespace_selector
         .compile()
         .is_ok_and(|s| selector::matches(&s, labels))
+        && publishes(
+            router.metadata.namespace.as_deref().unwrap_or_default(),
+            namespace,
+            labels,
+            tenancy,
+        )
 }
 
-/// Routers whose namespace selector matches a namespace with `labels`: those a Service in that
-/// namespace can contribute to.
+/// Routers that route the namespace `namespace` with `labels`: those a Service in it can
+/// contribute to.
 pub fn routers_selecting(
     routers: &[Arc<HostRouter>],
+    namespace: &str,
     labels: Option<&Labels>,
+    tenancy: &Tenancy,
 ) -> Vec<ObjectRef<HostRouter>> {
     routers
         .iter()
-        .filter(|r| selects(r, labels))
+        .filter(|r| routes(r, namespace, labels, tenancy))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
 
-/// Routers whose selection changed when a namespace's labels went from `old` to `new` (`None`
-/// for a namespace that did not exist, or no longer does).
+/// A namespace's labels before and after a change (`None`: it did not exist, or no longer
+/// does).
+pub struct NamespaceChange<'a> {
+    pub name: &'a str,
+    pub old: Option<&'a Labels>,
+    pub new: Option<&'a Labels>,
+    pub existed: bool,
+    pub exists: bool,
+}
+
+/// Routers whose routing of a namespace changed with `change`: their selector's verdict, or
+/// the namespace's consent, differs.
 pub fn namespace_changed(
     routers: &[Arc<HostRouter>],
-    old: Option<&Labels>,
-    new: Option<&Labels>,
-    existed: bool,
-    exists: bool,
+    change: &NamespaceChange<'_>,
+    tenancy: &Tenancy,
 ) -> Vec<ObjectRef<HostRouter>> {
+    let c = change;
     routers
         .iter()
-        .filter(|r| (existed && selects(r, old)) != (exists && selects(r, new)))
+        .filter(|r| {
+            (c.existed && routes(r, c.name, c.old, tenancy))
+                != (c.exists && routes(r, c.name, c.new, tenancy))
+        })
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
@@ -158,6 +186,28 @@ mod tests {
         v
     }
 
+    /// The test routers live in namespace "a"; "a" trusts itself, as a platform team's would.
+    fn trusting() -> Tenancy {
+        let mut t = Tenancy::default();
+        t.trusted_namespaces.insert("a".into());
+        t
+    }
+
+    fn change<'a>(
+        old: Option<&'a Labels>,
+        new: Option<&'a Labels>,
+        existed: bool,
+        exists: bool,
+    ) -> NamespaceChange<'a> {
+        NamespaceChange {
+            name: "ns",
+            old,
+            new,
+            existed,
+            exists,
+        }
+    }
+
     fn routers() -> Vec<Arc<HostRouter>> {
         let routed = router("a", "routed", "p1");
         let mut all = router("a", "all", "p2");
@@ -170,38 +220,83 @@ mod tests {
     #[test]
     fn a_service_event_reaches_routers_selecting_its_namespace() {
         let rs = routers();
+        let t = trusting();
         assert_eq!(
-            names(routers_selecting(&rs, Some(&labels(&[("routed", "yes")])))),
+            names(routers_selecting(
+                &rs,
+                "ns",
+                Some(&labels(&[("routed", "yes")])),
+                &t
+            )),
             ["all", "routed"]
         );
         assert_eq!(
-            names(routers_selecting(&rs, Some(&labels(&[("team", "x")])))),
+            names(routers_selecting(
+                &rs,
+                "ns",
+                Some(&labels(&[("team", "x")])),
+                &t
+            )),
             ["all", "team"]
         );
-        assert_eq!(names(routers_selecting(&rs, None)), ["all"]);
+        assert_eq!(names(routers_selecting(&rs, "ns", None, &t)), ["all"]);
+        // Without trust, another namespace is routed only when it consents.
+        let untrusted = Tenancy::default();
+        assert!(routers_selecting(&rs, "ns", None, &untrusted).is_empty());
+        let consenting = labels(&[("hostrouter.io/expose", "true")]);
+        assert_eq!(
+            names(routers_selecting(&rs, "ns", Some(&consenting), &untrusted)),
+            ["all"]
+        );
     }
 
     #[test]
     fn a_relabel_reaches_only_routers_whose_selection_changed() {
         let rs = routers();
+        let t = trusting();
         let old = labels(&[("routed", "yes")]);
         let new = labels(&[("team", "x")]);
         assert_eq!(
-            names(namespace_changed(&rs, Some(&old), Some(&new), true, true)),
+            names(namespace_changed(
+                &rs,
+                &change(Some(&old), Some(&new), true, true),
+                &t
+            )),
             ["routed", "team"]
         );
         // An unrelated label change affects nobody.
         let same = labels(&[("routed", "yes"), ("colour", "blue")]);
-        assert!(namespace_changed(&rs, Some(&old), Some(&same), true, true).is_empty());
+        assert!(
+            namespace_changed(&rs, &change(Some(&old), Some(&same), true, true), &t).is_empty()
+        );
         // A deleted namespace affects every router that selected it.
         assert_eq!(
-            names(namespace_changed(&rs, Some(&old), None, true, false)),
+            names(namespace_changed(
+                &rs,
+                &change(Some(&old), None, true, false),
+                &t
+            )),
             ["all", "routed"]
         );
         // A new namespace affects every router that selects it.
         assert_eq!(
-            names(namespace_changed(&rs, None, Some(&new), false, true)),
+            names(namespace_changed(
+                &rs,
+                &change(None, Some(&new), false, true),
+                &t
+            )),
             ["all", "team"]
+        );
+        // Consent given: the routers that select the namespace, untrusted as they are.
+        let untrusted = Tenancy::default();
+        let consenting = labels(&[("routed", "yes"), ("hostrouter.io/expose", "true")]);
+        assert_eq!(
+            names(namespace_changed(
+                &rs,
+                &change(Some(&old), Some(&consenting), true, true),
+                &untrusted
+            )),
+            ["all", "routed"]
         );
     }
 

@@ -125,29 +125,26 @@ fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> J
             } else {
                 prev.insert(name.clone(), new.clone());
             }
-            match (change, old) {
-                (Change::Listed, _) => Vec::new(),
-                (Change::Deleted, old) => {
-                    let mut affected = triggers::namespace_changed(
-                        routers,
-                        old.flatten().as_ref(),
-                        None,
-                        true,
-                        false,
-                    );
-                    affected.extend(triggers::routers_writing_to(routers, &name, &settings));
-                    affected
-                }
-                (Change::Applied, None) => {
-                    let mut affected =
-                        triggers::namespace_changed(routers, None, new.as_ref(), false, true);
-                    affected.extend(triggers::routers_writing_to(routers, &name, &settings));
-                    affected
-                }
-                (Change::Applied, Some(old)) => {
-                    triggers::namespace_changed(routers, old.as_ref(), new.as_ref(), true, true)
-                }
+            let tenancy = &settings.tenancy;
+            let labels_were = old.clone().flatten();
+            let (existed, exists) = match (change, &old) {
+                (Change::Listed, _) => return Vec::new(),
+                (Change::Deleted, _) => (true, false),
+                (Change::Applied, None) => (false, true),
+                (Change::Applied, Some(_)) => (true, true),
+            };
+            let c = triggers::NamespaceChange {
+                name: &name,
+                old: labels_were.as_ref(),
+                new: if exists { new.as_ref() } else { None },
+                existed,
+                exists,
+            };
+            let mut affected = triggers::namespace_changed(routers, &c, tenancy);
+            if existed != exists {
+                affected.extend(triggers::routers_writing_to(routers, &name, &settings));
             }
+            affected
         },
     )
 }
@@ -156,6 +153,7 @@ fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> J
 /// Services the operator writes reach their owner.
 fn services(ctx: &Arc<Context>, writer: Writer<Service>, queue: &Queue) -> JoinHandle<()> {
     let namespaces = ctx.stores.namespaces.clone();
+    let tenancy = ctx.settings.tenancy.clone();
     let stream = mirrored(Api::<Service>::all(ctx.client.clone()), all(), writer);
     spawn_triggers(
         "Service",
@@ -166,10 +164,13 @@ fn services(ctx: &Arc<Context>, writer: Writer<Service>, queue: &Queue) -> JoinH
             if triggers::is_managed(svc) {
                 return triggers::owner(svc).into_iter().collect();
             }
-            let ns = namespaces.get(&ObjectRef::new(&svc.namespace().unwrap_or_default()));
+            let name = svc.namespace().unwrap_or_default();
+            let ns = namespaces.get(&ObjectRef::new(&name));
             triggers::routers_selecting(
                 routers,
+                &name,
                 ns.as_ref().and_then(|n| n.metadata.labels.as_ref()),
+                &tenancy,
             )
         },
     )

@@ -54,6 +54,32 @@ pub struct Settings {
     /// Value of the [`naming::SHARD_LABEL`] on the Proxies this operator instance writes (see
     /// [`naming::shard`]); `None` for an instance that manages every HostRouter.
     pub shard: Option<String>,
+    /// Which namespaces a router may publish.
+    pub tenancy: Tenancy,
+}
+
+/// Which namespaces a router may publish, whatever its namespace selector says (see
+/// [`routes::select::publishes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenancy {
+    /// Routers in these namespaces (a platform team's) may publish every namespace their
+    /// selector matches, but the protected ones.
+    pub trusted_namespaces: std::collections::BTreeSet<String>,
+    /// Published only when they consent themselves, by any router: the system's namespaces and
+    /// the operator's own.
+    pub protected_namespaces: std::collections::BTreeSet<String>,
+}
+
+/// The namespaces Kubernetes itself uses, protected by default.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        Self {
+            trusted_namespaces: Default::default(),
+            protected_namespaces: SYSTEM_NAMESPACES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 }
 
 /// Gloo release whose Proxy API and Envoy image HostRouter is built and tested against.
@@ -68,6 +94,7 @@ impl Default for Settings {
             envoy_image: format!("quay.io/solo-io/gloo-envoy-wrapper:{GLOO_VERSION}"),
             compress_proxy_above_bytes: 256 * 1024,
             shard: None,
+            tenancy: Tenancy::default(),
         }
     }
 }
@@ -191,6 +218,7 @@ pub fn render(
         &routes::Input {
             router_namespace: namespace,
             spec,
+            tenancy: &settings.tenancy,
             namespace_selector: &namespace_selector,
             service_selector: service_selector.as_ref(),
             host_template: &host_template,

@@ -17,6 +17,8 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const ROUTER_UID_LABEL: &str = "hostrouter.io/router-uid";
 /// `<namespace>/<name>` of the owning HostRouter, on the Proxy (which has no owner reference).
 pub const ROUTER_ANNOTATION: &str = "hostrouter.io/router";
+/// A namespace labelled with this set to "true" consents to being published by any router.
+pub const EXPOSE_LABEL: &str = "hostrouter.io/expose";
 /// A Service with this annotation set to "true" gets no virtual host.
 pub const EXCLUDE_ANNOTATION: &str = "hostrouter.io/exclude";
 /// The port (number or name) a Service is reached on when a template names no port.

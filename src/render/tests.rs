@@ -11,8 +11,13 @@ fn router(destination: Destination) -> HostRouter {
     r
 }
 
+/// A namespace; a routed one is selected by the test router and consents to being published.
 fn namespace(name: &str, routed: bool) -> Namespace {
-    let labels: &[(&str, &str)] = if routed { &[("routed", "yes")] } else { &[] };
+    let labels: &[(&str, &str)] = if routed {
+        &[("routed", "yes"), (naming::EXPOSE_LABEL, "true")]
+    } else {
+        &[]
+    };
     crate::testing::namespace(name, labels)
 }
 

@@ -13,6 +13,9 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+/// The label by which a namespace consents to being published by routers of other namespaces.
+pub const EXPOSE_LABEL: &str = "hostrouter.io/expose";
+
 /// How long the operator may take to converge after start.
 pub const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -38,8 +41,9 @@ impl World {
     pub async fn new(cx: &TestContext, extra_args: &[&str]) -> Result<Self> {
         let shard = hostrouter_e2e::namespace::unique_name("t");
         let routed = ("e2e.hostrouter.io/routed", shard.as_str());
+        // The router lives in `app`; `shop` consents to being published by it.
         let app = cx.namespace([routed]).await?;
-        let shop = cx.namespace([routed]).await?;
+        let shop = cx.namespace([routed, (EXPOSE_LABEL, "true")]).await?;
         let other = cx.namespace([]).await?;
         let gloo = cx.namespace([]).await?;
         let client = cx.client();

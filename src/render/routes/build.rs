@@ -18,13 +18,14 @@ use super::{
 };
 use crate::api::HostRouterSpec;
 use crate::render::naming::HOSTNAMES_ANNOTATION;
-use crate::render::{ClusterView, RenderError};
+use crate::render::{ClusterView, RenderError, Tenancy};
 
 /// What `build` needs besides the cluster view: the router's spec, its namespace, and its
 /// selectors and templates, compiled.
 pub struct Input<'a> {
     pub router_namespace: &'a str,
     pub spec: &'a HostRouterSpec,
+    pub tenancy: &'a Tenancy,
     pub namespace_selector: &'a Selector,
     pub service_selector: Option<&'a Selector>,
     pub host_template: &'a Template,
@@ -37,8 +38,13 @@ pub fn build(
     view: &ClusterView<'_>,
 ) -> Result<(RouteTable, Findings), RenderError> {
     let spec = input.spec;
-    let (services, namespaces) =
-        select::services(input.namespace_selector, input.service_selector, view);
+    let namespaces = select::namespaces(
+        input.namespace_selector,
+        input.router_namespace,
+        input.tenancy,
+        view,
+    );
+    let services = select::services(&namespaces.published, input.service_selector, view);
 
     let mut names = Names::default();
     if let Some(host) = spec.paths.as_ref().and_then(|p| p.host.as_deref()) {
@@ -123,7 +129,12 @@ pub fn build(
 
     dropped.sort_by(|a, b| (&a.name, &a.source).cmp(&(&b.name, &b.source)));
     let findings = Findings {
-        namespaces,
+        namespaces: namespaces.published.len(),
+        namespaces_without_consent: namespaces
+            .without_consent
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
         services: routed_services,
         dropped,
         certificate_problems,

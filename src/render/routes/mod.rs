@@ -117,8 +117,11 @@ impl std::fmt::Display for Backend {
 /// What `build` found on the way: counts for the status, and what it left out and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
-    /// Namespaces the namespace selector matched.
+    /// Namespaces the namespace selector matched that the router may publish.
     pub namespaces: usize,
+    /// Namespaces the selector matched that the router may not publish (the tenancy rule,
+    /// `select::publishes`), sorted.
+    pub namespaces_without_consent: Vec<String>,
     /// Services that are reachable through at least one virtual host or path.
     pub services: usize,
     /// Names and Services left out, sorted.

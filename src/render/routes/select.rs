@@ -7,10 +7,33 @@ use k8s_openapi::jiff::Timestamp;
 use kube::core::Selector;
 
 use crate::api::selector;
-use crate::render::ClusterView;
 use crate::render::naming::{
-    EXCLUDE_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PORT_ANNOTATION,
+    EXCLUDE_ANNOTATION, EXPOSE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PORT_ANNOTATION,
 };
+use crate::render::{ClusterView, Tenancy};
+
+/// The tenancy rule: whether a router in `router_namespace` may publish the Services of the
+/// namespace `namespace` (with `labels`), whatever its selector says. Its own namespace, yes
+/// (unless protected); a namespace that consents (label `hostrouter.io/expose: "true"`), yes;
+/// any other namespace only for a router in a trusted namespace, and a protected namespace
+/// (the system's, the operator's) never without its consent.
+pub fn publishes(
+    router_namespace: &str,
+    namespace: &str,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    tenancy: &Tenancy,
+) -> bool {
+    let consents = labels
+        .and_then(|l| l.get(EXPOSE_LABEL))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if consents {
+        return true;
+    }
+    if tenancy.protected_namespaces.contains(namespace) {
+        return false;
+    }
+    namespace == router_namespace || tenancy.trusted_namespaces.contains(router_namespace)
+}
 
 /// A routed Service.
 #[derive(Clone, Debug)]
@@ -20,20 +43,48 @@ pub struct Selected<'a> {
     pub service: &'a Service,
 }
 
-/// The routed Services of the selected namespaces, oldest first (then namespace and name), so
-/// that an older Service always keeps a name a newer one asks for; and how many namespaces
-/// were selected.
-pub fn services<'a>(
+/// The namespaces a router selects, split by the tenancy rule ([`publishes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespaces<'a> {
+    /// Selected and published.
+    pub published: BTreeSet<&'a str>,
+    /// Selected, but not the router's to publish: sorted.
+    pub without_consent: Vec<&'a str>,
+}
+
+/// The namespaces `namespace_selector` matches, split by the tenancy rule.
+pub fn namespaces<'a>(
     namespace_selector: &Selector,
+    router_namespace: &str,
+    tenancy: &Tenancy,
+    view: &ClusterView<'a>,
+) -> Namespaces<'a> {
+    let mut out = Namespaces::default();
+    for ns in &view.namespaces {
+        let labels = ns.metadata.labels.as_ref();
+        let Some(name) = ns.metadata.name.as_deref() else {
+            continue;
+        };
+        if !selector::matches(namespace_selector, labels) {
+            continue;
+        }
+        if publishes(router_namespace, name, labels, tenancy) {
+            out.published.insert(name);
+        } else {
+            out.without_consent.push(name);
+        }
+    }
+    out.without_consent.sort_unstable();
+    out
+}
+
+/// The routed Services of the `selected` namespaces, oldest first (then namespace and name),
+/// so that an older Service always keeps a name a newer one asks for.
+pub fn services<'a>(
+    selected: &BTreeSet<&str>,
     service_selector: Option<&Selector>,
     view: &ClusterView<'a>,
-) -> (Vec<Selected<'a>>, usize) {
-    let selected: BTreeSet<&str> = view
-        .namespaces
-        .iter()
-        .filter(|ns| selector::matches(namespace_selector, ns.metadata.labels.as_ref()))
-        .filter_map(|ns| ns.metadata.name.as_deref())
-        .collect();
+) -> Vec<Selected<'a>> {
     let mut services: Vec<(Option<Timestamp>, Selected<'a>)> = view
         .services
         .iter()
@@ -56,10 +107,7 @@ pub fn services<'a>(
     services.sort_by(|(ta, a), (tb, b)| {
         (ta.is_none(), ta, a.namespace, a.name).cmp(&(tb.is_none(), tb, b.namespace, b.name))
     });
-    (
-        services.into_iter().map(|(_, s)| s).collect(),
-        selected.len(),
-    )
+    services.into_iter().map(|(_, s)| s).collect()
 }
 
 /// Services that get routes: not ExternalName, not excluded by annotation, not an Envoy
@@ -187,9 +235,51 @@ mod tests {
             services: services.iter().collect(),
             ..Default::default()
         };
-        let (selected, count) = super::services(&team(), None, &view);
+        let ns = super::namespaces(&team(), "one", &Tenancy::default(), &view);
+        assert_eq!(ns.published, ["one"].into());
+        let selected = super::services(&ns.published, None, &view);
         assert_eq!(names(&selected), ["one/old", "one/young"]);
-        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn a_router_publishes_its_own_namespace_and_those_that_consent() {
+        let all = LabelSelector::default().compile().unwrap();
+        let namespaces = [
+            ns("tenant", &[]),
+            ns("neighbour", &[]),
+            ns("shop", &[(EXPOSE_LABEL, "true")]),
+            ns("kube-system", &[]),
+            ns("hostrouter-system", &[]),
+            ns("kube-public", &[(EXPOSE_LABEL, "true")]),
+        ];
+        let view = ClusterView {
+            namespaces: namespaces.iter().collect(),
+            ..Default::default()
+        };
+        let mut tenancy = Tenancy::default();
+        tenancy
+            .protected_namespaces
+            .insert("hostrouter-system".into());
+        let tenant = super::namespaces(&all, "tenant", &tenancy, &view);
+        assert_eq!(tenant.published, ["kube-public", "shop", "tenant"].into());
+        assert_eq!(
+            tenant.without_consent,
+            ["hostrouter-system", "kube-system", "neighbour"]
+        );
+        // A platform team's router: everything but the protected namespaces.
+        tenancy.trusted_namespaces.insert("edge".into());
+        let platform = super::namespaces(&all, "edge", &tenancy, &view);
+        assert_eq!(
+            platform.published,
+            ["kube-public", "neighbour", "shop", "tenant"].into()
+        );
+        assert_eq!(
+            platform.without_consent,
+            ["hostrouter-system", "kube-system"]
+        );
+        // A router in a protected namespace does not publish even its own without consent.
+        let system = super::namespaces(&all, "kube-system", &tenancy, &view);
+        assert!(!system.published.contains("kube-system"));
     }
 
     #[test]
@@ -214,7 +304,8 @@ mod tests {
             services: services.iter().collect(),
             ..Default::default()
         };
-        let (all, _) = super::services(&team(), None, &view);
+        let one: BTreeSet<&str> = ["one"].into();
+        let all = super::services(&one, None, &view);
         assert_eq!(names(&all), ["one/keep", "one/private"]);
         let not_private = LabelSelector {
             match_expressions: vec![crate::api::selector::LabelSelectorRequirement {
@@ -226,7 +317,7 @@ mod tests {
         }
         .compile()
         .unwrap();
-        let (some, _) = super::services(&team(), Some(&not_private), &view);
+        let some = super::services(&one, Some(&not_private), &view);
         assert_eq!(names(&some), ["one/keep"]);
     }
 

@@ -26,6 +26,13 @@ fn annotated(mut svc: Service, key: &str, value: &str) -> Service {
     svc
 }
 
+/// The tests' routers live in "edge" and publish "shop" and "pets": a platform team's.
+fn trusting_edge() -> crate::render::Tenancy {
+    let mut t = crate::render::Tenancy::default();
+    t.trusted_namespaces.insert("edge".into());
+    t
+}
+
 fn router() -> HostRouter {
     crate::testing::router("edge", "apps", "apps")
 }
@@ -96,6 +103,7 @@ fn run(
         &Input {
             router_namespace: "edge",
             spec,
+            tenancy: &trusting_edge(),
             namespace_selector: &selector,
             service_selector: None,
             host_template: &host_template,

@@ -62,7 +62,11 @@ impl Lab {
         let client = cx.client();
         let shard = unique_name("g");
         let app = cx
-            .namespace([("e2e.hostrouter.io/routed", shard.as_str())])
+            // Consents to being published by the router, which lives in `edge`.
+            .namespace([
+                ("e2e.hostrouter.io/routed", shard.as_str()),
+                (crate::world::EXPOSE_LABEL, "true"),
+            ])
             .await?;
         // Gloo's namespace: Settings, the gloo Service, the Proxy, the HostRouter and its
         // ConfigMap/Deployment/Service, and (with discovery) the Upstreams.

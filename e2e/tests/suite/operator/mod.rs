@@ -7,13 +7,15 @@
 //! - [`ownership`]: drift, deletion, conflicts, foreign objects, orphans;
 //! - [`admission`]: what admission refuses, and what Envoy and Gloo accept;
 //! - [`lifecycle`]: restarts and late arrivals;
-//! - [`status`]: status that tells the truth.
+//! - [`status`]: status and Events that tell the truth;
+//! - [`tenancy`]: which namespaces a router may publish.
 
 mod admission;
 mod lifecycle;
 mod ownership;
 mod routing;
 mod status;
+mod tenancy;
 
 use std::time::Duration;
 
@@ -85,5 +87,6 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
     ]
     .into_iter()
     .chain(status::trials(suite))
+    .chain(tenancy::trials(suite))
     .collect()
 }

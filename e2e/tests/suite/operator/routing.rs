@@ -297,7 +297,8 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
     eprintln!("service deleted -> Proxy updated in {t:?}");
 
     let (k, v) = w.select_label();
-    let relabel = json!({"metadata": {"labels": {k: v}}});
+    // Selected, and consenting to a router of another namespace.
+    let relabel = json!({"metadata": {"labels": {k: v, crate::world::EXPOSE_LABEL: "true"}}});
     let namespaces: Api<Namespace> = Api::all(w.client.clone());
     namespaces
         .patch(
@@ -380,7 +381,7 @@ pub(super) async fn duplicate_domains(cx: &TestContext) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(w.client.clone());
     let (k, v) = w.select_label();
     let twin_ns: Namespace = serde_json::from_value(
-        json!({"metadata": {"name": twin, "labels": {k: v, "hostrouter-e2e": "true"}}}),
+        json!({"metadata": {"name": twin, "labels": {k: v, crate::world::EXPOSE_LABEL: "true", "hostrouter-e2e": "true"}}}),
     )?;
     namespaces.create(&PostParams::default(), &twin_ns).await?;
     let result = async {
