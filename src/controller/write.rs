@@ -108,14 +108,21 @@ pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> 
             // removes it with the router.
             finalizer::ensure(router, ctx).await?;
             let (written, changed) = converge_reporting(router, ctx, proxy).await?;
-            ProxyWrite::Written(if changed {
-                Verdict::Pending
-            } else {
-                gloo::verdict(&written, &r.proxy_ref.namespace)
-            })
+            ProxyWrite::Written(verdict_after(&written, changed, &r.proxy_ref.namespace))
         }
     };
     Ok(out)
+}
+
+/// Gloo's verdict on the Proxy as it now is. Right after a write the status the object carries
+/// is Gloo's verdict on the previous spec, so the verdict is `Pending` until Gloo writes anew
+/// (its status write is a Proxy event, which reconciles the router again).
+fn verdict_after(proxy: &DynamicObject, written: bool, gloo_namespace: &str) -> Verdict {
+    if written {
+        Verdict::Pending
+    } else {
+        gloo::verdict(proxy, gloo_namespace)
+    }
 }
 
 /// The Envoy Deployment as observed (`Missing` when there is none).
@@ -284,4 +291,23 @@ where
         Outcome::Unchanged(k) => (k, false),
         Outcome::Created(k) | Outcome::Updated { object: k, .. } => (Arc::new(k), true),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gloos_verdict_on_an_older_spec_is_not_taken_for_the_current_one() {
+        let mut proxy = DynamicObject::new("edge", &gloo::proxy_resource());
+        proxy.data = serde_json::json!({
+            "spec": {},
+            "status": {"statuses": {"gloo-system": {"state": 2, "reason": "old spec was bad"}}},
+        });
+        assert_eq!(verdict_after(&proxy, true, "gloo-system"), Verdict::Pending);
+        assert_eq!(
+            verdict_after(&proxy, false, "gloo-system"),
+            Verdict::Rejected("old spec was bad".into())
+        );
+    }
 }
