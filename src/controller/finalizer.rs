@@ -15,20 +15,28 @@ use crate::render::naming::FINALIZER;
 /// Adds the finalizer unless the router has it. Guarded by the resourceVersion: when the cache
 /// is stale (the finalizer may already be there) the patch fails and the retry sees the truth.
 pub async fn ensure(router: &HostRouter, ctx: &Context) -> Result<()> {
-    let finalizers = router.finalizers();
+    match add_patch(router.finalizers(), router.resource_version()) {
+        Some(patch) => patch_router(router, ctx, patch).await,
+        None => Ok(()),
+    }
+}
+
+/// The JSON patch that adds the finalizer to a router whose finalizers and resourceVersion are
+/// those seen; `None` when it is there already. Always guarded by the resourceVersion: a router
+/// seen from a stale cache may already have it.
+fn add_patch(finalizers: &[String], resource_version: Option<String>) -> Option<serde_json::Value> {
     if finalizers.iter().any(|f| f == FINALIZER) {
-        return Ok(());
+        return None;
     }
     let add = if finalizers.is_empty() {
         json!({ "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] })
     } else {
         json!({ "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER })
     };
-    let patch = json!([
-        { "op": "test", "path": "/metadata/resourceVersion", "value": router.resource_version() },
+    Some(json!([
+        { "op": "test", "path": "/metadata/resourceVersion", "value": resource_version },
         add
-    ]);
-    patch_router(router, ctx, patch).await
+    ]))
 }
 
 /// Removes the finalizer, if it is still where the router had it.
@@ -70,5 +78,25 @@ async fn patch_router(router: &HostRouter, ctx: &Context, patch: serde_json::Val
             &name,
             e,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_finalizer_is_added_only_to_the_version_seen() {
+        let others = vec!["example.com/keep".to_owned()];
+        for finalizers in [vec![], others] {
+            let patch = add_patch(&finalizers, Some("41".into())).unwrap();
+            assert_eq!(
+                patch[0],
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "41"}),
+                "with finalizers {finalizers:?}"
+            );
+            assert_eq!(patch[1]["op"], "add");
+        }
+        assert_eq!(add_patch(&[FINALIZER.to_owned()], Some("41".into())), None);
     }
 }

@@ -9,7 +9,6 @@
 //! instance, so it is deleted only after the API server confirms that no HostRouter of that
 //! name exists.
 
-use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +21,9 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::apply;
-use super::claims::{age_order, is_live};
+use super::claims::is_live;
 use super::context::Context;
+use super::ownership;
 use super::triggers::{annotated_router, is_managed};
 use crate::api::HostRouter;
 use crate::api::hostrouter::ProxyRef;
@@ -69,18 +69,8 @@ pub fn plan(
         .iter()
         .map(|r| (ObjectRef::from_obj(r.as_ref()), r.as_ref()))
         .collect();
-    // Per Proxy, the router that would win it (the oldest live claimant, as in `claims`).
-    let mut claimants: HashMap<ProxyRef, &HostRouter> = HashMap::new();
-    for r in routers.iter().filter(|r| is_live(r)) {
-        claimants
-            .entry(render::proxy_ref(r, settings))
-            .and_modify(|c| {
-                if age_order(r, c) == Ordering::Less {
-                    *c = r;
-                }
-            })
-            .or_insert(r);
-    }
+    // Per Proxy name, the router that wins it: the one answer `ownership` gives everywhere.
+    let claimants = ownership::owners(routers, settings);
     let mut out = Vec::new();
     for proxy in proxies.iter().filter(|p| ours(p.as_ref())) {
         // Without the annotation the Proxy cannot be tied to a router: leave it.
@@ -324,6 +314,26 @@ mod tests {
         let expected = Some(Decision::Reconcile(ObjectRef::new("old").within("shop")));
         assert_eq!(decide(&[young.clone(), old.clone()]), expected);
         assert_eq!(decide(&[old, young]), expected);
+    }
+
+    #[test]
+    fn a_claimant_that_loses_its_claim_does_not_keep_an_orphan_alive() {
+        // `shop/edge` wants gloo-system/edge, but loses its claim to the older `shop/first`,
+        // which uses the same proxy name with another proxy namespace. The orphan is nobody's.
+        let born = |mut r: HostRouter, second: i64, uid: &str| {
+            r.metadata.creation_timestamp = Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(second).unwrap(),
+            ));
+            with_uid(r, uid)
+        };
+        let mut first = router("shop", "first", "edge");
+        first.spec.proxy_namespace = Some("gloo-2".into());
+        let loser = born(router("shop", "edge", "edge"), 200, "u8");
+        let owner = ObjectRef::new("edge").within("apps");
+        assert_eq!(
+            decide(&[born(first, 100, "u7"), loser]),
+            Some(Decision::DeleteIfRouterGone(owner))
+        );
     }
 
     #[test]

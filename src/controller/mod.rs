@@ -14,6 +14,7 @@ mod context;
 mod events;
 mod finalizer;
 mod janitor;
+mod ownership;
 mod reconcile;
 mod report;
 pub mod status;

@@ -17,6 +17,7 @@ use tracing::{debug, info};
 use super::apply::{self, Namespaced, Outcome};
 use super::context::Context;
 use super::finalizer;
+use super::ownership::{self, MayWrite};
 use super::status::EnvoyState;
 use super::triggers::{annotated_router, is_managed};
 use crate::api::HostRouter;
@@ -82,14 +83,15 @@ pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> 
     } else {
         Err(ProxyWrite::NamespaceMissing)
     };
+    let proxy_conflict = match proxy.as_ref().ok().and_then(|p| p.current.as_deref()) {
+        Some(current) => proxy_conflict(router, ctx, current).await?,
+        None => None,
+    };
     let conflicts = [
         cm.conflict(|o| owned_by_me(o.owner_references())),
         svc.conflict(|o| owned_by_me(o.owner_references())),
         dep.conflict(|o| owned_by_me(o.owner_references())),
-        proxy
-            .as_ref()
-            .ok()
-            .and_then(|p| p.conflict(|o| proxy_is_ours(router, ctx, o))),
+        proxy_conflict,
     ];
     if let Some(conflict) = conflicts.into_iter().flatten().next() {
         out.conflict = Some(conflict);
@@ -199,16 +201,44 @@ async fn plan_proxy<'a>(
     }
 }
 
-/// Whether this router may overwrite the Proxy: written by HostRouter for this router, or for
-/// a router that no longer exists (adopted), or without a router annotation.
-fn proxy_is_ours(router: &HostRouter, ctx: &Context, p: &DynamicObject) -> bool {
+/// Why this router may not write over the existing Proxy `p` (see [`ownership::may_write`]),
+/// or `None` when it may.
+async fn proxy_conflict(
+    router: &HostRouter,
+    ctx: &Context,
+    p: &DynamicObject,
+) -> Result<Option<String>> {
     let me = ObjectRef::from_obj(router);
-    is_managed(p)
-        && match annotated_router(p) {
-            Some(owner) if owner == me => true,
-            Some(owner) => ctx.stores.routers.get(&owner).is_none(),
-            None => true,
-        }
+    let in_cache = |r: &ObjectRef<HostRouter>| ctx.stores.routers.get(r).is_some();
+    let at = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+    let held_by = |owner: &ObjectRef<HostRouter>| {
+        format!(
+            "Proxy {at} is written by HostRouter {}/{}, which still exists (managed by another operator instance, or still releasing it); rename spec.proxyName or remove that router",
+            owner.namespace.as_deref().unwrap_or_default(),
+            owner.name
+        )
+    };
+    Ok(
+        match ownership::may_write(p, &me, in_cache, ctx.settings.shard.as_deref()) {
+            MayWrite::Yes | MayWrite::Adopt => None,
+            MayWrite::No => Some(match annotated_router(p).filter(|_| is_managed(p)) {
+                Some(owner) => held_by(&owner),
+                None => format!(
+                    "Proxy {at} already exists and was not created by HostRouter; rename spec.proxyName or remove the Proxy"
+                ),
+            }),
+            MayWrite::IfGone(owner) => {
+                let ns = owner.namespace.clone().unwrap_or_default();
+                let api: Api<HostRouter> = Api::namespaced(ctx.client.clone(), &ns);
+                let exists = api
+                    .get_metadata_opt(&owner.name)
+                    .await
+                    .map_err(|e| Error::api("reading", "HostRouter", &ns, &owner.name, e))?
+                    .is_some();
+                exists.then(|| held_by(&owner))
+            }
+        },
+    )
 }
 
 impl<K: Resource> Planned<'_, K> {

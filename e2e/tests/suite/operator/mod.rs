@@ -69,6 +69,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
             |cx| async move { routing::duplicate_domains(&cx).await },
         ),
         suite.trial(
+            "operator::a_shard_never_takes_another_shards_proxy",
+            |cx| async move { ownership::shards_do_not_steal(&cx).await },
+        ),
+        suite.trial(
             "operator::foreign_object_with_our_name_is_left_alone",
             |cx| async move { ownership::foreign_object(&cx).await },
         ),

@@ -10,7 +10,7 @@ use hostrouter_e2e::{Progress, TestContext, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::GC_TIMEOUT;
@@ -394,6 +394,7 @@ pub(super) async fn foreign_object(cx: &TestContext) -> Result<()> {
             .is_none(),
         "no Proxy may be written while the names conflict"
     );
+    nothing_written_around(&w, ns).await?;
     wait_event(&w.client, ns, "edge", "ProxyNameConflict", "Deployment").await?;
 
     deps.delete(&w.proxy_name, &DeleteParams::default()).await?;
@@ -404,6 +405,110 @@ pub(super) async fn foreign_object(cx: &TestContext) -> Result<()> {
     for kind in ["ConfigMap", "Service", "Deployment", "Proxy"] {
         wait_event(&w.client, ns, "edge", "Created", kind).await?;
     }
+
+    // The same with somebody else's ConfigMap under the bootstrap's name: no Deployment may
+    // mount it, and no Service or Proxy may be written beside it.
+    let ns = w.shop.name();
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), ns);
+    let cm_name = format!("{}-2-envoy-bootstrap", w.proxy_name);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": cm_name, "namespace": ns}, "data": {"envoy.yaml": "theirs"}}))?,
+    )
+    .await?;
+    w.create_router(ns, "second", &format!("{}-2", w.proxy_name))
+        .await?;
+    w.wait_condition(ns, "second", "Accepted", "False", "ProxyNameConflict")
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deps: Api<Deployment> = Api::namespaced(w.client.clone(), ns);
+    let svcs: Api<Service> = Api::namespaced(w.client.clone(), ns);
+    let second = format!("{}-2", w.proxy_name);
+    ensure!(
+        deps.get_opt(&second).await?.is_none() && svcs.get_opt(&second).await?.is_none(),
+        "a Deployment or Service was written beside somebody else's ConfigMap"
+    );
+    ensure!(
+        proxy_api(&w.client, w.gloo.name())
+            .get_opt(&second)
+            .await?
+            .is_none(),
+        "a Proxy was written beside somebody else's ConfigMap"
+    );
+    Ok(())
+}
+
+/// While the router conflicts, none of the other generated names holds an object it wrote.
+async fn nothing_written_around(w: &World, ns: &str) -> Result<()> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), ns);
+    let svcs: Api<Service> = Api::namespaced(w.client.clone(), ns);
+    let cm = cms
+        .get_opt(&format!("{}-envoy-bootstrap", w.proxy_name))
+        .await?;
+    let svc = svcs.get_opt(&w.proxy_name).await?;
+    ensure!(
+        cm.is_none() && svc.is_none(),
+        "objects were written around the conflicting Deployment: ConfigMap {}, Service {}",
+        cm.is_some(),
+        svc.is_some()
+    );
+    Ok(())
+}
+
+/// Two operator instances (shards) whose routers want the same Proxy: the second never takes
+/// the first's Proxy while the first router exists (it asks the API server, since it cannot
+/// see that router), reports the conflict, and takes over once the first router is gone.
+pub(super) async fn shards_do_not_steal(cx: &TestContext) -> Result<()> {
+    let w = World::new(cx, &[]).await?;
+    let app = w.app.name();
+    w.create_router(app, "edge", &w.proxy_name).await?;
+    w.wait_condition(app, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    let proxies = proxy_api(&w.client, w.gloo.name());
+    let before = proxies.get(&w.proxy_name).await?;
+
+    let other_shard = format!("{}-b", w.shard);
+    let gloo = w.gloo.name().to_owned();
+    let _other = Operator::start(cx, &other_shard, &["--gloo-namespace", &gloo]).await?;
+    let shop = w.shop.name();
+    let mut manifest = w.router_manifest(shop, "edge", &w.proxy_name);
+    manifest["metadata"]["labels"] = json!({TRIAL_LABEL: other_shard});
+    let obj: DynamicObject = serde_json::from_value(manifest)?;
+    routers(&w.client, shop)
+        .create(&PostParams::default(), &obj)
+        .await?;
+    w.wait_condition(shop, "edge", "Accepted", "False", "ProxyNameConflict")
+        .await?;
+    let (_, _, message) = w.condition(shop, "edge", "Accepted").await?;
+    ensure!(
+        message.contains(&format!("HostRouter {app}/edge")),
+        "message: {message}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = proxies.get(&w.proxy_name).await?;
+    ensure!(
+        after.metadata.resource_version == before.metadata.resource_version,
+        "the other shard wrote the Proxy of a router it cannot see: {:?}",
+        after.metadata.annotations
+    );
+
+    // The first router goes (its finalizer removes the Proxy): the second takes over.
+    routers(&w.client, app)
+        .delete("edge", &DeleteParams::default())
+        .await?;
+    w.wait_condition(shop, "edge", "Programmed", "True", "Programmed")
+        .await?;
+    let taken = proxies.get(&w.proxy_name).await?;
+    ensure!(
+        taken
+            .annotations()
+            .get("hostrouter.io/router")
+            .map(String::as_str)
+            == Some(format!("{shop}/edge").as_str()),
+        "the Proxy's router after the hand-over: {:?}",
+        taken.metadata.annotations
+    );
     Ok(())
 }
 
