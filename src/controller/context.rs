@@ -1,6 +1,6 @@
 //! What every reconcile shares: the client, the watch caches, settings, metrics and events.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -153,6 +153,17 @@ impl Context {
     pub fn backoff_reset(&self, router: &ObjectRef<HostRouter>) {
         if let Ok(mut f) = self.failures.lock() {
             f.remove(router);
+        }
+    }
+
+    /// Drops what is remembered about routers that are no longer there (say, deleted while the
+    /// watch was down): after a listing, only `present` are kept.
+    pub fn forget_all_but(&self, present: &HashSet<ObjectRef<HostRouter>>) {
+        if let Ok(mut seen) = self.reported_dropped.lock() {
+            seen.retain(|k, _| present.contains(k));
+        }
+        if let Ok(mut f) = self.failures.lock() {
+            f.retain(|k, _| present.contains(k));
         }
     }
 

@@ -189,10 +189,16 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
     if facts.verdict.is_none() {
         facts.virtual_hosts = 0;
     }
-    report::write_status(router, ctx, &facts).await?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(action),
+    let reported = report::write_status(router, ctx, &facts).await;
+    match (failure, reported) {
+        // The write's failure is the one to retry and to see; the status could not tell it.
+        (Some(e), Err(status_error)) => {
+            warn!(router = %ObjectRef::from_obj(router), error = %status_error, "could not report the failure in status either");
+            Err(e)
+        }
+        (Some(e), Ok(())) => Err(e),
+        (None, Err(status_error)) => Err(status_error),
+        (None, Ok(())) => Ok(action),
     }
 }
 

@@ -107,8 +107,16 @@ fn managed() -> watcher::Config {
 /// Namespaces: a relabel reaches the routers whose selection it changes; a namespace that
 /// appears or goes reaches the routers whose Proxy goes there.
 fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> JoinHandle<()> {
-    let previous_labels: Mutex<BTreeMap<String, Labels>> = Mutex::default();
-    let stream = mirrored(Api::<Namespace>::all(ctx.client.clone()), all(), writer);
+    // The labels each namespace had, to tell which routers a relabel affects. A (re)listing
+    // starts it afresh, so namespaces deleted while the watch was down are forgotten.
+    let previous_labels: Arc<Mutex<BTreeMap<String, Labels>>> = Arc::default();
+    let forget = previous_labels.clone();
+    let stream =
+        mirrored(Api::<Namespace>::all(ctx.client.clone()), all(), writer).inspect(move |event| {
+            if matches!(event, Ok(Event::Init)) {
+                forget.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+        });
     let settings = ctx.settings.clone();
     spawn_triggers(
         "Namespace",
@@ -270,8 +278,21 @@ fn router_stream(
             let (router, deleted) = match event {
                 Event::Apply(r) | Event::InitApply(r) => (r, false),
                 Event::Delete(r) => (r, true),
-                // Routers deleted while the watch was down are not seen as deletions.
+                // Routers deleted while the watch was down are not seen as deletions: forget
+                // what is remembered about them, and look for their Proxies.
                 Event::InitDone => {
+                    let present = ctx
+                        .stores
+                        .routers
+                        .state()
+                        .iter()
+                        .map(|r| ObjectRef::from_obj(r.as_ref()))
+                        .collect();
+                    ctx.forget_all_but(&present);
+                    previous
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .retain(|k, _| present.contains(k));
                     janitor.notify_one();
                     return;
                 }
