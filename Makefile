@@ -96,7 +96,7 @@ TOOLCHAIN_FILES := $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(ETCD) $(GLOO) 
 	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(ENVOY) $(HELM) $(LAYER_KUBECTL) \
 	$(KUBERNETES_VALIDATE_STAMP)
 
-.PHONY: test fmt-check clippy unit chart-check e2e toolchain toolchain-regen crds golden bench \
+.PHONY: test fmt-check clippy unit chart-check e2e toolchain toolchain-regen crds golden fuzz bench \
 	env demo demo-down demo-status
 
 # --- Checks -------------------------------------------------------------------------
@@ -128,6 +128,13 @@ crds:
 # Rewrite the golden files (tests/golden/*/expected.yaml) from the current render; review the diff.
 golden:
 	UPDATE_GOLDEN=1 $(CARGO) test -p hostrouter --test golden
+
+# Property tests of the pure core over a million generated cases (200,000 per property, release
+# build); `make test` runs the same properties with 256 cases each.
+FUZZ_CASES ?= 200000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p hostrouter --test properties -- --nocapture
+	@echo "fuzz: 5 properties x $(FUZZ_CASES) cases"
 
 # Render time and memory at scale (prints numbers; asserts nothing).
 bench:

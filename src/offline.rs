@@ -168,12 +168,51 @@ fn cluster_objects(text: &str, path: &Path) -> Result<Cluster> {
             _ => {}
         }
     }
+    // A cluster holds one object per kind, namespace and name; a file with two would render
+    // by whichever came first.
+    let mut seen = std::collections::BTreeSet::new();
+    let identities = cluster
+        .namespaces
+        .iter()
+        .map(|n| ("Namespace", None, &n.metadata.name))
+        .chain(
+            cluster
+                .services
+                .iter()
+                .map(|s| ("Service", s.metadata.namespace.as_ref(), &s.metadata.name)),
+        )
+        .chain(
+            cluster
+                .tls_secrets
+                .iter()
+                .map(|s| ("Secret", s.metadata.namespace.as_ref(), &s.metadata.name)),
+        );
+    for (kind, namespace, name) in identities {
+        if !seen.insert((kind, namespace, name)) {
+            return Err(parse_err(
+                path,
+                format!(
+                    "two {kind}s named {}{}",
+                    namespace.map(|n| format!("{n}/")).unwrap_or_default(),
+                    name.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
     Ok(cluster)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_objects_of_one_name_are_an_error() {
+        let text = "{kind: Service, apiVersion: v1, metadata: {name: s, namespace: a}}\n---\n\
+                    {kind: Service, apiVersion: v1, metadata: {name: s, namespace: a}}\n";
+        let e = cluster_objects(text, Path::new("x")).err().unwrap();
+        assert!(e.to_string().contains("two Services named a/s"), "{e}");
+    }
 
     #[test]
     fn lists_and_streams_are_flattened_and_other_kinds_ignored() {

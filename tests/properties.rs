@@ -1,0 +1,445 @@
+//! Properties of the pure core, over generated input: arbitrary names, labels, ports, protocols,
+//! annotations, selectors, templates and timestamps. Render never panics, its output does not
+//! depend on the order of its input, every generated object name and hostname is valid, and no
+//! listener has a duplicate domain; selectors, names, claims and status keep their promises.
+//!
+//! `make test` runs each property `PROPTEST_CASES` times (proptest's default, 256); `make fuzz`
+//! runs them over a million cases in all (see the Makefile).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hostrouter::api::HostRouter;
+use hostrouter::api::hostrouter::ProxyRef;
+use hostrouter::api::routing::{CertificateRef, HostsSpec, PathsSpec, TlsSpec};
+use hostrouter::api::selector::{LabelSelector, LabelSelectorOperator, LabelSelectorRequirement};
+use hostrouter::controller::claims::{self, Claim};
+use hostrouter::controller::status::{self, Acceptance, EnvoyState, Facts, Programming};
+use hostrouter::render::routes::names::hostname_problem;
+use hostrouter::render::tls_secret::{TlsSecret, TlsSecretState};
+use hostrouter::render::{ClusterView, Settings, naming, render};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use proptest::prelude::*;
+use proptest::sample::select;
+
+/// DNS labels, short and at the 63-character limit, sharing prefixes so that names collide.
+fn label() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-c]{1,3}(-[a-c]{1,2})?",
+        1 => "[a-z][a-z0-9-]{60}[a-z0-9]",
+    ]
+}
+
+fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+    prop::collection::btree_map(
+        select(vec!["team", "routed", "hostrouter.io/expose", "tier"]).prop_map(str::to_owned),
+        select(vec!["a", "b", "true", ""]).prop_map(str::to_owned),
+        0..3,
+    )
+}
+
+fn namespace() -> impl Strategy<Value = Namespace> {
+    (label(), labels()).prop_map(|(name, labels)| Namespace {
+        metadata: ObjectMeta {
+            name: Some(name),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+fn port() -> impl Strategy<Value = ServicePort> {
+    (
+        prop_oneof![Just(80), Just(8080), Just(443), 1..70000i32, -5..5i32],
+        prop::option::of(select(vec![
+            "http", "https", "admin", "grpc", "https-x", "",
+        ])),
+        prop::option::of(select(vec!["TCP", "UDP", "SCTP"])),
+        prop::option::of(select(vec!["https", "http", "h2c"])),
+    )
+        .prop_map(|(port, name, protocol, app)| ServicePort {
+            port,
+            name: name.map(str::to_owned),
+            protocol: protocol.map(str::to_owned),
+            app_protocol: app.map(str::to_owned),
+            ..Default::default()
+        })
+}
+
+fn service(namespaces: Vec<String>) -> impl Strategy<Value = Service> {
+    (
+        select(namespaces),
+        label(),
+        prop::collection::vec(port(), 0..4),
+        prop::option::of(0..5i64),
+        prop::option::of(select(vec![
+            "shop.example.com",
+            "a.example.com, b.example.com,a.example.com",
+            "*.x.example.com",
+            "*.example.com",
+            "login.example.org",
+            "Bad_Name",
+            "",
+        ])),
+        prop::option::of(select(vec!["http", "80", "9999", "admin"])),
+        prop::option::of(select(vec!["ExternalName", "ClusterIP"])),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(ns, name, ports, created, hostnames, primary, type_, excluded)| {
+                let mut annotations = BTreeMap::new();
+                if let Some(h) = hostnames {
+                    annotations.insert(naming::HOSTNAMES_ANNOTATION.to_owned(), h.to_owned());
+                }
+                if let Some(p) = primary {
+                    annotations.insert(naming::PORT_ANNOTATION.to_owned(), p.to_owned());
+                }
+                if excluded {
+                    annotations.insert(naming::EXCLUDE_ANNOTATION.to_owned(), "true".to_owned());
+                }
+                Service {
+                    metadata: ObjectMeta {
+                        name: Some(name),
+                        namespace: Some(ns),
+                        // Few distinct timestamps: ties decided by namespace and name.
+                        creation_timestamp: created
+                            .map(|s| Time(Timestamp::from_second(1_700_000_000 + s).unwrap())),
+                        annotations: Some(annotations),
+                        ..Default::default()
+                    },
+                    spec: Some(ServiceSpec {
+                        ports: Some(ports),
+                        type_: type_.map(str::to_owned),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+            },
+        )
+}
+
+fn selector() -> impl Strategy<Value = LabelSelector> {
+    (
+        prop::collection::btree_map(
+            select(vec!["team", "routed", "tier"]).prop_map(str::to_owned),
+            select(vec!["a", "b", ""]).prop_map(str::to_owned),
+            0..2,
+        ),
+        prop::collection::vec(
+            (
+                select(vec!["team", "tier", "routed"]),
+                select(vec![
+                    LabelSelectorOperator::In,
+                    LabelSelectorOperator::NotIn,
+                    LabelSelectorOperator::Exists,
+                    LabelSelectorOperator::DoesNotExist,
+                ]),
+                prop::collection::vec(select(vec!["a", "b"]).prop_map(str::to_owned), 1..3),
+            )
+                .prop_map(|(key, operator, values)| LabelSelectorRequirement {
+                    key: key.to_owned(),
+                    values: match operator {
+                        LabelSelectorOperator::In | LabelSelectorOperator::NotIn => values,
+                        _ => Vec::new(),
+                    },
+                    operator,
+                }),
+            0..2,
+        ),
+    )
+        .prop_map(|(match_labels, match_expressions)| LabelSelector {
+            match_labels,
+            match_expressions,
+        })
+}
+
+fn router(namespaces: Vec<String>) -> impl Strategy<Value = HostRouter> {
+    (
+        select(namespaces),
+        selector(),
+        prop::option::of(select(vec![
+            "{namespace}-{service}-{port}",
+            "{service}.{namespace}.apps.example.com",
+            "{service}-{portName}.{namespace}.example.com",
+            "{service}.example.com",
+            "{service}",
+        ])),
+        prop::option::of((
+            prop::option::of(select(vec!["apps.example.com", "shop.example.com"])),
+            prop::option::of(select(vec![
+                "/{namespace}/{service}",
+                "/{service}",
+                "/{service}/{port}",
+            ])),
+        )),
+        prop::option::of((
+            prop::collection::vec(select(vec!["wild", "shop", "gone", "bad"]), 1..4),
+            any::<bool>(),
+        )),
+        select(vec![8080, 80, 9000]),
+    )
+        .prop_map(|(ns, namespace_selector, template, paths, tls, listener)| {
+            let mut r = HostRouter::new(
+                "edge",
+                serde_json::from_value(serde_json::json!({
+                    "proxyName": "edge",
+                    "listener": {"port": listener},
+                    "namespaceSelector": {},
+                }))
+                .unwrap(),
+            );
+            r.metadata.namespace = Some(ns);
+            r.metadata.uid = Some("uid-1".into());
+            r.spec.namespace_selector = namespace_selector;
+            r.spec.hosts = template.map(|t| HostsSpec {
+                template: Some(t.to_owned()),
+                allowed_suffixes: vec!["example.com".into()],
+            });
+            r.spec.paths = paths.map(|(host, template)| PathsSpec {
+                host: host.map(str::to_owned),
+                template: template.map(str::to_owned),
+            });
+            r.spec.tls = tls.map(|(names, redirect)| {
+                let mut unique: Vec<&str> = Vec::new();
+                for n in names {
+                    if !unique.contains(&n) {
+                        unique.push(n);
+                    }
+                }
+                TlsSpec {
+                    port: Some(8443),
+                    certificates: unique
+                        .into_iter()
+                        .map(|n| CertificateRef {
+                            secret_name: n.into(),
+                        })
+                        .collect(),
+                    redirect_http: redirect,
+                }
+            });
+            r
+        })
+}
+
+fn secrets(router_namespace: &str) -> Vec<TlsSecret> {
+    let secret = |name: &str, state| TlsSecret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(router_namespace.into()),
+            ..Default::default()
+        },
+        state,
+    };
+    vec![
+        secret(
+            "wild",
+            TlsSecretState::Usable {
+                dns_names: vec!["*.apps.example.com".into(), "shop.example.com".into()],
+            },
+        ),
+        secret(
+            "shop",
+            TlsSecretState::Usable {
+                dns_names: vec!["shop.example.com".into()],
+            },
+        ),
+        secret("bad", TlsSecretState::Invalid("no key".into())),
+    ]
+}
+
+/// A cluster and a router in one of its namespaces.
+fn world() -> impl Strategy<Value = (Vec<Namespace>, Vec<Service>, HostRouter)> {
+    prop::collection::vec(namespace(), 1..5).prop_flat_map(|namespaces| {
+        let mut names: Vec<String> = namespaces
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        (
+            Just(namespaces),
+            prop::collection::vec(service(names.clone()), 0..12).prop_map(unique),
+            router(names),
+        )
+    })
+}
+
+/// One object per namespace and name, as in a cluster (the first of each wins).
+fn unique(services: Vec<Service>) -> Vec<Service> {
+    let mut seen = BTreeSet::new();
+    services
+        .into_iter()
+        .filter(|s| seen.insert((s.metadata.namespace.clone(), s.metadata.name.clone())))
+        .collect()
+}
+
+/// Render's output as one YAML text.
+fn yaml(r: &hostrouter::render::Rendered) -> String {
+    [
+        serde_yaml::to_string(&r.proxy).unwrap(),
+        serde_yaml::to_string(&r.config_map).unwrap(),
+        serde_yaml::to_string(&r.service).unwrap(),
+        serde_yaml::to_string(&r.deployment).unwrap(),
+    ]
+    .join("---\n")
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+proptest! {
+    #[test]
+    fn render_is_total_deterministic_and_order_independent((namespaces, services, router) in world()) {
+        let settings = Settings::default();
+        let router_ns = router.metadata.namespace.clone().unwrap();
+        let tls = secrets(&router_ns);
+        let view = ClusterView {
+            namespaces: namespaces.iter().collect(),
+            services: services.iter().collect(),
+            tls_secrets: tls.iter().collect(),
+        };
+        let Ok(first) = render(&router, &view, &settings) else {
+            // Generated selectors and templates are valid: render must not refuse them.
+            prop_assert!(false, "render refused a valid router");
+            unreachable!()
+        };
+        let mut reversed = view.clone();
+        reversed.namespaces.reverse();
+        reversed.services.reverse();
+        reversed.tls_secrets.reverse();
+        let second = render(&router, &reversed, &settings).unwrap();
+        prop_assert_eq!(yaml(&first), yaml(&second));
+
+        // Every generated object name is a valid Kubernetes name.
+        for name in [&first.config_map.metadata.name, &first.service.metadata.name, &first.deployment.metadata.name, &first.proxy.metadata.name] {
+            let name = name.as_deref().unwrap_or_default();
+            prop_assert!(is_dns_subdomain(name), "object name {name:?}");
+        }
+        // No listener has a duplicate domain, and every domain follows the hostname rule.
+        for listener in &first.table.listeners {
+            let mut seen = BTreeSet::new();
+            for vh in &listener.virtual_hosts {
+                for d in &vh.domains {
+                    prop_assert!(seen.insert(d.clone()), "duplicate domain {d}");
+                    if d != "*" {
+                        prop_assert_eq!(hostname_problem(d, true), None, "domain {}", d);
+                    }
+                }
+                let prefixes: BTreeSet<&String> = vh.routes.iter().map(|r| &r.path.0).collect();
+                prop_assert_eq!(prefixes.len(), vh.routes.len(), "duplicate route in {}", vh.name);
+            }
+            // SNI names are served by one certificate each.
+            let mut sni = BTreeSet::new();
+            for c in &listener.certificates {
+                for n in &c.server_names {
+                    prop_assert!(sni.insert(n.clone()), "SNI name {n} served twice");
+                }
+            }
+        }
+        // Counts agree with what is there.
+        prop_assert!(first.findings.services <= services.len());
+    }
+
+    #[test]
+    fn gloo_upstream_names_are_dns_labels(ns in label(), svc in label(), port in 1u16..) {
+        let name = naming::gloo_upstream_name(&ns, &svc, port);
+        prop_assert!(is_dns_label(&name), "{name:?}");
+    }
+
+    #[test]
+    fn selectors_compile_and_match_the_same_labels_the_same_way(sel in selector(), labels in labels()) {
+        let compiled = sel.compile().expect("a generated selector compiles");
+        let a = hostrouter::api::selector::matches(&compiled, Some(&labels));
+        let again = sel.compile().unwrap();
+        prop_assert_eq!(a, hostrouter::api::selector::matches(&again, Some(&labels)));
+        if sel == LabelSelector::default() {
+            prop_assert!(a, "the empty selector selects everything");
+        }
+    }
+
+    #[test]
+    fn claims_give_each_name_at_most_one_winner_whatever_the_order(
+        routers in prop::collection::vec(
+            (select(vec!["a", "b"]), select(vec!["r1", "r2", "r3"]), select(vec!["p", "q"]), prop::option::of(select(vec!["g1", "g2"])), 0..3i64, any::<bool>()),
+            1..7,
+        )
+    ) {
+        let settings = Settings::default();
+        let mut all: Vec<HostRouter> = Vec::new();
+        for (ns, name, proxy, proxy_ns, created, deleting) in routers {
+            if all.iter().any(|r| r.metadata.namespace.as_deref() == Some(ns) && r.metadata.name.as_deref() == Some(name)) {
+                continue;
+            }
+            let mut r = HostRouter::new(name, serde_json::from_value(serde_json::json!({
+                "proxyName": proxy, "listener": {"port": 8080}, "namespaceSelector": {},
+            })).unwrap());
+            r.metadata.namespace = Some(ns.into());
+            r.spec.proxy_namespace = proxy_ns.map(str::to_owned);
+            r.metadata.creation_timestamp = Some(Time(Timestamp::from_second(1_700_000_000 + created).unwrap()));
+            if deleting {
+                r.metadata.deletion_timestamp = r.metadata.creation_timestamp.clone();
+            }
+            all.push(r);
+        }
+        let winners = |routers: &[HostRouter]| -> BTreeSet<(String, String)> {
+            routers.iter()
+                .filter(|r| claims::is_live(r) && claims::claim(r, routers, &settings) == Claim::Won)
+                .map(|r| (r.metadata.namespace.clone().unwrap(), r.metadata.name.clone().unwrap()))
+                .collect()
+        };
+        let forward = winners(&all);
+        let mut reversed = all.clone();
+        reversed.reverse();
+        prop_assert_eq!(&forward, &winners(&reversed));
+        // No two winners write objects with the same names.
+        let won: Vec<&HostRouter> = all.iter().filter(|r| forward.contains(&(r.metadata.namespace.clone().unwrap(), r.metadata.name.clone().unwrap()))).collect();
+        for (i, a) in won.iter().enumerate() {
+            for b in &won[i + 1..] {
+                prop_assert!(!claims::overlaps(a, b, &settings), "two winners collide");
+            }
+        }
+    }
+
+    #[test]
+    fn status_is_stable_for_the_same_facts(
+        generation in prop::option::of(0i64..1000),
+        accepted in any::<bool>(),
+        available in 0i32..3,
+        virtual_hosts in 0usize..100_000,
+        t1 in 0i64..1_000_000,
+        t2 in 0i64..1_000_000,
+    ) {
+        let facts = Facts {
+            generation,
+            acceptance: if accepted { Acceptance::Accepted } else { Acceptance::Rejected { reason: status::Reason::ProxyNameConflict, message: "older".into() } },
+            programming: Programming::Programmed,
+            certificates: None,
+            verdict: None,
+            envoy: EnvoyState::Observed { desired: 2, available },
+            proxy_ref: ProxyRef { namespace: "g".into(), name: "p".into() },
+            namespaces: 1,
+            namespaces_without_consent: 0,
+            services: 1,
+            virtual_hosts,
+            dropped_hosts: 0,
+        };
+        let at = |s| Time(Timestamp::from_second(s).unwrap());
+        let first = status::compute(&facts, None, &at(t1));
+        let again = status::compute(&facts, Some(&first), &at(t2));
+        prop_assert_eq!(&first, &again, "the same facts later change nothing");
+        let types: BTreeSet<&str> = first.conditions.iter().map(|c| c.type_.as_str()).collect();
+        prop_assert_eq!(types.len(), first.conditions.len(), "condition types are unique");
+    }
+}
