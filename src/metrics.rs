@@ -26,6 +26,7 @@ pub struct Metrics {
     writes: IntCounterVec,
     sweeps: IntCounterVec,
     leader: IntGauge,
+    watch_healthy: IntGaugeVec,
     routers: Arc<OnceLock<Store<HostRouter>>>,
 }
 
@@ -111,6 +112,14 @@ impl Metrics {
             "hostrouter_leader",
             "1 while this replica reconciles (it holds the leader Lease, or leader election is off); 0 on a standby",
         )?;
+        let watch_healthy = IntGaugeVec::new(
+            Opts::new(
+                "hostrouter_watch_healthy",
+                "1 while the watch of a kind delivers events, 0 while it fails and retries (say, the API server is unreachable)",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(watch_healthy.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(reconcile_total.clone()))?;
         registry.register(Box::new(sweeps.clone()))?;
@@ -143,6 +152,7 @@ impl Metrics {
             writes,
             sweeps,
             leader,
+            watch_healthy,
             routers,
         })
     }
@@ -155,6 +165,13 @@ impl Metrics {
     /// Whether this replica is the one reconciling.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Whether the watch of `kind` works.
+    pub fn set_watch_healthy(&self, kind: &str, healthy: bool) {
+        self.watch_healthy
+            .with_label_values(&[kind])
+            .set(i64::from(healthy));
     }
 
     /// Counts a finished orphan sweep.

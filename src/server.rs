@@ -95,21 +95,50 @@ async fn metrics(State(h): State<Health>) -> impl IntoResponse {
     }
 }
 
-/// Ready once every watch the reconcile depends on has listed its objects. A standby is
-/// ready once it has seen who leads: it serves its purpose by waiting, and a rolling update
-/// must be able to start the new replica while the old one still leads.
+/// How long a watch may fail before `/readyz` says so (a relisting is a blip, not an outage).
+const WATCH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ready once every watch the reconcile depends on has listed its objects, and while no watch
+/// has been failing for more than a few seconds (the API server unreachable, say: the body says
+/// which and why). A standby is ready once it has seen who leads: it serves its purpose by
+/// waiting, and a rolling update must be able to start the new replica while the old one still
+/// leads.
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {
     match h.role() {
         Role::Standby => (
             StatusCode::OK,
-            "standby: another replica holds the leader Lease\n",
+            "standby: another replica holds the leader Lease\n".to_owned(),
         ),
-        Role::Electing => (StatusCode::SERVICE_UNAVAILABLE, "electing a leader\n"),
+        Role::Electing => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "electing a leader\n".to_owned(),
+        ),
         Role::Leading => match h.stores.get() {
-            Some(s) if s.inputs_ready() => (StatusCode::OK, "ok\n"),
+            Some(s) if s.inputs_ready() => {
+                let outages = s.watches.outages(WATCH_GRACE, std::time::Instant::now());
+                if outages.is_empty() {
+                    (StatusCode::OK, "ok\n".to_owned())
+                } else {
+                    let lines: Vec<String> = outages
+                        .iter()
+                        .map(|o| {
+                            format!(
+                                "watch of {} failing for {}s: {}",
+                                o.kind,
+                                o.lasted.as_secs(),
+                                o.error
+                            )
+                        })
+                        .collect();
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("{}\n", lines.join("\n")),
+                    )
+                }
+            }
             _ => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "waiting for the watch caches\n",
+                "waiting for the watch caches\n".to_owned(),
             ),
         },
     }

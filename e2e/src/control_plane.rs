@@ -109,8 +109,29 @@ pub struct ControlPlane {
     server: String,
     kubeconfig: PathBuf,
     client: Client,
+    /// etcd, kube-apiserver, kube-controller-manager, in that order.
     processes: Mutex<Vec<Process>>,
     finished: AtomicBool,
+    /// What [`ControlPlane::start_again`] needs to start a component as it was.
+    options: ControlPlaneOptions,
+    ports: Ports,
+    keys: ServiceAccountKeys,
+}
+
+/// A component of the control plane that a fault trial kills and starts again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Etcd,
+    ApiServer,
+}
+
+impl Component {
+    fn index(self) -> usize {
+        match self {
+            Self::Etcd => 0,
+            Self::ApiServer => 1,
+        }
+    }
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -137,6 +158,8 @@ struct Booted {
     server: String,
     kubeconfig: PathBuf,
     client: Client,
+    ports: Ports,
+    keys: ServiceAccountKeys,
 }
 
 impl ControlPlane {
@@ -157,6 +180,9 @@ impl ControlPlane {
                 client: booted.client,
                 processes: Mutex::new(processes),
                 finished: AtomicBool::new(false),
+                options,
+                ports: booted.ports,
+                keys: booted.keys,
             }),
             Err(err) => {
                 for process in processes.iter_mut().rev() {
@@ -277,6 +303,49 @@ impl ControlPlane {
     /// of types installed after start-up only at its next discovery (within 30 s).
     pub async fn install_crds(&self, paths: &[PathBuf]) -> Result<usize> {
         crate::crds::install_paths(&self.client, paths).await
+    }
+
+    /// Kills a component (SIGKILL: no clean shutdown) and waits until it is gone.
+    pub async fn kill(&self, component: Component) -> Result<()> {
+        let mut processes = self.processes.lock().await;
+        let process = processes
+            .get_mut(component.index())
+            .context("the control plane has no such process")?;
+        process.signal(nix::sys::signal::Signal::SIGKILL)?;
+        process.wait().await?;
+        Ok(())
+    }
+
+    /// Starts a killed component again, as it was (same ports, data and certificates), and
+    /// waits until it serves.
+    pub async fn start_again(&self, component: Component) -> Result<()> {
+        let mut processes = self.processes.lock().await;
+        let i = component.index();
+        let process = match component {
+            Component::Etcd => start_etcd(&self.options, &self.run, self.ports)?,
+            Component::ApiServer => {
+                start_apiserver(&self.options, &self.run, self.ports, &self.keys)?
+            }
+        };
+        *processes
+            .get_mut(i)
+            .context("the control plane has no such process")? = process;
+        let timeout = self.options.startup_timeout;
+        match component {
+            Component::Etcd => {
+                wait_for_port("etcd", &processes[i], self.ports.etcd_client, timeout).await
+            }
+            Component::ApiServer => {
+                wait_for_health(
+                    "kube-apiserver /readyz",
+                    &processes[i],
+                    &self.client,
+                    "/readyz",
+                    timeout,
+                )
+                .await
+            }
+        }
     }
 
     /// Fails with the log tail of the first control-plane process that has exited.
@@ -463,6 +532,8 @@ async fn boot(
         server,
         kubeconfig,
         client,
+        ports,
+        keys,
     })
 }
 

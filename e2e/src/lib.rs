@@ -40,7 +40,7 @@ pub mod suite;
 pub mod toolchain;
 pub mod wait;
 
-pub use control_plane::{ControlPlane, ControlPlaneOptions};
+pub use control_plane::{Component, ControlPlane, ControlPlaneOptions};
 
 /// The `tracing` filter used when `RUST_LOG` is unset: the harness's progress, and no
 /// kube-client errors for the requests that readiness polling expects to fail.

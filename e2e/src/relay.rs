@@ -1,6 +1,7 @@
-//! A TCP relay in front of the API server that a trial can freeze: while frozen, connections
+//! A TCP relay in front of the API server that a trial can freeze or cut. Frozen: connections
 //! stay open but nothing passes either way, as when the API server hangs or the network drops
-//! packets. The operator is pointed at it with a kubeconfig whose server is the relay
+//! packets. Cut: every connection is closed and new ones are refused, as when the API server is
+//! unreachable. The operator is pointed at it with a kubeconfig whose server is the relay
 //! ([`kubeconfig_via`]); TLS passes through untouched.
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use crate::net::LOOPBACK;
 pub struct Relay {
     address: SocketAddr,
     frozen: Arc<AtomicBool>,
+    cut: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -30,16 +32,23 @@ impl Relay {
             .context("binding the relay")?;
         let address = listener.local_addr()?;
         let frozen = Arc::new(AtomicBool::new(false));
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
         let flag = frozen.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
+                if *cut_rx.borrow() {
+                    // Refused: closed at once.
+                    drop(client);
+                    continue;
+                }
                 let flag = flag.clone();
+                let cut_rx = cut_rx.clone();
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(target).await {
-                        relay(client, server, flag).await;
+                        relay(client, server, flag, cut_rx).await;
                     }
                 });
             }
@@ -47,6 +56,7 @@ impl Relay {
         Ok(Self {
             address,
             frozen,
+            cut,
             task,
         })
     }
@@ -59,6 +69,11 @@ impl Relay {
     pub fn freeze(&self, frozen: bool) {
         self.frozen.store(frozen, Ordering::SeqCst);
     }
+
+    /// Closes every connection and refuses new ones (`true`), or accepts them again (`false`).
+    pub fn cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
 }
 
 impl Drop for Relay {
@@ -67,12 +82,25 @@ impl Drop for Relay {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, frozen: Arc<AtomicBool>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    frozen: Arc<AtomicBool>,
+    mut cut: tokio::sync::watch::Receiver<bool>,
+) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = tokio::spawn(pump(cr, sw, frozen.clone()));
     let down = tokio::spawn(pump(sr, cw, frozen));
-    let _ = tokio::join!(up, down);
+    let (abort_up, abort_down) = (up.abort_handle(), down.abort_handle());
+    tokio::select! {
+        _ = async { tokio::join!(up, down) } => {}
+        _ = cut.wait_for(|cut| *cut) => {
+            // Dropping both halves of each side closes the connections.
+            abort_up.abort();
+            abort_down.abort();
+        }
+    }
 }
 
 /// Copies `from` to `to`, holding every chunk while frozen.
@@ -148,5 +176,22 @@ mod tests {
         relay.freeze(false);
         c.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"pong");
+        relay.cut(true);
+        let closed = tokio::time::timeout(Duration::from_secs(2), c.read(&mut b)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "a cut closes open connections"
+        );
+        let mut refused = TcpStream::connect(relay.address()).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(2), refused.read(&mut b)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "and refuses new ones"
+        );
+        relay.cut(false);
+        let mut again = TcpStream::connect(relay.address()).await.unwrap();
+        again.write_all(b"back").await.unwrap();
+        again.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"back");
     }
 }

@@ -36,6 +36,8 @@ pub struct Stores {
     pub proxies: Store<DynamicObject>,
     /// Secrets of type `kubernetes.io/tls`, reduced to what routing needs (no private keys).
     pub tls_secrets: Store<TlsSecret>,
+    /// Which watches fail right now.
+    pub watches: super::watch_health::WatchHealth,
 }
 
 impl Stores {

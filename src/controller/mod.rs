@@ -19,6 +19,7 @@ mod reconcile;
 mod report;
 pub mod status;
 pub mod triggers;
+mod watch_health;
 mod watches;
 mod write;
 

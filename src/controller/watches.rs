@@ -4,16 +4,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{Api, DynamicObject};
-use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::reflector::{self, ObjectRef, store::Writer};
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector as reflect, watcher as watch};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -59,6 +61,7 @@ pub fn stores() -> (Stores, Writers) {
         deployments,
         proxies: proxies_w.as_reader(),
         tls_secrets,
+        watches: Default::default(),
     };
     let writers = Writers {
         routers: routers_w,
@@ -83,15 +86,14 @@ pub fn start(
     janitor: &Arc<Notify>,
     tasks: &mut Tasks,
 ) -> impl Stream<Item = Result<HostRouter, watcher::Error>> + Send + 'static {
-    let client = &ctx.client;
-    let routers = &ctx.stores.routers;
     let w = writers;
     tasks.add(namespaces(ctx, w.namespaces, queue));
     tasks.add(services(ctx, w.services, queue));
-    tasks.add(owned("ConfigMap", client, w.config_maps, queue, routers));
-    tasks.add(owned("Deployment", client, w.deployments, queue, routers));
-    tasks.add(proxies(client, w.proxies, queue, routers, janitor.clone()));
-    tasks.add(tls_secrets(client, w.tls_secrets, queue, routers));
+    tasks.add(owned("ConfigMap", ctx, w.config_maps, queue));
+    tasks.add(owned("Deployment", ctx, w.deployments, queue));
+    tasks.add(proxies(ctx, w.proxies, queue, janitor.clone()));
+    tasks.add(tls_secrets(ctx, w.tls_secrets, queue));
+    tasks.add(expire_outages(ctx));
     router_stream(ctx, w.routers, router_selector, queue, janitor.clone())
 }
 
@@ -121,8 +123,8 @@ fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> J
     spawn_triggers(
         "Namespace",
         stream,
-        queue.clone(),
-        ctx.stores.routers.clone(),
+        ctx,
+        queue,
         move |routers, ns, change| {
             let name = ns.name_any();
             let mut prev = previous_labels.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,37 +165,30 @@ fn services(ctx: &Arc<Context>, writer: Writer<Service>, queue: &Queue) -> JoinH
     let namespaces = ctx.stores.namespaces.clone();
     let tenancy = ctx.settings.tenancy.clone();
     let stream = mirrored(Api::<Service>::all(ctx.client.clone()), all(), writer);
-    spawn_triggers(
-        "Service",
-        stream,
-        queue.clone(),
-        ctx.stores.routers.clone(),
-        move |routers, svc, _| {
-            if triggers::is_managed(svc) {
-                return triggers::owner(svc).into_iter().collect();
-            }
-            let name = svc.namespace().unwrap_or_default();
-            let ns = namespaces.get(&ObjectRef::new(&name));
-            triggers::routers_selecting(
-                routers,
-                &name,
-                ns.as_ref().and_then(|n| n.metadata.labels.as_ref()),
-                &tenancy,
-            )
-        },
-    )
+    spawn_triggers("Service", stream, ctx, queue, move |routers, svc, _| {
+        if triggers::is_managed(svc) {
+            return triggers::owner(svc).into_iter().collect();
+        }
+        let name = svc.namespace().unwrap_or_default();
+        let ns = namespaces.get(&ObjectRef::new(&name));
+        triggers::routers_selecting(
+            routers,
+            &name,
+            ns.as_ref().and_then(|n| n.metadata.labels.as_ref()),
+            &tenancy,
+        )
+    })
 }
 
 /// Objects the operator writes in a router's namespace: a change reaches their owner.
 fn owned<K: Namespaced>(
     kind: &'static str,
-    client: &Client,
+    ctx: &Arc<Context>,
     writer: Writer<K>,
     queue: &Queue,
-    routers: &Store<HostRouter>,
 ) -> JoinHandle<()> {
-    let stream = mirrored(Api::<K>::all(client.clone()), managed(), writer);
-    spawn_triggers(kind, stream, queue.clone(), routers.clone(), |_, o, _| {
+    let stream = mirrored(Api::<K>::all(ctx.client.clone()), managed(), writer);
+    spawn_triggers(kind, stream, ctx, queue, |_, o, _| {
         triggers::owner(o).into_iter().collect()
     })
 }
@@ -202,46 +197,39 @@ fn owned<K: Namespaced>(
 /// CRD is missing this watch retries with backoff and its cache stays not ready. Each
 /// completed listing may show Proxies whose router went away meanwhile: it wakes the janitor.
 fn proxies(
-    client: &Client,
+    ctx: &Arc<Context>,
     writer: Writer<DynamicObject>,
     queue: &Queue,
-    routers: &Store<HostRouter>,
     janitor: Arc<Notify>,
 ) -> JoinHandle<()> {
-    let api = Api::<DynamicObject>::all_with(client.clone(), &gloo::proxy_resource());
-    let stream =
-        reflect(writer, strip(watch(api, managed()).default_backoff())).inspect(move |event| {
-            if matches!(event, Ok(Event::InitDone)) {
-                janitor.notify_one();
-            }
-        });
-    spawn_triggers(
-        "Proxy",
-        stream,
-        queue.clone(),
-        routers.clone(),
-        |_, o, _| triggers::annotated_router(o).into_iter().collect(),
+    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &gloo::proxy_resource());
+    let stream = reflect(
+        writer,
+        strip(watch(api, managed()).backoff(WatchBackoff::default())),
     )
+    .inspect(move |event| {
+        if matches!(event, Ok(Event::InitDone)) {
+            janitor.notify_one();
+        }
+    });
+    spawn_triggers("Proxy", stream, ctx, queue, |_, o, _| {
+        triggers::annotated_router(o).into_iter().collect()
+    })
 }
 
 /// Secrets of type `kubernetes.io/tls` only (a field selector: the API server sends no other
 /// Secret), each reduced to [`TlsSecret`] on arrival so that no private key stays in memory. A
 /// change reaches the routers whose `spec.tls` names the Secret.
-fn tls_secrets(
-    client: &Client,
-    writer: Writer<TlsSecret>,
-    queue: &Queue,
-    routers: &Store<HostRouter>,
-) -> JoinHandle<()> {
+fn tls_secrets(ctx: &Arc<Context>, writer: Writer<TlsSecret>, queue: &Queue) -> JoinHandle<()> {
     let config = all().fields(&format!("type={TLS_SECRET_TYPE}"));
-    let stream = watch(Api::<Secret>::all(client.clone()), config)
-        .default_backoff()
+    let stream = watch(Api::<Secret>::all(ctx.client.clone()), config)
+        .backoff(WatchBackoff::default())
         .map_ok(summarized);
     spawn_triggers(
         "Secret",
         reflect(writer, stream),
-        queue.clone(),
-        routers.clone(),
+        ctx,
+        queue,
         |routers, secret, _| triggers::routers_using_secret(routers, secret),
     )
 }
@@ -257,7 +245,8 @@ fn summarized(event: Event<Secret>) -> Event<TlsSecret> {
 }
 
 /// HostRouters: the controller's own stream. A change also reaches the routers competing for
-/// the same names; a router that leaves the cache is forgotten and wakes the janitor.
+/// the same names; a router that leaves the cache is forgotten and wakes the janitor. Its
+/// errors stay here: recorded in the watch health, not passed to the controller.
 fn router_stream(
     ctx: &Arc<Context>,
     writer: Writer<HostRouter>,
@@ -274,7 +263,16 @@ fn router_stream(
     };
     mirrored(Api::<HostRouter>::all(ctx.client.clone()), config, writer)
         .inspect(move |event| {
-            let Ok(event) = event else { return };
+            let event = match event {
+                Ok(event) => {
+                    watch_works(&ctx, "HostRouter");
+                    event
+                }
+                Err(error) => {
+                    watch_fails(&ctx, "HostRouter", error);
+                    return;
+                }
+            };
             let (router, deleted) = match event {
                 Event::Apply(r) | Event::InitApply(r) => (r, false),
                 Event::Delete(r) => (r, true),
@@ -314,6 +312,45 @@ fn router_stream(
             }
         })
         .touched_objects()
+        // Failures are recorded above and the watch retries by itself; the controller only
+        // needs the routers (kube-runtime's applier would hold reconciles behind an error it
+        // has not yet passed on).
+        .filter(|event| futures::future::ready(event.is_ok()))
+}
+
+/// How a failing watch retries: 250 ms, doubling to at most 4 s, from the start again once it
+/// works. kube's default waits up to 30 s, so a change made while the API server was away
+/// could wait that long after its return; a watch per kind retrying every 4 s is a light load.
+#[derive(Clone, Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(4);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 /// A watch whose objects are mirrored into `writer`'s cache, without managed fields.
@@ -326,7 +363,10 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    reflect(writer, strip(watch(api, config).default_backoff()))
+    reflect(
+        writer,
+        strip(watch(api, config).backoff(WatchBackoff::default())),
+    )
 }
 
 fn strip<K: Resource + Clone + Send + 'static>(
@@ -350,18 +390,24 @@ enum Change {
 fn spawn_triggers<K, S>(
     kind: &'static str,
     stream: S,
-    tx: UnboundedSender<ObjectRef<HostRouter>>,
-    routers: Store<HostRouter>,
+    ctx: &Arc<Context>,
+    queue: &Queue,
     affected: impl Fn(&[Arc<HostRouter>], &K, Change) -> Vec<ObjectRef<HostRouter>> + Send + 'static,
 ) -> JoinHandle<()>
 where
     K: Resource + Send + 'static,
     S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
 {
+    let tx = queue.clone();
+    let routers = ctx.stores.routers.clone();
+    let ctx = ctx.clone();
     tokio::spawn(async move {
-        let mut failing = false;
+        ctx.metrics.set_watch_healthy(kind, true);
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
+            if event.is_ok() {
+                watch_works(&ctx, kind);
+            }
             let targets = match event {
                 Ok(Event::Apply(o)) => affected(&routers.state(), &o, Change::Applied),
                 Ok(Event::Delete(o)) => affected(&routers.state(), &o, Change::Deleted),
@@ -371,23 +417,14 @@ where
                     affected(&routers.state(), &o, Change::Listed);
                     Vec::new()
                 }
-                Ok(Event::InitDone) => {
-                    if failing {
-                        info!(kind, "watch recovered");
-                        failing = false;
-                    }
-                    routers
-                        .state()
-                        .iter()
-                        .map(|r| ObjectRef::from_obj(r.as_ref()))
-                        .collect()
-                }
+                Ok(Event::InitDone) => routers
+                    .state()
+                    .iter()
+                    .map(|r| ObjectRef::from_obj(r.as_ref()))
+                    .collect(),
                 Ok(Event::Init) => Vec::new(),
                 Err(error) => {
-                    if !failing {
-                        warn!(kind, %error, "watch failed; retrying with backoff");
-                        failing = true;
-                    }
+                    watch_fails(&ctx, kind, &error);
                     Vec::new()
                 }
             };
@@ -398,6 +435,43 @@ where
             }
         }
     })
+}
+
+/// Every 2 s, declares recovered the failing watches that have been quiet for a while: a
+/// watch that resumes where it left off delivers nothing when nothing changed meanwhile.
+fn expire_outages(ctx: &Arc<Context>) -> JoinHandle<()> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for kind in ctx.stores.watches.expire(Instant::now()) {
+                info!(kind, "watch recovered");
+                ctx.metrics.set_watch_healthy(kind, true);
+            }
+        }
+    })
+}
+
+/// Records that the watch of `kind` delivers events again (logged once per outage).
+fn watch_works(ctx: &Context, kind: &'static str) {
+    if ctx.stores.watches.recovered(kind) {
+        info!(kind, "watch recovered");
+        ctx.metrics.set_watch_healthy(kind, true);
+    }
+}
+
+/// Records that the watch of `kind` failed (logged once per outage; it retries with backoff).
+fn watch_fails(ctx: &Context, kind: &'static str, error: &watcher::Error) {
+    if ctx
+        .stores
+        .watches
+        .failed(kind, error.to_string(), Instant::now())
+    {
+        warn!(kind, %error, "watch failed; retrying with backoff");
+        ctx.metrics.set_watch_healthy(kind, false);
+    }
 }
 
 /// Background tasks of one controller run, aborted when the run ends or is dropped (say,
@@ -416,5 +490,19 @@ impl Drop for Tasks {
         for task in &self.0 {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_watch_retries_within_four_seconds_and_starts_over_once_it_works() {
+        let mut b = WatchBackoff::default();
+        let waits: Vec<u128> = b.by_ref().take(7).map(|d| d.as_millis()).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(250)));
     }
 }

@@ -7,10 +7,12 @@
 //! - [`ownership`]: drift, deletion, conflicts, foreign objects, orphans;
 //! - [`admission`]: what admission refuses, and what Envoy and Gloo accept;
 //! - [`lifecycle`]: restarts and late arrivals;
+//! - [`faults`]: the control plane failing under the operator;
 //! - [`status`]: status and Events that tell the truth;
 //! - [`tenancy`]: which namespaces a router may publish.
 
 mod admission;
+mod faults;
 mod lifecycle;
 mod ownership;
 mod routing;
@@ -83,6 +85,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         suite.trial(
             "operator::sigterm_exits_in_time_while_the_api_server_is_silent",
             |cx| async move { lifecycle::bounded_shutdown(&cx).await },
+        ),
+        suite.trial(
+            "operator::survives_api_server_and_etcd_restarts_and_an_outage",
+            |cx| async move { faults::control_plane_faults(&cx).await },
         ),
         suite.trial(
             "operator::recovers_when_gloos_crd_appears",
