@@ -207,10 +207,51 @@ pub fn verdict(proxy: &DynamicObject, gloo_namespace: &str) -> Verdict {
     }
 }
 
+/// `proxy` as the operator writes it: with its status for Gloo's namespace set to `Pending`.
+///
+/// Gloo writes its verdict only when it differs from the status the Proxy carries, so without
+/// this a new spec that Gloo accepts like the previous one would never be reported on, and the
+/// old `Accepted` could not be told from a verdict on the new spec (Gloo away, say). Written in
+/// the same request as the spec, it says "not judged yet" until Gloo replaces it (Gloo replaces
+/// its whole entry, so nothing of this one stays behind).
+pub fn awaiting_verdict(
+    proxy: &DynamicObject,
+    gloo_namespace: &str,
+    writer: &str,
+) -> DynamicObject {
+    let mut body = proxy.clone();
+    if let Some(data) = body.data.as_object_mut() {
+        data.insert(
+            "status".to_owned(),
+            serde_json::json!({ "statuses": { gloo_namespace: {
+                "state": "Pending",
+                "reportedBy": writer,
+                "reason": "written; Gloo has not reported on this spec yet",
+            }}}),
+        );
+    }
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_proxy_as_written_awaits_glooss_verdict() {
+        let mut p = proxy_with_status(
+            json!({"statuses": {"gloo-system": {"state": 1}, "other": {"state": 1}}}),
+        );
+        p.data["spec"] = json!({"listeners": []});
+        let written = awaiting_verdict(&p, "gloo-system", "hostrouter");
+        assert_eq!(verdict(&written, "gloo-system"), Verdict::Pending);
+        assert_eq!(written.data["spec"], p.data["spec"]);
+        assert_eq!(
+            written.data["status"]["statuses"]["gloo-system"]["reportedBy"],
+            "hostrouter"
+        );
+    }
 
     fn proxy_with_status(status: Value) -> DynamicObject {
         let mut p = DynamicObject::new("p", &proxy_resource());

@@ -146,7 +146,7 @@ where
             now_json = serialize(&patched)?;
             now = Arc::new(patched);
         }
-        if !fixes.reapply && is_subset(&desired_json, &now_json) {
+        if !fixes.reapply && holds(&desired_json, &now_json) {
             return Ok(if reverted {
                 Outcome::Updated {
                     object: now.as_ref().clone(),
@@ -171,6 +171,20 @@ where
     } else {
         Outcome::Created(written)
     })
+}
+
+/// Whether the object as it is (`now`) holds everything `desired` says, but its `status`: a
+/// status the operator writes (the Proxy's, see [`gloo::awaiting_verdict`]) goes with a
+/// change of the rest, and is another party's to replace afterwards.
+fn holds(desired: &serde_json::Value, now: &serde_json::Value) -> bool {
+    match desired.as_object() {
+        Some(fields) if fields.contains_key("status") => {
+            let mut without = fields.clone();
+            without.remove("status");
+            is_subset(&serde_json::Value::Object(without), now)
+        }
+        _ => is_subset(desired, now),
+    }
 }
 
 /// Deletes a Gloo Proxy with [`delete_exact`]. Without Gloo's Proxy CRD there is no Proxy to
@@ -221,5 +235,26 @@ where
             &name,
             e,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_written_with_the_spec_is_not_written_again_once_replaced() {
+        let desired =
+            json!({"spec": {"a": 1}, "status": {"statuses": {"gloo": {"state": "Pending"}}}});
+        let judged =
+            json!({"spec": {"a": 1}, "status": {"statuses": {"gloo": {"state": "Accepted"}}}});
+        assert!(holds(&desired, &judged));
+        let changed =
+            json!({"spec": {"a": 2}, "status": {"statuses": {"gloo": {"state": "Accepted"}}}});
+        assert!(!holds(&desired, &changed));
+        assert!(!holds(
+            &json!({"data": {"k": "v"}}),
+            &json!({"data": {"k": "w"}})
+        ));
     }
 }

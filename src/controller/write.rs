@@ -24,7 +24,7 @@ use crate::api::HostRouter;
 use crate::api::gloo::{self, Verdict};
 use crate::error::{Error, Result, is_missing_resource_type};
 use crate::render::Rendered;
-use crate::render::naming::APPLIED_HASH_ANNOTATION;
+use crate::render::naming::{APPLIED_HASH_ANNOTATION, FIELD_MANAGER};
 
 /// What writing the objects found.
 pub struct Written {
@@ -78,8 +78,9 @@ pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> 
     let svc = plan(router, ctx, "Service", &r.service, &s.services).await?;
     let dep = plan(router, ctx, "Deployment", &r.deployment, &s.deployments).await?;
     let proxy_namespace = ObjectRef::new(&r.proxy_ref.namespace);
+    let proxy_body = gloo::awaiting_verdict(&r.proxy, &r.proxy_ref.namespace, FIELD_MANAGER);
     let proxy = if s.namespaces.get(&proxy_namespace).is_some() {
-        plan_proxy(ctx, r).await?
+        plan_proxy(ctx, &proxy_body).await?
     } else {
         Err(ProxyWrite::NamespaceMissing)
     };
@@ -109,22 +110,11 @@ pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> 
             // The Proxy lives in Gloo's namespace: the finalizer, not an owner reference,
             // removes it with the router.
             finalizer::ensure(router, ctx).await?;
-            let (written, changed) = converge_reporting(router, ctx, proxy).await?;
-            ProxyWrite::Written(verdict_after(&written, changed, &r.proxy_ref.namespace))
+            let written = converge(router, ctx, proxy).await?;
+            ProxyWrite::Written(gloo::verdict(&written, &r.proxy_ref.namespace))
         }
     };
     Ok(out)
-}
-
-/// Gloo's verdict on the Proxy as it now is. Right after a write the status the object carries
-/// is Gloo's verdict on the previous spec, so the verdict is `Pending` until Gloo writes anew
-/// (its status write is a Proxy event, which reconciles the router again).
-fn verdict_after(proxy: &DynamicObject, written: bool, gloo_namespace: &str) -> Verdict {
-    if written {
-        Verdict::Pending
-    } else {
-        gloo::verdict(proxy, gloo_namespace)
-    }
 }
 
 /// The Envoy Deployment as observed (`Missing` when there is none).
@@ -173,25 +163,25 @@ where
 /// CRD is missing.
 async fn plan_proxy<'a>(
     ctx: &Context,
-    r: &'a Rendered,
+    proxy: &'a DynamicObject,
 ) -> Result<Result<Planned<'a, DynamicObject>, ProxyWrite>> {
     let api: Api<DynamicObject> = Api::namespaced_with(
         ctx.client.clone(),
-        &r.proxy_ref.namespace,
+        &proxy.namespace().unwrap_or_default(),
         &gloo::proxy_resource(),
     );
     let cached = if ctx.stores.proxies_ready() {
         ctx.stores
             .proxies
-            .get(&ObjectRef::from_obj_with(&r.proxy, gloo::proxy_resource()))
+            .get(&ObjectRef::from_obj_with(proxy, gloo::proxy_resource()))
     } else {
         None
     };
-    match apply::current(&api, "Proxy", &r.proxy, cached).await {
+    match apply::current(&api, "Proxy", proxy, cached).await {
         Ok(current) => Ok(Ok(Planned {
             kind: "Proxy",
             api,
-            desired: &r.proxy,
+            desired: proxy,
             current,
         })),
         Err(Error::Api { source, .. }) if is_missing_resource_type(&source) => {
@@ -262,18 +252,6 @@ async fn converge<K>(router: &HostRouter, ctx: &Context, p: Planned<'_, K>) -> R
 where
     K: Resource + Clone + Debug + serde::Serialize + DeserializeOwned,
 {
-    converge_reporting(router, ctx, p).await.map(|(k, _)| k)
-}
-
-/// [`converge`], and whether it wrote.
-async fn converge_reporting<K>(
-    router: &HostRouter,
-    ctx: &Context,
-    p: Planned<'_, K>,
-) -> Result<(Arc<K>, bool)>
-where
-    K: Resource + Clone + Debug + serde::Serialize + DeserializeOwned,
-{
     // What we applied last time, per the object's own stamp: when it equals what we apply now,
     // a difference was made by someone else.
     let stamped = |o: &K| o.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
@@ -318,26 +296,7 @@ where
         ctx.event(router, type_, reason, "Apply", note).await;
     }
     Ok(match outcome {
-        Outcome::Unchanged(k) => (k, false),
-        Outcome::Created(k) | Outcome::Updated { object: k, .. } => (Arc::new(k), true),
+        Outcome::Unchanged(k) => k,
+        Outcome::Created(k) | Outcome::Updated { object: k, .. } => Arc::new(k),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gloos_verdict_on_an_older_spec_is_not_taken_for_the_current_one() {
-        let mut proxy = DynamicObject::new("edge", &gloo::proxy_resource());
-        proxy.data = serde_json::json!({
-            "spec": {},
-            "status": {"statuses": {"gloo-system": {"state": 2, "reason": "old spec was bad"}}},
-        });
-        assert_eq!(verdict_after(&proxy, true, "gloo-system"), Verdict::Pending);
-        assert_eq!(
-            verdict_after(&proxy, false, "gloo-system"),
-            Verdict::Rejected("old spec was bad".into())
-        );
-    }
 }

@@ -216,6 +216,11 @@ pub struct Gloo {
     pub discovery: Option<Process>,
     /// From starting `gloo` to xDS accepting connections.
     pub startup: Duration,
+    /// Killed on purpose by [`Gloo::kill`], until [`Gloo::start_again`].
+    down: bool,
+    /// What [`Gloo::start_again`] starts `gloo` with.
+    kubeconfig: PathBuf,
+    log_dir: PathBuf,
 }
 
 impl Gloo {
@@ -242,12 +247,38 @@ impl Gloo {
             process,
             discovery,
             startup,
+            down: false,
+            kubeconfig: kubeconfig.to_owned(),
+            log_dir: cx.log_dir().to_owned(),
         })
     }
 
-    /// Fails if `gloo` or `discovery` exited.
+    /// Kills `gloo` (SIGKILL: no clean shutdown) and waits until it is gone.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.process.signal(nix::sys::signal::Signal::SIGKILL)?;
+        self.process.wait().await?;
+        self.down = true;
+        Ok(())
+    }
+
+    /// Starts `gloo` again with the same Settings and ports (its log continues in the same
+    /// file); returns how long until xDS accepted connections.
+    pub async fn start_again(&mut self) -> Result<Duration> {
+        let began = Instant::now();
+        self.process = self
+            .config
+            .gloo_command(&self.kubeconfig, &self.log_dir)?
+            .spawn()?;
+        self.down = false;
+        self.config.wait_xds(&self.process).await?;
+        Ok(began.elapsed())
+    }
+
+    /// Fails if `gloo` or `discovery` exited (other than by [`Gloo::kill`]).
     pub fn ensure_running(&self) -> Result<()> {
-        self.process.ensure_running()?;
+        if !self.down {
+            self.process.ensure_running()?;
+        }
         if let Some(d) = &self.discovery {
             d.ensure_running()?;
         }

@@ -52,7 +52,12 @@ fn bootstrap(id: &Identity<'_>, spec: &HostRouterSpec, settings: &Settings) -> V
             "ads_config": {
                 "api_type": "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{ "envoy_grpc": { "cluster_name": XDS_CLUSTER } }],
+                // Back to Gloo within 4 s of its return (Envoy's default backs off to 30 s);
+                // meanwhile Envoy serves the last configuration it was given.
+                "grpc_services": [{ "envoy_grpc": {
+                    "cluster_name": XDS_CLUSTER,
+                    "retry_policy": { "retry_back_off": { "base_interval": "0.25s", "max_interval": "4s" } },
+                } }],
                 "set_node_on_first_message_only": true,
             },
             "cds_config": ads,

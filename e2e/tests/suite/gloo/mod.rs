@@ -13,9 +13,11 @@
 //!
 //! - [`lab`]: the world of one trial;
 //! - [`basics`]: the reference behaviour (Host `<namespace>-<service>-<port>`);
-//! - [`routes`]: hostname templates, extra hostnames, TLS with the redirect, path prefixes.
+//! - [`routes`]: hostname templates, extra hostnames, TLS with the redirect, path prefixes;
+//! - [`faults`]: Gloo killed and started again.
 
 mod basics;
+mod faults;
 mod lab;
 mod routes;
 
@@ -23,8 +25,12 @@ use hostrouter_e2e::Suite;
 use libtest_mimic::Trial;
 
 pub fn trials(suite: &Suite) -> Vec<Trial> {
-    [basics::trials(suite), routes::trials(suite)]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        basics::trials(suite),
+        routes::trials(suite),
+        faults::trials(suite),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
