@@ -128,6 +128,12 @@ impl Operator {
 
     /// Starts a stopped operator again, with the same arguments and HTTP address.
     pub async fn resume(&mut self, cx: &TestContext) -> Result<()> {
+        self.relaunch(cx)?;
+        self.wait_ready().await
+    }
+
+    /// Starts a stopped operator again without waiting until it is ready.
+    pub fn relaunch(&mut self, cx: &TestContext) -> Result<()> {
         let (process, address) = spawn(
             cx,
             &self.name,
@@ -138,7 +144,7 @@ impl Operator {
         )?;
         self.process = process;
         self.http_address = address;
-        self.wait_ready().await
+        Ok(())
     }
 
     /// The label value that puts a HostRouter under this operator.
@@ -188,7 +194,7 @@ impl Operator {
             .sum())
     }
 
-    async fn wait_ready(&self) -> Result<()> {
+    pub async fn wait_ready(&self) -> Result<()> {
         wait_until(
             "the operator to report ready on /readyz",
             Duration::from_secs(60),

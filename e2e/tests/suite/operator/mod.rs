@@ -8,10 +8,12 @@
 //! - [`admission`]: what admission refuses, and what Envoy and Gloo accept;
 //! - [`lifecycle`]: restarts and late arrivals;
 //! - [`faults`]: the control plane failing under the operator;
+//! - [`crash`]: the operator killed at random moments during churn;
 //! - [`status`]: status and Events that tell the truth;
 //! - [`tenancy`]: which namespaces a router may publish.
 
 mod admission;
+mod crash;
 mod faults;
 mod lifecycle;
 mod ownership;
@@ -89,6 +91,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         suite.trial(
             "operator::survives_api_server_and_etcd_restarts_and_an_outage",
             |cx| async move { faults::control_plane_faults(&cx).await },
+        ),
+        suite.trial(
+            "operator::converges_exactly_after_kills_during_churn",
+            |cx| async move { crash::crash_during_churn(&cx).await },
         ),
         suite.trial(
             "operator::recovers_when_gloos_crd_appears",
