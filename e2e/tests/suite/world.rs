@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 use hostrouter_e2e::operator::{Operator, TRIAL_LABEL};
 use hostrouter_e2e::resources::{proxies as proxy_api, routers};
 use hostrouter_e2e::{Progress, TestContext, TestNamespace, wait_until};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 /// The label by which a namespace consents to being published by routers of other namespaces.
@@ -263,4 +264,55 @@ async fn apply_external_name(client: &Client, ns: &str, name: &str) -> Result<()
     )
     .await?;
     Ok(())
+}
+
+/// `(kind, namespace, name)` of every object labelled as written by the operator in
+/// `router_ns` (ConfigMaps, Services, Deployments) and `gloo_ns` (Proxies).
+pub async fn managed_objects(
+    client: &Client,
+    router_ns: &str,
+    gloo_ns: &str,
+) -> Result<BTreeSet<(String, String, String)>> {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=hostrouter");
+    let mut all = BTreeSet::new();
+    let mut add = |kind: &str, ns: &str, names: Vec<Option<String>>| {
+        all.extend(
+            names
+                .into_iter()
+                .flatten()
+                .map(|n| (kind.to_owned(), ns.to_owned(), n)),
+        );
+    };
+    let c = client.clone();
+    let cms = Api::<ConfigMap>::namespaced(c.clone(), router_ns)
+        .list(&lp)
+        .await?;
+    add(
+        "ConfigMap",
+        router_ns,
+        cms.items.into_iter().map(|o| o.metadata.name).collect(),
+    );
+    let svcs = Api::<Service>::namespaced(c.clone(), router_ns)
+        .list(&lp)
+        .await?;
+    add(
+        "Service",
+        router_ns,
+        svcs.items.into_iter().map(|o| o.metadata.name).collect(),
+    );
+    let deps = Api::<Deployment>::namespaced(c.clone(), router_ns)
+        .list(&lp)
+        .await?;
+    add(
+        "Deployment",
+        router_ns,
+        deps.items.into_iter().map(|o| o.metadata.name).collect(),
+    );
+    let proxies = proxy_api(&c, gloo_ns).list(&lp).await?;
+    add(
+        "Proxy",
+        gloo_ns,
+        proxies.items.into_iter().map(|o| o.metadata.name).collect(),
+    );
+    Ok(all)
 }

@@ -27,12 +27,11 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::world::{EXPOSE_LABEL, apply_service};
+use crate::world::{EXPOSE_LABEL, apply_service, managed_objects};
 
 /// How long the cluster may take to match render once the churn stops.
 const SETTLE: Duration = Duration::from_secs(45);
 const ROUTED: &str = "e2e.hostrouter.io/routed";
-const MANAGED: &str = "app.kubernetes.io/managed-by=hostrouter";
 const ROUTER_NAMES: [&str; 3] = ["r0", "r1", "r2"];
 const SERVICE_NAMES: [&str; 4] = ["a", "b", "c", "d"];
 const PORTS: [(&str, i32, &str); 4] = [
@@ -151,7 +150,7 @@ pub(super) async fn crash_during_churn(cx: &TestContext) -> Result<()> {
         SETTLE,
         || async {
             operator.process().ensure_running()?;
-            let left = churn.managed_objects(gloo.name()).await?;
+            let left = managed_objects(&churn.client, churn.edge.name(), gloo.name()).await?;
             let routers = api.list(&ListParams::default()).await?.items.len();
             Ok(if left.is_empty() && routers == 0 {
                 Progress::Done(())
@@ -381,7 +380,7 @@ impl Churn<'_> {
                 expected.insert((kind, ns, object));
             }
         }
-        let managed = self.managed_objects(gloo).await?;
+        let managed = managed_objects(&self.client, self.edge.name(), gloo).await?;
         if let Some(orphan) = managed.difference(&expected).next() {
             return Ok(Progress::pending(format!("orphan: {orphan:?}")));
         }
@@ -417,53 +416,6 @@ impl Churn<'_> {
                 .transpose()?,
             other => anyhow::bail!("render printed an unexpected kind {other}"),
         })
-    }
-
-    /// `(kind, namespace, name)` of every object labelled as written by the operator, in the
-    /// router namespace and Gloo's.
-    async fn managed_objects(&self, gloo: &str) -> Result<BTreeSet<(String, String, String)>> {
-        let lp = ListParams::default().labels(MANAGED);
-        let edge = self.edge.name();
-        let c = &self.client;
-        let names = |kind: &str, ns: &str, items: Vec<Option<String>>| {
-            items
-                .into_iter()
-                .flatten()
-                .map(|n| (kind.to_owned(), ns.to_owned(), n))
-                .collect::<Vec<_>>()
-        };
-        let mut all = BTreeSet::new();
-        let cms = Api::<ConfigMap>::namespaced(c.clone(), edge)
-            .list(&lp)
-            .await?;
-        all.extend(names(
-            "ConfigMap",
-            edge,
-            cms.items.into_iter().map(|o| o.metadata.name).collect(),
-        ));
-        let svcs = Api::<Service>::namespaced(c.clone(), edge)
-            .list(&lp)
-            .await?;
-        all.extend(names(
-            "Service",
-            edge,
-            svcs.items.into_iter().map(|o| o.metadata.name).collect(),
-        ));
-        let deps = Api::<Deployment>::namespaced(c.clone(), edge)
-            .list(&lp)
-            .await?;
-        all.extend(names(
-            "Deployment",
-            edge,
-            deps.items.into_iter().map(|o| o.metadata.name).collect(),
-        ));
-        let proxies = proxy_api(c, gloo).list(&lp).await?;
-        all.extend(names(
-            "Proxy",
-            gloo,
-            proxies.items.into_iter().map(|o| o.metadata.name).collect(),
-        ));
-        Ok(all)
     }
 }
 

@@ -9,10 +9,12 @@
 //! - [`lifecycle`]: restarts and late arrivals;
 //! - [`faults`]: the control plane failing under the operator;
 //! - [`crash`]: the operator killed at random moments during churn;
+//! - [`churn`]: routers created and deleted over and over, with and without the operator;
 //! - [`status`]: status and Events that tell the truth;
 //! - [`tenancy`]: which namespaces a router may publish.
 
 mod admission;
+mod churn;
 mod crash;
 mod faults;
 mod lifecycle;
@@ -95,6 +97,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         suite.trial(
             "operator::converges_exactly_after_kills_during_churn",
             |cx| async move { crash::crash_during_churn(&cx).await },
+        ),
+        suite.trial(
+            "operator::create_delete_cycles_leave_no_orphan_and_no_finalizer",
+            |cx| async move { churn::create_delete_cycles(&cx).await },
         ),
         suite.trial(
             "operator::recovers_when_gloos_crd_appears",
