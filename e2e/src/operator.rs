@@ -26,13 +26,18 @@ pub const TRIAL_LABEL: &str = "e2e.hostrouter.io/trial";
 
 static CHART: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
 
+/// The chart's directory in the repository.
+pub fn chart_dir() -> PathBuf {
+    workspace_root().join("charts/hostrouter")
+}
+
 /// Installs the chart once per run (its operator Deployment never starts: there is no
 /// kubelet) and returns a kubeconfig holding a token of the chart's ServiceAccount, so the
 /// operator runs with exactly the chart's RBAC.
 pub async fn chart_identity(cluster: &ControlPlane) -> Result<PathBuf> {
     let result = CHART
         .get_or_init(|| async {
-            let chart = workspace_root().join("charts/hostrouter");
+            let chart = chart_dir();
             let install = async {
                 cluster
                     .helm([

@@ -10,6 +10,7 @@
 //! - [`faults`]: the control plane failing under the operator;
 //! - [`crash`]: the operator killed at random moments during churn;
 //! - [`churn`]: routers created and deleted over and over, with and without the operator;
+//! - [`podsecurity`]: the Pods admitted at PodSecurity `restricted`;
 //! - [`status`]: status and Events that tell the truth;
 //! - [`tenancy`]: which namespaces a router may publish.
 
@@ -19,6 +20,7 @@ mod crash;
 mod faults;
 mod lifecycle;
 mod ownership;
+mod podsecurity;
 mod routing;
 mod status;
 mod tenancy;
@@ -101,6 +103,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         suite.trial(
             "operator::create_delete_cycles_leave_no_orphan_and_no_finalizer",
             |cx| async move { churn::create_delete_cycles(&cx).await },
+        ),
+        suite.trial(
+            "operator::envoy_and_operator_pods_pass_pod_security_restricted",
+            |cx| async move { podsecurity::restricted_pods(&cx).await },
         ),
         suite.trial(
             "operator::recovers_when_gloos_crd_appears",
