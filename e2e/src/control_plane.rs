@@ -49,6 +49,8 @@ pub struct ControlPlaneOptions {
     pub namespaces: Vec<String>,
     /// kube-controller-manager's `--controllers`.
     pub controllers: Vec<String>,
+    /// More kube-apiserver flags (say, `--enable-admission-plugins=...`).
+    pub apiserver_args: Vec<String>,
     /// Where to keep state; `None` for a fresh temporary directory removed by
     /// [`ControlPlane::stop`].
     pub run_dir: Option<PathBuf>,
@@ -68,6 +70,7 @@ impl ControlPlaneOptions {
             crds: Vec::new(),
             namespaces: Vec::new(),
             controllers: vec!["garbagecollector".into(), "namespace".into()],
+            apiserver_args: Vec::new(),
             run_dir: None,
             detached: false,
             startup_timeout: Duration::from_secs(90),
@@ -591,6 +594,7 @@ fn start_apiserver(
         "--endpoint-reconciler-type=none".to_owned(),
         "--profiling=false".to_owned(),
     ])
+    .args(&options.apiserver_args)
     .spawn()
 }
 

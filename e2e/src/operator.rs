@@ -98,18 +98,29 @@ impl Operator {
         extra_args: &[&str],
         kubeconfig: PathBuf,
     ) -> Result<Self> {
+        let op = Self::launch(cx, name, shard, extra_args, kubeconfig)?;
+        op.wait_ready().await?;
+        Ok(op)
+    }
+
+    /// Like [`Operator::start_with`], without waiting until it is ready.
+    pub fn launch(
+        cx: &TestContext,
+        name: &str,
+        shard: &str,
+        extra_args: &[&str],
+        kubeconfig: PathBuf,
+    ) -> Result<Self> {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let process = spawn(cx, name, &kubeconfig, shard, &extra_args, None)?;
-        let op = Self {
+        Ok(Self {
             name: name.into(),
             http_address: process.1,
             process: process.0,
             shard: shard.into(),
             extra_args,
             kubeconfig,
-        };
-        op.wait_ready().await?;
-        Ok(op)
+        })
     }
 
     /// Stops the operator (SIGTERM) and starts it again with the same arguments.

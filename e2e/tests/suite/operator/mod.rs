@@ -11,6 +11,7 @@
 //! - [`crash`]: the operator killed at random moments during churn;
 //! - [`churn`]: routers created and deleted over and over, with and without the operator;
 //! - [`podsecurity`]: the Pods admitted at PodSecurity `restricted`;
+//! - [`rbac`]: every verb of the chart's RBAC is needed;
 //! - [`status`]: status and Events that tell the truth;
 //! - [`tenancy`]: which namespaces a router may publish.
 
@@ -21,6 +22,7 @@ mod faults;
 mod lifecycle;
 mod ownership;
 mod podsecurity;
+mod rbac;
 mod routing;
 mod status;
 mod tenancy;
@@ -107,6 +109,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         suite.trial(
             "operator::envoy_and_operator_pods_pass_pod_security_restricted",
             |cx| async move { podsecurity::restricted_pods(&cx).await },
+        ),
+        suite.trial(
+            "operator::every_verb_of_the_charts_rbac_is_needed",
+            |cx| async move { rbac::every_verb_is_needed(&cx).await },
         ),
         suite.trial(
             "operator::recovers_when_gloos_crd_appears",
