@@ -308,6 +308,15 @@ impl ControlPlane {
         crate::crds::install_paths(&self.client, paths).await
     }
 
+    /// Stops a control plane a trial started for itself once the trial is over, keeping (and
+    /// naming) its logs when `result` is a failure; returns `result`.
+    pub async fn stop_after<T>(&self, trial: &str, result: Result<T>) -> Result<T> {
+        if let Some(dir) = self.stop(result.is_err()).await? {
+            eprintln!("{trial}: control plane logs kept in {}", dir.display());
+        }
+        result
+    }
+
     /// Kills a component (SIGKILL: no clean shutdown) and waits until it is gone.
     pub async fn kill(&self, component: Component) -> Result<()> {
         let mut processes = self.processes.lock().await;

@@ -26,6 +26,26 @@ pub const TRIAL_LABEL: &str = "e2e.hostrouter.io/trial";
 
 static CHART: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
 
+/// `helm install` of the chart (release [`CHART_RELEASE`] in [`CHART_NAMESPACE`], created when
+/// missing); returns a kubeconfig holding a token of the chart's ServiceAccount.
+pub async fn install_chart(cluster: &ControlPlane) -> Result<PathBuf> {
+    let chart = chart_dir();
+    cluster
+        .helm([
+            "install",
+            CHART_RELEASE,
+            chart.to_str().context("chart path is not UTF-8")?,
+            "--namespace",
+            CHART_NAMESPACE,
+            "--create-namespace",
+        ])
+        .await
+        .context("helm install of the chart")?;
+    cluster
+        .service_account_kubeconfig(CHART_NAMESPACE, CHART_SERVICE_ACCOUNT)
+        .await
+}
+
 /// The chart's directory in the repository.
 pub fn chart_dir() -> PathBuf {
     workspace_root().join("charts/hostrouter")
@@ -36,26 +56,7 @@ pub fn chart_dir() -> PathBuf {
 /// operator runs with exactly the chart's RBAC.
 pub async fn chart_identity(cluster: &ControlPlane) -> Result<PathBuf> {
     let result = CHART
-        .get_or_init(|| async {
-            let chart = chart_dir();
-            let install = async {
-                cluster
-                    .helm([
-                        "install",
-                        CHART_RELEASE,
-                        chart.to_str().context("chart path is not UTF-8")?,
-                        "--namespace",
-                        CHART_NAMESPACE,
-                        "--create-namespace",
-                    ])
-                    .await
-                    .context("helm install of the chart")?;
-                cluster
-                    .service_account_kubeconfig(CHART_NAMESPACE, CHART_SERVICE_ACCOUNT)
-                    .await
-            };
-            install.await.map_err(|e| format!("{e:#}"))
-        })
+        .get_or_init(|| async { install_chart(cluster).await.map_err(|e| format!("{e:#}")) })
         .await;
     result
         .clone()

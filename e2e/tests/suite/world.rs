@@ -211,13 +211,43 @@ pub async fn condition(
 }
 
 fn domains_of(proxy: &DynamicObject) -> BTreeSet<String> {
-    proxy.data["spec"]["listeners"][0]["httpListener"]["virtualHosts"]
+    domains_per_listener(&proxy.data)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Per listener of a Proxy (as JSON), every domain of every virtual host, in order.
+pub fn domains_per_listener(proxy: &Value) -> Vec<Vec<String>> {
+    proxy["spec"]["listeners"]
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|vh| vh["domains"].as_array().cloned().unwrap_or_default())
-        .filter_map(|d| d.as_str().map(str::to_owned))
+        .map(|l| {
+            l["httpListener"]["virtualHosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|vh| vh["domains"].as_array().cloned().unwrap_or_default())
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect()
+        })
         .collect()
+}
+
+/// Creates the namespace `name` with `labels` (a JSON object), on a control plane of a trial's
+/// own (on the shared one, [`TestContext::namespace`] gives unique names).
+pub async fn create_namespace(client: &Client, name: &str, labels: Value) -> Result<()> {
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))?,
+        )
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    Ok(())
 }
 
 pub async fn apply_service(

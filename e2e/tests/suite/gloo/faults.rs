@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
-use hostrouter_e2e::backends::{Backend, PETS_JSON, apply_backend_service};
+use anyhow::{Context, Result, ensure};
+use hostrouter_e2e::backends::{Backend, apply_backend_service};
 use hostrouter_e2e::{Progress, Suite, TestContext, wait_until};
 use libtest_mimic::Trial;
 
@@ -41,13 +41,9 @@ async fn gloo_restarts(cx: &TestContext) -> Result<()> {
 
         // The last good configuration keeps serving.
         for _ in 0..10 {
-            let pets = lab.get(&lab.host("petstore", 8080), "/api/pets").await?;
-            ensure!(
-                pets.status == 200 && pets.body == PETS_JSON,
-                "round {round}: with Gloo down, petstore answered {} {:?}",
-                pets.status,
-                pets.body
-            );
+            lab.check_petstore()
+                .await
+                .with_context(|| format!("round {round}: with Gloo down"))?;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 

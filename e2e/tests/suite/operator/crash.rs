@@ -27,7 +27,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::world::{EXPOSE_LABEL, apply_service, managed_objects};
+use crate::world::{EXPOSE_LABEL, apply_service, domains_per_listener, managed_objects};
 
 /// How long the cluster may take to match render once the churn stops.
 const SETTLE: Duration = Duration::from_secs(45);
@@ -426,22 +426,4 @@ fn identity(doc: &Value) -> (String, String, String) {
         s(&doc["metadata"]["namespace"]),
         s(&doc["metadata"]["name"]),
     )
-}
-
-/// Per listener of the Proxy, every domain of every virtual host, in order.
-fn domains_per_listener(proxy: &Value) -> Vec<Vec<String>> {
-    proxy["spec"]["listeners"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            l["httpListener"]["virtualHosts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|vh| vh["domains"].as_array().cloned().unwrap_or_default())
-                .filter_map(|d| d.as_str().map(str::to_owned))
-                .collect()
-        })
-        .collect()
 }

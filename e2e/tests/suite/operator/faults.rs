@@ -17,9 +17,9 @@ use hostrouter_e2e::toolchain::{project_crds, tool, vars};
 use hostrouter_e2e::{
     Component, ControlPlane, ControlPlaneOptions, Process, Progress, TestContext, http, wait_until,
 };
-use k8s_openapi::api::core::v1::Namespace;
+
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 use crate::world::apply_service;
@@ -41,15 +41,7 @@ pub(super) async fn control_plane_faults(cx: &TestContext) -> Result<()> {
     let cluster =
         ControlPlane::start(ControlPlaneOptions::from_env()?.crds(project_crds()?)).await?;
     let result = faults(cx, &cluster, rounds).await;
-    let kept = cluster.stop(result.is_err()).await?;
-    if let Some(dir) = kept {
-        eprintln!(
-            "{}: control plane logs kept in {}",
-            cx.name(),
-            dir.display()
-        );
-    }
-    result
+    cluster.stop_after(cx.name(), result).await
 }
 
 /// The operator, reaching the API server through `relay`.
@@ -74,14 +66,8 @@ impl Subject {
 
 async fn faults(cx: &TestContext, cluster: &ControlPlane, rounds: usize) -> Result<()> {
     let client = cluster.client();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in [NS, GLOO] {
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-            )
-            .await?;
+        crate::world::create_namespace(&client, ns, json!({})).await?;
     }
     let server: std::net::SocketAddr = cluster
         .server_url()

@@ -7,17 +7,17 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use hostrouter_e2e::operator::{
-    CHART_NAMESPACE, CHART_RELEASE, CHART_SERVICE_ACCOUNT, Operator, TRIAL_LABEL, chart_dir,
+    CHART_NAMESPACE, CHART_RELEASE, Operator, TRIAL_LABEL, install_chart,
 };
 use hostrouter_e2e::resources::routers;
 use hostrouter_e2e::toolchain::project_crds;
 use hostrouter_e2e::{ControlPlane, ControlPlaneOptions, Progress, TestContext, wait_until};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 const RESTRICTED: [(&str, &str); 2] = [
@@ -33,14 +33,7 @@ pub(super) async fn restricted_pods(cx: &TestContext) -> Result<()> {
         .to_vec();
     let cluster = ControlPlane::start(options).await?;
     let result = check(cx, &cluster).await;
-    if let Some(dir) = cluster.stop(result.is_err()).await? {
-        eprintln!(
-            "{}: control plane logs kept in {}",
-            cx.name(),
-            dir.display()
-        );
-    }
-    result
+    cluster.stop_after(cx.name(), result).await
 }
 
 async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
@@ -55,31 +48,12 @@ async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
         if ns == "apps" {
             labels["hostrouter.io/expose"] = json!("true");
         }
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns, "labels": labels}}))?,
-            )
-            .await
-            .with_context(|| format!("creating namespace {ns}"))?;
+        crate::world::create_namespace(&client, ns, labels).await?;
     }
     crate::world::apply_service(&client, "apps", "web", &[("http", 80, "TCP")], None).await?;
 
     // The chart, into a namespace labelled restricted; the operator runs with its identity.
-    let chart = chart_dir();
-    cluster
-        .helm([
-            "install",
-            CHART_RELEASE,
-            chart.to_str().context("chart path is not UTF-8")?,
-            "--namespace",
-            CHART_NAMESPACE,
-        ])
-        .await
-        .context("helm install of the chart")?;
-    let kubeconfig = cluster
-        .service_account_kubeconfig(CHART_NAMESPACE, CHART_SERVICE_ACCOUNT)
-        .await?;
+    let kubeconfig = install_chart(cluster).await?;
 
     // The Envoy Pods: one router on an unprivileged port, one on port 80 (the Deployment then
     // sets the sysctl `net.ipv4.ip_unprivileged_port_start`, which restricted allows).

@@ -28,7 +28,7 @@ use hostrouter_e2e::toolchain::project_crds;
 use hostrouter_e2e::{ControlPlane, ControlPlaneOptions, Progress, TestContext, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Client;
@@ -238,14 +238,7 @@ pub(super) async fn every_verb_is_needed(cx: &TestContext) -> Result<()> {
         .push("--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into());
     let cluster = ControlPlane::start(options).await?;
     let result = check(cx, &cluster).await;
-    if let Some(dir) = cluster.stop(result.is_err()).await? {
-        eprintln!(
-            "{}: control plane logs kept in {}",
-            cx.name(),
-            dir.display()
-        );
-    }
-    result
+    cluster.stop_after(cx.name(), result).await
 }
 
 async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
@@ -426,13 +419,7 @@ async fn setup(cx: &TestContext, client: &Client) -> Result<()> {
         (APPS, json!({"hostrouter.io/expose": "true"})),
         (GLOO, json!({})),
     ] {
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns, "labels": labels}}))?,
-            )
-            .await
-            .with_context(|| format!("creating namespace {ns}"))?;
+        crate::world::create_namespace(client, ns, labels).await?;
     }
     crate::world::apply_service(client, APPS, "web", &[("http", 80, "TCP")], None).await?;
     let ca = TestCa::new(cx.log_dir(), "rbac").await?;
