@@ -280,8 +280,18 @@ pub fn crd_yaml() -> Result<String> {
     ))
 }
 
+/// kube's client logs every failed request at ERROR; the operator logs each failure it acts on
+/// (a watch's outage once, a failed reconcile with its error), so those lines would only repeat
+/// them, once per retry. A filter that names `kube_client` itself decides.
+const QUIET_KUBE_CLIENT: &str = "kube_client::client::builder=off";
+
 fn init_tracing(format: LogFormat, filter: &str) -> Result<()> {
-    let filter = EnvFilter::try_new(filter)
+    let directives = if filter.contains("kube_client") {
+        filter.to_owned()
+    } else {
+        format!("{filter},{QUIET_KUBE_CLIENT}")
+    };
+    let filter = EnvFilter::try_new(&directives)
         .map_err(|e| Error::Config(format!("--log-level {filter:?}: {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

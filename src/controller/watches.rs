@@ -12,7 +12,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{Api, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, store::Writer};
-use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector as reflect, watcher as watch};
 use kube::{Resource, ResourceExt};
@@ -203,11 +202,7 @@ fn proxies(
     janitor: Arc<Notify>,
 ) -> JoinHandle<()> {
     let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &gloo::proxy_resource());
-    let stream = reflect(
-        writer,
-        strip(watch(api, managed()).backoff(WatchBackoff::default())),
-    )
-    .inspect(move |event| {
+    let stream = reflect(writer, strip(retrying(watch(api, managed())))).inspect(move |event| {
         if matches!(event, Ok(Event::InitDone)) {
             janitor.notify_one();
         }
@@ -222,9 +217,7 @@ fn proxies(
 /// change reaches the routers whose `spec.tls` names the Secret.
 fn tls_secrets(ctx: &Arc<Context>, writer: Writer<TlsSecret>, queue: &Queue) -> JoinHandle<()> {
     let config = all().fields(&format!("type={TLS_SECRET_TYPE}"));
-    let stream = watch(Api::<Secret>::all(ctx.client.clone()), config)
-        .backoff(WatchBackoff::default())
-        .map_ok(summarized);
+    let stream = retrying(watch(Api::<Secret>::all(ctx.client.clone()), config)).map_ok(summarized);
     spawn_triggers(
         "Secret",
         reflect(writer, stream),
@@ -265,7 +258,9 @@ fn router_stream(
         .inspect(move |event| {
             let event = match event {
                 Ok(event) => {
-                    watch_works(&ctx, "HostRouter");
+                    if delivers(event) {
+                        watch_works(&ctx, "HostRouter");
+                    }
                     event
                 }
                 Err(error) => {
@@ -347,7 +342,8 @@ impl Iterator for WatchBackoff {
     }
 }
 
-impl Backoff for WatchBackoff {
+impl WatchBackoff {
+    /// Starts over from the first pause.
     fn reset(&mut self) {
         self.next = Self::FIRST;
     }
@@ -363,10 +359,32 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    reflect(
-        writer,
-        strip(watch(api, config).backoff(WatchBackoff::default())),
-    )
+    reflect(writer, strip(retrying(watch(api, config))))
+}
+
+/// `stream` with a pause of [`WatchBackoff`] after each error. The pause starts over only once
+/// the watch delivers: not on `Init`, which the watcher emits before each listing attempt, so
+/// that a relisting that keeps failing (the API server away) backs off instead of retrying every
+/// 250 ms. (kube's `StreamBackoff` resets on any event, `Init` included.)
+fn retrying<K: Send + 'static>(
+    stream: impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static {
+    let state = (Box::pin(stream), WatchBackoff::default(), None::<Duration>);
+    futures::stream::unfold(state, |(mut stream, mut backoff, pause)| async move {
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+        let item = stream.next().await?;
+        let pause = match &item {
+            Err(_) => backoff.next(),
+            Ok(Event::Init) => None,
+            Ok(_) => {
+                backoff.reset();
+                None
+            }
+        };
+        Some((item, (stream, backoff, pause)))
+    })
 }
 
 fn strip<K: Resource + Clone + Send + 'static>(
@@ -405,7 +423,7 @@ where
         ctx.metrics.set_watch_healthy(kind, true);
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            if event.is_ok() {
+            if event.as_ref().is_ok_and(delivers) {
                 watch_works(&ctx, kind);
             }
             let targets = match event {
@@ -454,6 +472,12 @@ fn expire_outages(ctx: &Arc<Context>) -> JoinHandle<()> {
     })
 }
 
+/// Whether an event shows the watch working: any but `Init`, which comes before each listing
+/// attempt, also one that then fails.
+fn delivers<K>(event: &Event<K>) -> bool {
+    !matches!(event, Event::Init)
+}
+
 /// Records that the watch of `kind` delivers events again (logged once per outage).
 fn watch_works(ctx: &Context, kind: &'static str) {
     if ctx.stores.watches.recovered(kind) {
@@ -496,6 +520,34 @@ impl Drop for Tasks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relisting_that_keeps_failing_backs_off_and_an_event_starts_it_over() {
+        use tokio::time::Instant;
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(Event::Init),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(Event::Init),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(Event::Init),
+            Ok(Event::InitDone),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(Event::<()>::Init),
+        ]);
+        let began = Instant::now();
+        let mut at = Vec::new();
+        let mut stream = std::pin::pin!(retrying(events));
+        while let Some(item) = stream.next().await {
+            if matches!(item, Ok(Event::Init)) {
+                at.push(began.elapsed().as_millis());
+            }
+        }
+        // 250, 500, 1000 ms after the failures: `Init` does not start the pauses over; after
+        // `InitDone` (the watch works) the next failure waits 250 ms again.
+        assert_eq!(at, [0, 250, 750, 1750, 2000]);
+    }
 
     #[test]
     fn a_failing_watch_retries_within_four_seconds_and_starts_over_once_it_works() {

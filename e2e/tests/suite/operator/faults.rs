@@ -171,6 +171,20 @@ async fn faults(cx: &TestContext, cluster: &ControlPlane, rounds: usize) -> Resu
         "{failures} watch-failure lines for {} faults: the log spams",
         times.len()
     );
+    let loud = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .count();
+    eprintln!(
+        "{}: {failures} watch-failure lines, {loud} warnings and errors in all, for {} faults",
+        cx.name(),
+        times.len()
+    );
+    ensure!(
+        loud <= 20 * times.len(),
+        "{loud} warnings and errors for {} faults: the log spams",
+        times.len()
+    );
     Ok(())
 }
 
