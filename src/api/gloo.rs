@@ -4,6 +4,7 @@
 //! routing. The shapes are therefore typed, serialised with Gloo's exact JSON names, and checked
 //! against Gloo's full Proxy schema (v1.11) in the tests and the e2e suite.
 
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -207,17 +208,24 @@ pub fn verdict(proxy: &DynamicObject, gloo_namespace: &str) -> Verdict {
     }
 }
 
-/// `proxy` as the operator writes it: with its status for Gloo's namespace set to `Pending`.
+/// How long Gloo may take to report on a spec the operator wrote before `ProxyAccepted` says
+/// Gloo is not reporting (rather than that it has not reported yet).
+pub const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `proxy` as the operator writes it: with its status for Gloo's namespace set to `Pending`,
+/// reported by `writer` at `now`.
 ///
 /// Gloo writes its verdict only when it differs from the status the Proxy carries, so without
 /// this a new spec that Gloo accepts like the previous one would never be reported on, and the
 /// old `Accepted` could not be told from a verdict on the new spec (Gloo away, say). Written in
 /// the same request as the spec, it says "not judged yet" until Gloo replaces it (Gloo replaces
-/// its whole entry, so nothing of this one stays behind).
+/// its whole entry, so nothing of this one stays behind). The time is in `reason`, the one
+/// free-text field of Gloo's status, so that Gloo reads the entry like one of its own.
 pub fn awaiting_verdict(
     proxy: &DynamicObject,
     gloo_namespace: &str,
     writer: &str,
+    now: Timestamp,
 ) -> DynamicObject {
     let mut body = proxy.clone();
     if let Some(data) = body.data.as_object_mut() {
@@ -226,11 +234,38 @@ pub fn awaiting_verdict(
             serde_json::json!({ "statuses": { gloo_namespace: {
                 "state": "Pending",
                 "reportedBy": writer,
-                "reason": "written; Gloo has not reported on this spec yet",
+                "reason": format!("{WRITTEN_AT}{now}"),
             }}}),
         );
     }
     body
+}
+
+const WRITTEN_AT: &str = "spec written, not yet judged by Gloo; written at ";
+
+/// Gloo's verdict on the Proxy at `now`: a status the operator wrote with the spec
+/// ([`awaiting_verdict`]) is `Pending` for [`REPORT_GRACE`], then `NotReported` (Gloo is not
+/// processing this Proxy: down, watching another namespace, or not persisting Proxy specs).
+pub fn verdict_at(
+    proxy: &DynamicObject,
+    gloo_namespace: &str,
+    writer: &str,
+    now: Timestamp,
+) -> Verdict {
+    let ours = proxy.data["status"]["statuses"][gloo_namespace]
+        .get("reportedBy")
+        .is_some_and(|r| r == writer);
+    if !ours {
+        return verdict(proxy, gloo_namespace);
+    }
+    let written = proxy.data["status"]["statuses"][gloo_namespace]["reason"]
+        .as_str()
+        .and_then(|r| r.strip_prefix(WRITTEN_AT))
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    match written {
+        Some(t) if now.duration_since(t).unsigned_abs() <= REPORT_GRACE => Verdict::Pending,
+        _ => Verdict::NotReported,
+    }
 }
 
 #[cfg(test)]
@@ -239,18 +274,23 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_proxy_as_written_awaits_glooss_verdict() {
+    fn a_proxy_as_written_awaits_gloos_verdict_for_a_while() {
         let mut p = proxy_with_status(
             json!({"statuses": {"gloo-system": {"state": 1}, "other": {"state": 1}}}),
         );
         p.data["spec"] = json!({"listeners": []});
-        let written = awaiting_verdict(&p, "gloo-system", "hostrouter");
-        assert_eq!(verdict(&written, "gloo-system"), Verdict::Pending);
+        let t0: Timestamp = "2026-11-30T04:00:00Z".parse().unwrap();
+        let written = awaiting_verdict(&p, "gloo-system", "hostrouter", t0);
         assert_eq!(written.data["spec"], p.data["spec"]);
-        assert_eq!(
-            written.data["status"]["statuses"]["gloo-system"]["reportedBy"],
-            "hostrouter"
-        );
+        let at = |o: &DynamicObject, secs: i64| {
+            let now = t0 + k8s_openapi::jiff::SignedDuration::from_secs(secs);
+            verdict_at(o, "gloo-system", "hostrouter", now)
+        };
+        assert_eq!(at(&written, 0), Verdict::Pending);
+        assert_eq!(at(&written, 10), Verdict::Pending);
+        assert_eq!(at(&written, 11), Verdict::NotReported);
+        // Gloo's own entry is read as it is.
+        assert_eq!(at(&p, 99), Verdict::Accepted);
     }
 
     fn proxy_with_status(status: Value) -> DynamicObject {

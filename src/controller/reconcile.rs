@@ -19,6 +19,7 @@ use super::report;
 use super::status::{Acceptance, CertificateFacts, EnvoyState, Facts, Programming, Reason};
 use super::write::{self, ProxyWrite};
 use crate::api::HostRouter;
+use crate::api::gloo::{self, Verdict};
 use crate::error::{Error, Result};
 use crate::metrics::ReconcileResult;
 use crate::render::routes::certificates::{Problem, ProblemKind};
@@ -147,7 +148,14 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
                 action = Action::requeue(BLOCKED_RETRY);
             }
             match w.proxy {
-                ProxyWrite::Written(verdict) => facts.verdict = Some(verdict),
+                ProxyWrite::Written(verdict) => {
+                    // Gloo's report is a Proxy event; should none come, the verdict turns to
+                    // "not reported" once the grace is over.
+                    if verdict == Verdict::Pending {
+                        action = Action::requeue(gloo::REPORT_GRACE + Duration::from_secs(1));
+                    }
+                    facts.verdict = Some(verdict);
+                }
                 ProxyWrite::CrdMissing => {
                     facts.programming = Programming::Failed {
                         reason: Reason::GlooCrdMissing,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -78,7 +79,12 @@ pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> 
     let svc = plan(router, ctx, "Service", &r.service, &s.services).await?;
     let dep = plan(router, ctx, "Deployment", &r.deployment, &s.deployments).await?;
     let proxy_namespace = ObjectRef::new(&r.proxy_ref.namespace);
-    let proxy_body = gloo::awaiting_verdict(&r.proxy, &r.proxy_ref.namespace, FIELD_MANAGER);
+    let proxy_body = gloo::awaiting_verdict(
+        &r.proxy,
+        &r.proxy_ref.namespace,
+        FIELD_MANAGER,
+        Timestamp::now(),
+    );
     let proxy = if s.namespaces.get(&proxy_namespace).is_some() {
         plan_proxy(ctx, &proxy_body).await?
     } else {
@@ -111,7 +117,12 @@ pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> 
             // removes it with the router.
             finalizer::ensure(router, ctx).await?;
             let written = converge(router, ctx, proxy).await?;
-            ProxyWrite::Written(gloo::verdict(&written, &r.proxy_ref.namespace))
+            ProxyWrite::Written(gloo::verdict_at(
+                &written,
+                &r.proxy_ref.namespace,
+                FIELD_MANAGER,
+                Timestamp::now(),
+            ))
         }
     };
     Ok(out)

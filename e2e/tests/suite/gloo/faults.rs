@@ -1,7 +1,8 @@
 //! Gloo killed and started again under a running Envoy and operator: Envoy keeps serving the
 //! last configuration Gloo gave it, the operator keeps writing the Proxy and says that Gloo has
-//! not judged it (`ProxyAccepted=Unknown`, `Pending`), and once Gloo is back the change made
-//! meanwhile routes within seconds and `ProxyAccepted` returns to True.
+//! not judged it (`ProxyAccepted=Unknown`, `Pending`, then `GlooNotReported` after 10 s), and
+//! once Gloo is back the change made meanwhile routes within seconds and `ProxyAccepted`
+//! returns to True.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,9 @@ async fn gloo_restarts(cx: &TestContext) -> Result<()> {
             "{}: round {round}: Gloo down: ProxyAccepted=Unknown: {message}",
             cx.name()
         );
+        // Silent for longer than the grace: Gloo is said not to report.
+        lab.wait_condition("ProxyAccepted", "Unknown", "GlooNotReported")
+            .await?;
         let unknown = lab.get(&host, "/").await?;
         ensure!(
             unknown.status == 404,
