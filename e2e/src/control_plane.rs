@@ -51,6 +51,11 @@ pub struct ControlPlaneOptions {
     pub controllers: Vec<String>,
     /// More kube-apiserver flags (say, `--enable-admission-plugins=...`).
     pub apiserver_args: Vec<String>,
+    /// For a control plane with a node: the address the API server advertises (its
+    /// `kubernetes` Service's endpoint and a name in its certificate), with the ServiceAccount
+    /// admission (Pods get tokens), and kube-scheduler. `None`: 127.0.0.1, no ServiceAccount
+    /// admission, no scheduler.
+    pub node_address: Option<std::net::Ipv4Addr>,
     /// Where to keep state; `None` for a fresh temporary directory removed by
     /// [`ControlPlane::stop`].
     pub run_dir: Option<PathBuf>,
@@ -71,6 +76,7 @@ impl ControlPlaneOptions {
             namespaces: Vec::new(),
             controllers: vec!["garbagecollector".into(), "namespace".into()],
             apiserver_args: Vec::new(),
+            node_address: None,
             run_dir: None,
             detached: false,
             startup_timeout: Duration::from_secs(90),
@@ -540,6 +546,20 @@ async fn boot(
     )
     .await?;
 
+    if options.node_address.is_some() {
+        let port = free_ports(1)?[0];
+        processes.push(start_scheduler(options, run, port, &kubeconfig)?);
+        let health_client = insecure_client(&format!("https://127.0.0.1:{port}"))?;
+        wait_for_health(
+            "kube-scheduler /healthz",
+            &processes[3],
+            &health_client,
+            "/healthz",
+            options.startup_timeout,
+        )
+        .await?;
+    }
+
     Ok(Booted {
         server,
         kubeconfig,
@@ -584,7 +604,12 @@ fn start_apiserver(
     .args([
         format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client),
         "--bind-address=127.0.0.1".to_owned(),
-        "--advertise-address=127.0.0.1".to_owned(),
+        format!(
+            "--advertise-address={}",
+            options
+                .node_address
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+        ),
         format!("--secure-port={}", ports.apiserver),
         format!("--cert-dir={}", pki.join("apiserver").display()),
         format!("--token-auth-file={}", pki.join("tokens.csv").display()),
@@ -595,14 +620,21 @@ fn start_apiserver(
             "--service-account-signing-key-file={}",
             keys.private_key.display()
         ),
-        "--disable-admission-plugins=ServiceAccount".to_owned(),
         format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
         "--allow-privileged=true".to_owned(),
-        // No kubelets and a loopback advertise address: nothing to reconcile the
-        // `kubernetes` Service's endpoints to.
-        "--endpoint-reconciler-type=none".to_owned(),
         "--profiling=false".to_owned(),
     ])
+    .args(match options.node_address {
+        // The `kubernetes` Service's endpoint is the advertised address, where the node's
+        // relay listens; Pods get ServiceAccount tokens.
+        Some(_) => vec!["--endpoint-reconciler-type=lease".to_owned()],
+        // No kubelets and a loopback advertise address: nothing to reconcile the `kubernetes`
+        // Service's endpoints to, and no Pod ever runs.
+        None => vec![
+            "--endpoint-reconciler-type=none".to_owned(),
+            "--disable-admission-plugins=ServiceAccount".to_owned(),
+        ],
+    })
     .args(&options.apiserver_args)
     .spawn()
 }
@@ -635,6 +667,35 @@ fn start_controller_manager(
             run.path().join("pki/controller-manager").display()
         ),
         "--use-service-account-credentials=false".to_owned(),
+        // For the kube-root-ca.crt ConfigMap of every namespace: the CA Pods trust the API
+        // server with.
+        format!("--root-ca-file={}", apiserver_cert(run.path()).display()),
+        "--profiling=false".to_owned(),
+    ])
+    .spawn()
+}
+
+fn start_scheduler(
+    options: &ControlPlaneOptions,
+    run: &RunDir,
+    port: u16,
+    kubeconfig: &Path,
+) -> Result<Process> {
+    let kubeconfig = kubeconfig.display();
+    ProcessBuilder::new(
+        "kube-scheduler",
+        &options.binaries.kube_scheduler()?,
+        run.logs_dir(),
+    )
+    .detached(options.detached)
+    .args([
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--authentication-skip-lookup=true".to_owned(),
+        "--leader-elect=false".to_owned(),
+        "--bind-address=127.0.0.1".to_owned(),
+        format!("--secure-port={port}"),
         "--profiling=false".to_owned(),
     ])
     .spawn()

@@ -31,6 +31,7 @@ pub mod kubeconfig;
 pub mod loopback;
 pub mod namespace;
 pub mod net;
+pub mod node;
 pub mod operator;
 pub mod pki;
 pub mod process;

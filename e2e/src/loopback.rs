@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{Context, Result, bail};
 
 /// Addresses for backends come from TEST-NET-2 (198.51.100.0/24, RFC 5737): never routed, and
-/// not the machine's own eth0 address.
+/// not the machine's own eth0 address. `.10`-`.199` only: the lab's node uses `.224/27`
+/// (see [`crate::node::network`]).
 pub const BACKEND_NET: [u8; 3] = [198, 51, 100];
 
 /// A TEST-NET-2 address unlikely to be in use by another run: picked from this process's pid
@@ -17,7 +18,7 @@ pub const BACKEND_NET: [u8; 3] = [198, 51, 100];
 pub fn unique_backend_ip() -> Ipv4Addr {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let host = 10 + (std::process::id().wrapping_mul(7).wrapping_add(n)) % 240;
+    let host = 10 + (std::process::id().wrapping_mul(7).wrapping_add(n)) % 190;
     let [a, b, c] = BACKEND_NET;
     Ipv4Addr::new(a, b, c, u8::try_from(host).unwrap_or(10))
 }
@@ -107,6 +108,6 @@ mod tests {
     fn backend_addresses_are_test_net_2() {
         let ip = unique_backend_ip();
         assert_eq!(ip.octets()[..3], BACKEND_NET);
-        assert!(ip.octets()[3] >= 10);
+        assert!((10..200).contains(&ip.octets()[3]));
     }
 }

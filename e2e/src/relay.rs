@@ -27,7 +27,12 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start(target: SocketAddr) -> Result<Self> {
-        let listener = TcpListener::bind((LOOPBACK, 0))
+        Self::start_at(SocketAddr::from((LOOPBACK, 0)), target).await
+    }
+
+    /// A relay listening on `address` (port 0: any free port).
+    pub async fn start_at(address: SocketAddr, target: SocketAddr) -> Result<Self> {
+        let listener = TcpListener::bind(address)
             .await
             .context("binding the relay")?;
         let address = listener.local_addr()?;

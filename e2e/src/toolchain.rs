@@ -33,6 +33,22 @@ pub mod vars {
     pub const GLOO_V111_CRDS_DIR: &str = "GLOO_V111_CRDS_DIR";
     /// The `kubernetes-validate` command (in a virtualenv).
     pub const KUBERNETES_VALIDATE: &str = "KUBERNETES_VALIDATE";
+    /// The lab's node: kubelet, kube-scheduler and kube-proxy, built from k8s.io/kubernetes.
+    pub const KUBELET: &str = "KUBELET";
+    pub const KUBE_SCHEDULER: &str = "KUBE_SCHEDULER";
+    pub const KUBE_PROXY: &str = "KUBE_PROXY";
+    /// Directory of `containerd`, `containerd-shim-runc-v2` and `ctr`.
+    pub const CONTAINERD_DIR: &str = "CONTAINERD_DIR";
+    /// runc, built with seccomp.
+    pub const RUNC: &str = "RUNC";
+    /// Directory of the CNI plugins (bridge, host-local, loopback, portmap).
+    pub const CNI_BIN_DIR: &str = "CNI_BIN_DIR";
+    /// Root of the unpacked Debian packages: iptables and conntrack for kube-proxy.
+    pub const NODE_DEBS_ROOT: &str = "NODE_DEBS_ROOT";
+    /// Images the node imports (docker-archive tarballs): the Pod sandbox, Envoy, the operator.
+    pub const PAUSE_IMAGE_TAR: &str = "PAUSE_IMAGE_TAR";
+    pub const ENVOY_IMAGE_TAR: &str = "ENVOY_IMAGE_TAR";
+    pub const OPERATOR_IMAGE_TAR: &str = "OPERATOR_IMAGE_TAR";
 }
 
 /// The path named by the environment variable `var`, checked to exist.
@@ -66,6 +82,13 @@ pub struct ControlPlaneBinaries {
     pub kube_apiserver: PathBuf,
     /// kube-controller-manager.
     pub kube_controller_manager: PathBuf,
+}
+
+impl ControlPlaneBinaries {
+    /// kube-scheduler, for a control plane with a node (`KUBE_SCHEDULER`).
+    pub fn kube_scheduler(&self) -> Result<PathBuf> {
+        tool(vars::KUBE_SCHEDULER)
+    }
 }
 
 impl ControlPlaneBinaries {

@@ -45,6 +45,9 @@ pub struct GlooConfig {
     pub rest_xds_port: u16,
     pub validation_port: u16,
     pub proxy_debug_port: u16,
+    /// The address Gloo's ports bind: loopback, or this machine's end of the lab node's veth
+    /// (so that Envoy Pods reach xDS).
+    pub address: std::net::Ipv4Addr,
 }
 
 impl GlooConfig {
@@ -60,7 +63,14 @@ impl GlooConfig {
             rest_xds_port: ports[1],
             validation_port: ports[2],
             proxy_debug_port: ports[3],
+            address: LOOPBACK,
         })
+    }
+
+    /// Bind Gloo's ports on `address` instead of loopback.
+    pub fn at(mut self, address: std::net::Ipv4Addr) -> Self {
+        self.address = address;
+        self
     }
 
     /// Watch only these namespaces (Gloo adds its own).
@@ -82,13 +92,13 @@ impl GlooConfig {
     }
 
     /// The operator flags that point it (and the Envoys it configures) at this Gloo:
-    /// `--gloo-namespace`, `--gloo-xds-address 127.0.0.1`, `--gloo-xds-port`.
+    /// `--gloo-namespace`, `--gloo-xds-address <address>`, `--gloo-xds-port`.
     pub fn operator_args(&self) -> Vec<String> {
         vec![
             "--gloo-namespace".into(),
             self.namespace.clone(),
             "--gloo-xds-address".into(),
-            LOOPBACK.to_string(),
+            self.address.to_string(),
             "--gloo-xds-port".into(),
             self.xds_port.to_string(),
         ]
@@ -101,7 +111,7 @@ impl GlooConfig {
     /// is ignored) and `gloo.removeUnusedFilters` (else Envoy 1.40 NACKs the listener, which
     /// would carry `io.solo.transformation`).
     pub fn settings(&self) -> Value {
-        let bind = |port: u16| format!("{LOOPBACK}:{port}");
+        let bind = |port: u16| format!("{}:{port}", self.address);
         let mut spec = json!({
             "discoveryNamespace": self.namespace,
             "kubernetesConfigSource": {},
@@ -191,7 +201,7 @@ impl GlooConfig {
 
     /// Waits until Gloo's xDS port accepts connections; fails at once if `gloo` exits.
     pub async fn wait_xds(&self, gloo: &impl Running) -> Result<()> {
-        let address = SocketAddr::from((LOOPBACK, self.xds_port));
+        let address = SocketAddr::from((self.address, self.xds_port));
         wait_until(
             "Gloo's xDS port to accept connections",
             GLOO_STARTUP,
@@ -226,8 +236,17 @@ pub struct Gloo {
 impl Gloo {
     /// Installs the Settings and Service, starts `gloo` (and `discovery`), and waits for xDS.
     pub async fn start(cx: &TestContext, config: GlooConfig) -> Result<Self> {
-        config.install(&cx.client()).await?;
-        let kubeconfig = cx.cluster().kubeconfig_path();
+        Self::start_on(cx, cx.cluster(), config).await
+    }
+
+    /// [`Gloo::start`] against `cluster` (say, a control plane with a node).
+    pub async fn start_on(
+        cx: &TestContext,
+        cluster: &crate::ControlPlane,
+        config: GlooConfig,
+    ) -> Result<Self> {
+        config.install(&cluster.client()).await?;
+        let kubeconfig = cluster.kubeconfig_path();
         let began = Instant::now();
         let process = config.gloo_command(kubeconfig, cx.log_dir())?.spawn()?;
         let discovery = if config.discovery {

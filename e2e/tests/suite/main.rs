@@ -6,6 +6,7 @@
 
 mod gloo;
 mod leader;
+mod node;
 mod operator;
 mod shapes;
 mod smoke;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         operator::trials(&suite),
         leader::trials(&suite),
         gloo::trials(&suite),
+        node::trials(&suite),
     ]
     .into_iter()
     .flatten()

@@ -1,0 +1,500 @@
+//! A real node for the lab: containerd (with runc and the CNI bridge), the kubelet and
+//! kube-proxy, in a network namespace of their own ([`network`]), registered with a control
+//! plane started for it ([`NodeCluster`]: kube-scheduler, ServiceAccount tokens, the
+//! controllers Pods need). Images come from tarballs imported into containerd: no registry is
+//! reachable.
+//!
+//! Teardown leaves nothing behind: the kubelet and kube-proxy stopped by pid, every container
+//! killed and deleted through containerd, containerd stopped, every mount under the node's
+//! directory unmounted, the network namespace (bridge, routes, iptables rules) deleted.
+
+pub mod config;
+pub mod network;
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Node as NodeObject;
+use kube::Client;
+use kube::api::Api;
+
+use crate::control_plane::{ControlPlane, ControlPlaneOptions, SERVICE_CLUSTER_IP_RANGE};
+use crate::process::{Process, ProcessBuilder};
+use crate::relay::{Relay, kubeconfig_via};
+use crate::toolchain::{tool, vars};
+use crate::wait::{Progress, wait_until};
+use network::{HOST_IP, NODE_IP, NodeNetwork};
+
+/// The node's name.
+pub const NODE_NAME: &str = "hostrouter-lab";
+/// How long the node may take to become Ready.
+const NODE_READY: Duration = Duration::from_secs(120);
+/// The controllers a node's Pods need, besides the garbage collector and the namespace
+/// controller: Deployments and ReplicaSets make Pods, Endpoints and EndpointSlices follow them
+/// (Gloo reads Endpoints, kube-proxy EndpointSlices), every namespace gets its `default`
+/// ServiceAccount and the CA its Pods trust the API server with, and the node loses its
+/// `not-ready` taint once Ready (node lifecycle).
+const NODE_CONTROLLERS: [&str; 10] = [
+    "node-lifecycle-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "pod-garbage-collector-controller",
+];
+
+/// The programs a node runs, from the toolchain.
+#[derive(Clone, Debug)]
+pub struct NodeTools {
+    pub kubelet: PathBuf,
+    pub kube_proxy: PathBuf,
+    pub containerd_dir: PathBuf,
+    pub runc: PathBuf,
+    pub cni_bin_dir: PathBuf,
+    /// Unpacked Debian packages: iptables and conntrack, and the libraries they load.
+    pub debs_root: PathBuf,
+}
+
+impl NodeTools {
+    pub fn from_env() -> Result<Self> {
+        Ok(Self {
+            kubelet: tool(vars::KUBELET)?,
+            kube_proxy: tool(vars::KUBE_PROXY)?,
+            containerd_dir: tool(vars::CONTAINERD_DIR)?,
+            runc: tool(vars::RUNC)?,
+            cni_bin_dir: tool(vars::CNI_BIN_DIR)?,
+            debs_root: tool(vars::NODE_DEBS_ROOT)?,
+        })
+    }
+
+    fn ctr(&self) -> PathBuf {
+        self.containerd_dir.join("ctr")
+    }
+}
+
+/// Why a node cannot run on this machine, found before anything is started.
+pub fn unavailable() -> Option<String> {
+    if let Err(e) = NodeTools::from_env() {
+        return Some(format!("{e:#}"));
+    }
+    if !nix_is_root() {
+        return Some("the node needs root (network namespaces, mounts, cgroups)".into());
+    }
+    if !Path::new("/sys/fs/cgroup/memory").is_dir()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        return Some("no cgroup hierarchy at /sys/fs/cgroup".into());
+    }
+    None
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// A control plane with one real node.
+pub struct NodeCluster {
+    // Fields drop in order: the node's processes first, the network last.
+    node: Node,
+    relay: Relay,
+    cluster: ControlPlane,
+    network: NodeNetwork,
+}
+
+impl NodeCluster {
+    /// Makes the node's network, starts a control plane for it (`options` with the node's
+    /// address and controllers), a relay from the node's side of the veth to the API server,
+    /// then containerd (importing `images`), the kubelet and kube-proxy; waits until the node
+    /// is Ready.
+    pub async fn start(mut options: ControlPlaneOptions, images: &[PathBuf]) -> Result<Self> {
+        let tools = NodeTools::from_env()?;
+        let network = NodeNetwork::create(SERVICE_CLUSTER_IP_RANGE)?;
+        options.node_address = Some(HOST_IP);
+        options.controllers = NODE_CONTROLLERS.map(String::from).to_vec();
+        let cluster = ControlPlane::start(options).await?;
+        let started = async {
+            let server: SocketAddr = cluster
+                .server_url()
+                .trim_start_matches("https://")
+                .parse()
+                .context("the API server's address")?;
+            // The API server binds loopback; the node and its Pods reach it here (the
+            // address it advertises, in its certificate and its `kubernetes` Endpoints).
+            let relay = Relay::start_at(
+                SocketAddr::V4(SocketAddrV4::new(HOST_IP, server.port())),
+                server,
+            )
+            .await?;
+            let node = Node::start(&cluster, &network, tools, images).await?;
+            Ok::<_, anyhow::Error>((relay, node))
+        }
+        .await;
+        match started {
+            Ok((relay, node)) => Ok(Self {
+                node,
+                relay,
+                cluster,
+                network,
+            }),
+            Err(e) => {
+                if let Some(dir) = cluster.stop(true).await.ok().flatten() {
+                    tracing::warn!("node control plane logs kept in {}", dir.display());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub fn cluster(&self) -> &ControlPlane {
+        &self.cluster
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The relay Pods reach the API server through.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// The node's network namespace.
+    pub fn network(&self) -> &NodeNetwork {
+        &self.network
+    }
+
+    /// Stops the node, then the control plane (keeping its logs when `keep_logs`).
+    pub async fn stop(&mut self, keep_logs: bool) -> Result<Option<PathBuf>> {
+        self.node.stop().await?;
+        self.cluster.stop(keep_logs).await
+    }
+}
+
+/// The node's processes.
+pub struct Node {
+    dir: PathBuf,
+    tools: NodeTools,
+    containerd: Process,
+    kubelet: Option<Process>,
+    kube_proxy: Option<Process>,
+    stopped: bool,
+}
+
+impl Node {
+    async fn start(
+        cluster: &ControlPlane,
+        network: &NodeNetwork,
+        tools: NodeTools,
+        images: &[PathBuf],
+    ) -> Result<Self> {
+        let dir = cluster.run_dir().join("node");
+        for sub in [
+            "containerd",
+            "cni/net.d",
+            "cni/ipam",
+            "kubelet",
+            "pods-logs",
+            "bin",
+        ] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let logs = cluster.logs_dir();
+        std::fs::write(
+            dir.join("containerd.toml"),
+            config::containerd(&dir, &tools.runc, &tools.cni_bin_dir),
+        )?;
+        std::fs::write(dir.join("cni/net.d/10-lab.conflist"), config::cni(&dir))?;
+        let path = search_path(&tools, &dir)?;
+
+        let containerd = in_namespace(
+            network,
+            "containerd",
+            &tools.containerd_dir.join("containerd"),
+            &logs,
+        )
+        .arg("--config")
+        .arg(dir.join("containerd.toml"))
+        .env("PATH", &path)
+        .spawn()?;
+        let mut node = Self {
+            dir,
+            tools,
+            containerd,
+            kubelet: None,
+            kube_proxy: None,
+            stopped: false,
+        };
+        node.wait_containerd().await?;
+        for image in images {
+            node.import(image).await?;
+        }
+
+        // The kubelet and kube-proxy reach the API server at the address it advertises.
+        let kubeconfig = kubeconfig_via(
+            cluster.kubeconfig_path(),
+            SocketAddr::V4(SocketAddrV4::new(HOST_IP, api_port(cluster)?)),
+            &node.dir,
+        )?;
+        std::fs::write(node.dir.join("kubelet.yaml"), config::kubelet(&node.dir))?;
+        node.kubelet = Some(
+            in_namespace(network, "kubelet", &node.tools.kubelet, &logs)
+                .arg("--config")
+                .arg(node.dir.join("kubelet.yaml"))
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .arg("--root-dir")
+                .arg(node.dir.join("kubelet"))
+                .arg("--cert-dir")
+                .arg(node.dir.join("kubelet/pki"))
+                .args(["--hostname-override", NODE_NAME])
+                .args(["--node-ip", &NODE_IP.to_string()])
+                .arg("--v=1")
+                .env("PATH", &path)
+                .spawn()?,
+        );
+        std::fs::write(
+            node.dir.join("kube-proxy.yaml"),
+            config::kube_proxy(&kubeconfig),
+        )?;
+        let lib = node.tools.debs_root.join("usr/lib/x86_64-linux-gnu");
+        node.kube_proxy = Some(
+            in_namespace(network, "kube-proxy", &node.tools.kube_proxy, &logs)
+                .arg("--config")
+                .arg(node.dir.join("kube-proxy.yaml"))
+                .args(["--hostname-override", NODE_NAME])
+                .arg("--v=1")
+                .env("PATH", &path)
+                .env("LD_LIBRARY_PATH", &lib)
+                .env("XTABLES_LIBDIR", lib.join("xtables"))
+                .spawn()?,
+        );
+        node.wait_ready(&cluster.client()).await?;
+        Ok(node)
+    }
+
+    /// The node's directory (containerd's root and state, the kubelet's root, configs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Fails when one of the node's processes exited.
+    pub fn ensure_running(&self) -> Result<()> {
+        self.containerd.ensure_running()?;
+        for p in [&self.kubelet, &self.kube_proxy].into_iter().flatten() {
+            p.ensure_running()?;
+        }
+        Ok(())
+    }
+
+    async fn wait_containerd(&self) -> Result<()> {
+        wait_until("containerd to serve", Duration::from_secs(30), || async {
+            self.containerd.ensure_running()?;
+            Ok(match self.ctr(&["version"]).await {
+                Ok(_) => Progress::Done(()),
+                Err(e) => Progress::pending(format!("{e:#}")),
+            })
+        })
+        .await
+    }
+
+    /// Imports a docker-archive tarball into containerd's Kubernetes namespace.
+    pub async fn import(&self, tarball: &Path) -> Result<()> {
+        let began = Instant::now();
+        let path = tarball.to_str().context("image path is not UTF-8")?;
+        self.ctr(&["images", "import", "--local", path])
+            .await
+            .with_context(|| format!("importing {path}"))?;
+        tracing::info!("imported {path} in {:.1?}", began.elapsed());
+        Ok(())
+    }
+
+    /// `ctr -n k8s.io <args>` against the node's containerd.
+    pub async fn ctr(&self, args: &[&str]) -> Result<String> {
+        let socket = self.dir.join("containerd/containerd.sock");
+        crate::cli::ToolCommand::new(self.tools.ctr())
+            .arg("--address")
+            .arg(socket)
+            .args(["--namespace", "k8s.io"])
+            .args(args.iter().copied())
+            .run()
+            .await
+    }
+
+    async fn wait_ready(&self, client: &Client) -> Result<()> {
+        let nodes: Api<NodeObject> = Api::all(client.clone());
+        wait_until(
+            &format!("node {NODE_NAME} to be Ready"),
+            NODE_READY,
+            || async {
+                self.ensure_running()?;
+                let Some(node) = nodes.get_opt(NODE_NAME).await? else {
+                    return Ok(Progress::pending("not registered"));
+                };
+                let ready = node
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready");
+                Ok(match ready {
+                    Some(c) if c.status == "True" => Progress::Done(()),
+                    Some(c) => Progress::pending(format!(
+                        "Ready={} {}",
+                        c.status,
+                        c.message.unwrap_or_default()
+                    )),
+                    None => Progress::pending("no Ready condition"),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Stops kube-proxy and the kubelet, kills and deletes every container, stops containerd
+    /// and unmounts what is mounted under the node's directory.
+    pub async fn stop(&mut self) -> Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        for p in [self.kube_proxy.as_mut(), self.kubelet.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            p.stop(Duration::from_secs(10)).await?;
+        }
+        let tasks = self
+            .ctr(&["tasks", "ls", "--quiet"])
+            .await
+            .unwrap_or_default();
+        for task in tasks.split_whitespace() {
+            let _ = self
+                .ctr(&["tasks", "kill", "--signal", "SIGKILL", task])
+                .await;
+        }
+        for task in tasks.split_whitespace() {
+            let _ = wait_until("a container to stop", Duration::from_secs(10), || async {
+                Ok(match self.ctr(&["tasks", "delete", task]).await {
+                    Ok(_) => Progress::Done(()),
+                    Err(e) if format!("{e:#}").contains("not found") => Progress::Done(()),
+                    Err(e) => Progress::pending(format!("{e:#}")),
+                })
+            })
+            .await;
+        }
+        let containers = self
+            .ctr(&["containers", "ls", "--quiet"])
+            .await
+            .unwrap_or_default();
+        for c in containers.split_whitespace() {
+            let _ = self.ctr(&["containers", "delete", c]).await;
+        }
+        self.containerd.stop(Duration::from_secs(10)).await?;
+        unmount_under(&self.dir)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        // Without a runtime to talk to containerd: processes by pid, then the mounts.
+        for p in [self.kube_proxy.as_mut(), self.kubelet.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            p.kill_blocking(Duration::from_secs(5));
+        }
+        self.containerd.kill_blocking(Duration::from_secs(5));
+        if let Err(e) = unmount_under(&self.dir) {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+/// A process run inside the node's network namespace.
+fn in_namespace(network: &NodeNetwork, name: &str, program: &Path, logs: &Path) -> ProcessBuilder {
+    let enter = network.enter();
+    ProcessBuilder::new(name, &enter[0], logs)
+        .args(enter[1..].iter())
+        .arg(program)
+}
+
+/// `PATH` for the node's processes: iptables and conntrack from the unpacked packages (named
+/// as kube-proxy calls them), containerd's shim, runc, then this machine's.
+fn search_path(tools: &NodeTools, dir: &Path) -> Result<String> {
+    let bin = dir.join("bin");
+    let sbin = tools.debs_root.join("usr/sbin");
+    for name in [
+        "iptables",
+        "iptables-save",
+        "iptables-restore",
+        "ip6tables",
+        "ip6tables-save",
+        "ip6tables-restore",
+    ] {
+        let link = bin.join(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(sbin.join("xtables-nft-multi"), &link)
+                .with_context(|| format!("linking {}", link.display()))?;
+        }
+    }
+    let runc_dir = tools.runc.parent().context("runc has no directory")?;
+    let host = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    Ok(format!(
+        "{}:{}:{}:{}:{host}",
+        bin.display(),
+        sbin.display(),
+        tools.containerd_dir.display(),
+        runc_dir.display()
+    ))
+}
+
+fn api_port(cluster: &ControlPlane) -> Result<u16> {
+    let server: SocketAddr = cluster
+        .server_url()
+        .trim_start_matches("https://")
+        .parse()
+        .context("the API server's address")?;
+    Ok(server.port())
+}
+
+/// Unmounts every mount point under `dir`, deepest first.
+fn unmount_under(dir: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    let mut failed = Vec::new();
+    for p in points {
+        let out = std::process::Command::new("umount").arg(p).output()?;
+        if !out.status.success() {
+            let lazy = std::process::Command::new("umount")
+                .args(["-l", p])
+                .output()?;
+            if !lazy.status.success() {
+                failed.push(format!(
+                    "{p}: {}",
+                    String::from_utf8_lossy(&lazy.stderr).trim()
+                ));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("could not unmount: {}", failed.join("; "));
+    }
+    Ok(())
+}
