@@ -51,10 +51,11 @@ pub struct ControlPlaneOptions {
     pub controllers: Vec<String>,
     /// More kube-apiserver flags (say, `--enable-admission-plugins=...`).
     pub apiserver_args: Vec<String>,
-    /// For a control plane with a node: the address the API server advertises (its
-    /// `kubernetes` Service's endpoint and a name in its certificate), with the ServiceAccount
-    /// admission (Pods get tokens), and kube-scheduler. `None`: 127.0.0.1, no ServiceAccount
-    /// admission, no scheduler.
+    /// For a control plane with a node: the address the API server binds and advertises (its
+    /// `kubernetes` Service's endpoint and a name in its certificate: this machine's end of the
+    /// node's veth, which the node and its Pods reach), with the ServiceAccount admission (Pods
+    /// get tokens) and kube-scheduler. `None`: 127.0.0.1, no ServiceAccount admission, no
+    /// scheduler.
     pub node_address: Option<std::net::Ipv4Addr>,
     /// Where to keep state; `None` for a fresh temporary directory removed by
     /// [`ControlPlane::stop`].
@@ -221,7 +222,7 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
-    /// The API server's URL, `https://127.0.0.1:<port>`.
+    /// The API server's URL, `https://127.0.0.1:<port>` (the node's address with a node).
     pub fn server_url(&self) -> &str {
         &self.server
     }
@@ -502,7 +503,13 @@ async fn boot(
     .await?;
 
     processes.push(start_apiserver(options, run, ports, &keys)?);
-    let server = format!("https://127.0.0.1:{}", ports.apiserver);
+    let server = format!(
+        "https://{}:{}",
+        options
+            .node_address
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+        ports.apiserver
+    );
     let kubeconfig = run.path().join("kubeconfig");
     let ca_pem = wait_for_file(
         &processes[1],
@@ -603,7 +610,12 @@ fn start_apiserver(
     .detached(options.detached)
     .args([
         format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client),
-        "--bind-address=127.0.0.1".to_owned(),
+        format!(
+            "--bind-address={}",
+            options
+                .node_address
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+        ),
         format!(
             "--advertise-address={}",
             options

@@ -11,7 +11,6 @@
 pub mod config;
 pub mod network;
 
-use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,6 @@ use kube::api::Api;
 
 use crate::control_plane::{ControlPlane, ControlPlaneOptions, SERVICE_CLUSTER_IP_RANGE};
 use crate::process::{Process, ProcessBuilder};
-use crate::relay::{Relay, kubeconfig_via};
 use crate::toolchain::{tool, vars};
 use crate::wait::{Progress, wait_until};
 use network::{HOST_IP, NODE_IP, NodeNetwork};
@@ -104,43 +102,24 @@ fn nix_is_root() -> bool {
 pub struct NodeCluster {
     // Fields drop in order: the node's processes first, the network last.
     node: Node,
-    relay: Relay,
     cluster: ControlPlane,
     network: NodeNetwork,
 }
 
 impl NodeCluster {
     /// Makes the node's network, starts a control plane for it (`options` with the node's
-    /// address and controllers), a relay from the node's side of the veth to the API server,
-    /// then containerd (importing `images`), the kubelet and kube-proxy; waits until the node
-    /// is Ready.
+    /// address and controllers: the API server binds this machine's end of the veth), then
+    /// containerd (importing `images`), the kubelet and kube-proxy; waits until the node is
+    /// Ready.
     pub async fn start(mut options: ControlPlaneOptions, images: &[PathBuf]) -> Result<Self> {
         let tools = NodeTools::from_env()?;
         let network = NodeNetwork::create(SERVICE_CLUSTER_IP_RANGE)?;
         options.node_address = Some(HOST_IP);
         options.controllers = NODE_CONTROLLERS.map(String::from).to_vec();
         let cluster = ControlPlane::start(options).await?;
-        let started = async {
-            let server: SocketAddr = cluster
-                .server_url()
-                .trim_start_matches("https://")
-                .parse()
-                .context("the API server's address")?;
-            // The API server binds loopback; the node and its Pods reach it here (the
-            // address it advertises, in its certificate and its `kubernetes` Endpoints).
-            let relay = Relay::start_at(
-                SocketAddr::V4(SocketAddrV4::new(HOST_IP, server.port())),
-                server,
-            )
-            .await?;
-            let node = Node::start(&cluster, &network, tools, images).await?;
-            Ok::<_, anyhow::Error>((relay, node))
-        }
-        .await;
-        match started {
-            Ok((relay, node)) => Ok(Self {
+        match Node::start(&cluster, &network, tools, images).await {
+            Ok(node) => Ok(Self {
                 node,
-                relay,
                 cluster,
                 network,
             }),
@@ -159,11 +138,6 @@ impl NodeCluster {
 
     pub fn node(&self) -> &Node {
         &self.node
-    }
-
-    /// The relay Pods reach the API server through.
-    pub fn relay(&self) -> &Relay {
-        &self.relay
     }
 
     /// The node's network namespace.
@@ -237,12 +211,8 @@ impl Node {
             node.import(image).await?;
         }
 
-        // The kubelet and kube-proxy reach the API server at the address it advertises.
-        let kubeconfig = kubeconfig_via(
-            cluster.kubeconfig_path(),
-            SocketAddr::V4(SocketAddrV4::new(HOST_IP, api_port(cluster)?)),
-            &node.dir,
-        )?;
+        // The admin kubeconfig: its server is this machine's end of the veth.
+        let kubeconfig = cluster.kubeconfig_path().to_owned();
         std::fs::write(node.dir.join("kubelet.yaml"), config::kubelet(&node.dir))?;
         node.kubelet = Some(
             in_namespace(network, "kubelet", &node.tools.kubelet, &logs)
@@ -457,15 +427,6 @@ fn search_path(tools: &NodeTools, dir: &Path) -> Result<String> {
         tools.containerd_dir.display(),
         runc_dir.display()
     ))
-}
-
-fn api_port(cluster: &ControlPlane) -> Result<u16> {
-    let server: SocketAddr = cluster
-        .server_url()
-        .trim_start_matches("https://")
-        .parse()
-        .context("the API server's address")?;
-    Ok(server.port())
 }
 
 /// Unmounts every mount point under `dir`, deepest first.

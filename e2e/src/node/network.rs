@@ -9,7 +9,7 @@
 //!
 //! | address | what |
 //! | --- | --- |
-//! | `198.51.100.225/30` | this machine's end of the veth: the API server relay, Gloo's xDS |
+//! | `198.51.100.225/30` | this machine's end of the veth: the API server binds it, Gloo's xDS too |
 //! | `198.51.100.226/30` | the node's end: its InternalIP (the kubelet, kube-proxy) |
 //! | `198.51.100.240/28` | the Pods, on the node's bridge (`.241` is the bridge) |
 //! | the Service range | ClusterIPs: routed into the namespace, where kube-proxy DNATs them |
