@@ -222,6 +222,11 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
+    /// Whether its processes were started to outlive this program (see [`ControlPlane::detach`]).
+    pub fn is_detached(&self) -> bool {
+        self.options.detached
+    }
+
     /// The API server's URL, `https://127.0.0.1:<port>` (the node's address with a node).
     pub fn server_url(&self) -> &str {
         &self.server

@@ -20,7 +20,9 @@ use kube::Client;
 use kube::api::Api;
 
 use crate::control_plane::{ControlPlane, ControlPlaneOptions, SERVICE_CLUSTER_IP_RANGE};
-use crate::process::{Process, ProcessBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::process::{DetachedProcess, Process, ProcessBuilder};
 use crate::toolchain::{tool, vars};
 use crate::wait::{Progress, wait_until};
 use network::{HOST_IP, NODE_IP, NodeNetwork};
@@ -117,7 +119,8 @@ impl NodeCluster {
         options.node_address = Some(HOST_IP);
         options.controllers = NODE_CONTROLLERS.map(String::from).to_vec();
         let cluster = ControlPlane::start(options).await?;
-        match Node::start(&cluster, &network, tools, images).await {
+        let detached = cluster.is_detached();
+        match Node::start(&cluster, &network, tools, images, detached).await {
             Ok(node) => Ok(Self {
                 node,
                 cluster,
@@ -150,13 +153,70 @@ impl NodeCluster {
         self.node.stop().await?;
         self.cluster.stop(keep_logs).await
     }
+
+    /// Leaves everything running beyond this handle (and this program), for `make demo`: what
+    /// [`DetachedNodeCluster::stop`] needs to end it. Needs a control plane started detached.
+    pub fn detach(self) -> Result<DetachedNodeCluster> {
+        let Self {
+            node,
+            cluster,
+            network,
+        } = self;
+        Ok(DetachedNodeCluster {
+            node: node.detach()?,
+            network: network.detach(),
+            cluster: cluster.detach()?,
+        })
+    }
+}
+
+/// A [`NodeCluster`] left running, as recorded by `make demo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachedNodeCluster {
+    pub node: DetachedNode,
+    pub network: network::NetworkRecord,
+    pub cluster: crate::control_plane::DetachedControlPlane,
+}
+
+impl DetachedNodeCluster {
+    /// Stops the node (containers included), the control plane, and removes the network.
+    pub async fn stop(&self) -> Result<()> {
+        self.node.stop().await?;
+        self.cluster.stop().await?;
+        self.network.remove()
+    }
+}
+
+/// The node's processes left running, and how to reach its containerd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachedNode {
+    pub dir: PathBuf,
+    pub ctr: PathBuf,
+    /// containerd, the kubelet, kube-proxy, in start order.
+    pub processes: Vec<DetachedProcess>,
+}
+
+impl DetachedNode {
+    pub async fn stop(&self) -> Result<()> {
+        let [containerd, rest @ ..] = self.processes.as_slice() else {
+            return unmount_under(&self.dir);
+        };
+        for p in rest.iter().rev() {
+            p.stop(Duration::from_secs(10)).await?;
+        }
+        if containerd.is_running() {
+            remove_containers(&self.ctr, &self.dir).await;
+        }
+        containerd.stop(Duration::from_secs(10)).await?;
+        unmount_under(&self.dir)
+    }
 }
 
 /// The node's processes.
 pub struct Node {
     dir: PathBuf,
     tools: NodeTools,
-    containerd: Process,
+    containerd: Option<Process>,
     kubelet: Option<Process>,
     kube_proxy: Option<Process>,
     stopped: bool,
@@ -168,6 +228,7 @@ impl Node {
         network: &NodeNetwork,
         tools: NodeTools,
         images: &[PathBuf],
+        detached: bool,
     ) -> Result<Self> {
         let dir = cluster.run_dir().join("node");
         for sub in [
@@ -201,7 +262,7 @@ impl Node {
         let mut node = Self {
             dir,
             tools,
-            containerd,
+            containerd: Some(containerd),
             kubelet: None,
             kube_proxy: None,
             stopped: false,
@@ -228,6 +289,7 @@ impl Node {
                 .args(["--node-ip", &NODE_IP.to_string()])
                 .arg("--v=1")
                 .env("PATH", &path)
+                .detached(detached)
                 .spawn()?,
         );
         std::fs::write(
@@ -244,6 +306,7 @@ impl Node {
                 .env("PATH", &path)
                 .env("LD_LIBRARY_PATH", &lib)
                 .env("XTABLES_LIBDIR", lib.join("xtables"))
+                .detached(detached)
                 .spawn()?,
         );
         node.wait_ready(&cluster.client()).await?;
@@ -257,8 +320,10 @@ impl Node {
 
     /// Fails when one of the node's processes exited.
     pub fn ensure_running(&self) -> Result<()> {
-        self.containerd.ensure_running()?;
-        for p in [&self.kubelet, &self.kube_proxy].into_iter().flatten() {
+        for p in [&self.containerd, &self.kubelet, &self.kube_proxy]
+            .into_iter()
+            .flatten()
+        {
             p.ensure_running()?;
         }
         Ok(())
@@ -266,7 +331,7 @@ impl Node {
 
     async fn wait_containerd(&self) -> Result<()> {
         wait_until("containerd to serve", Duration::from_secs(30), || async {
-            self.containerd.ensure_running()?;
+            self.ensure_running()?;
             Ok(match self.ctr(&["version"]).await {
                 Ok(_) => Progress::Done(()),
                 Err(e) => Progress::pending(format!("{e:#}")),
@@ -289,13 +354,7 @@ impl Node {
     /// `ctr -n k8s.io <args>` against the node's containerd.
     pub async fn ctr(&self, args: &[&str]) -> Result<String> {
         let socket = self.dir.join("containerd/containerd.sock");
-        crate::cli::ToolCommand::new(self.tools.ctr())
-            .arg("--address")
-            .arg(socket)
-            .args(["--namespace", "k8s.io"])
-            .args(args.iter().copied())
-            .run()
-            .await
+        ctr_at(&self.tools.ctr(), &socket, args).await
     }
 
     async fn wait_ready(&self, client: &Client) -> Result<()> {
@@ -341,35 +400,76 @@ impl Node {
         {
             p.stop(Duration::from_secs(10)).await?;
         }
-        let tasks = self
-            .ctr(&["tasks", "ls", "--quiet"])
-            .await
-            .unwrap_or_default();
-        for task in tasks.split_whitespace() {
-            let _ = self
-                .ctr(&["tasks", "kill", "--signal", "SIGKILL", task])
-                .await;
+        remove_containers(&self.tools.ctr(), &self.dir).await;
+        if let Some(c) = self.containerd.as_mut() {
+            c.stop(Duration::from_secs(10)).await?;
         }
-        for task in tasks.split_whitespace() {
-            let _ = wait_until("a container to stop", Duration::from_secs(10), || async {
-                Ok(match self.ctr(&["tasks", "delete", task]).await {
+        unmount_under(&self.dir)
+    }
+
+    /// Leaves the node's processes running (they must have been started detached).
+    fn detach(mut self) -> Result<DetachedNode> {
+        self.stopped = true;
+        let processes = [
+            self.containerd.take(),
+            self.kubelet.take(),
+            self.kube_proxy.take(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Process::detach)
+        .collect();
+        Ok(DetachedNode {
+            dir: self.dir.clone(),
+            ctr: self.tools.ctr(),
+            processes,
+        })
+    }
+}
+
+/// Kills and deletes every container of the node's containerd (`ctr` at `<dir>`'s socket).
+async fn remove_containers(ctr: &Path, dir: &Path) {
+    let socket = dir.join("containerd/containerd.sock");
+    let tasks = ctr_at(ctr, &socket, &["tasks", "ls", "--quiet"])
+        .await
+        .unwrap_or_default();
+    for task in tasks.split_whitespace() {
+        let _ = ctr_at(
+            ctr,
+            &socket,
+            &["tasks", "kill", "--signal", "SIGKILL", task],
+        )
+        .await;
+    }
+    for task in tasks.split_whitespace() {
+        let _ = wait_until("a container to stop", Duration::from_secs(10), || async {
+            Ok(
+                match ctr_at(ctr, &socket, &["tasks", "delete", task]).await {
                     Ok(_) => Progress::Done(()),
                     Err(e) if format!("{e:#}").contains("not found") => Progress::Done(()),
                     Err(e) => Progress::pending(format!("{e:#}")),
-                })
-            })
-            .await;
-        }
-        let containers = self
-            .ctr(&["containers", "ls", "--quiet"])
-            .await
-            .unwrap_or_default();
-        for c in containers.split_whitespace() {
-            let _ = self.ctr(&["containers", "delete", c]).await;
-        }
-        self.containerd.stop(Duration::from_secs(10)).await?;
-        unmount_under(&self.dir)
+                },
+            )
+        })
+        .await;
     }
+    let containers = ctr_at(ctr, &socket, &["containers", "ls", "--quiet"])
+        .await
+        .unwrap_or_default();
+    for c in containers.split_whitespace() {
+        let _ = ctr_at(ctr, &socket, &["containers", "delete", c]).await;
+    }
+}
+
+/// `ctr --address <socket> --namespace k8s.io <args>`.
+async fn ctr_at(ctr: &Path, socket: &Path, args: &[&str]) -> Result<String> {
+    crate::cli::ToolCommand::new(ctr)
+        .arg("--address")
+        .arg(socket)
+        .args(["--namespace", "k8s.io"])
+        .args(args.iter().copied())
+        .run()
+        .await
 }
 
 impl Drop for Node {
@@ -378,13 +478,16 @@ impl Drop for Node {
             return;
         }
         // Without a runtime to talk to containerd: processes by pid, then the mounts.
-        for p in [self.kube_proxy.as_mut(), self.kubelet.as_mut()]
-            .into_iter()
-            .flatten()
+        for p in [
+            self.kube_proxy.as_mut(),
+            self.kubelet.as_mut(),
+            self.containerd.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             p.kill_blocking(Duration::from_secs(5));
         }
-        self.containerd.kill_blocking(Duration::from_secs(5));
         if let Err(e) = unmount_under(&self.dir) {
             tracing::warn!("{e:#}");
         }

@@ -31,12 +31,35 @@ pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 241);
 /// Prefix of the namespaces and interfaces this harness makes.
 const PREFIX: &str = "hrnode";
 
-/// The namespace and the veth pair; removed when dropped.
+/// The namespace and the veth pair; removed when dropped (unless detached).
 #[derive(Debug)]
 pub struct NodeNetwork {
-    name: String,
-    host_link: String,
-    routes: Vec<String>,
+    record: NetworkRecord,
+    detached: bool,
+}
+
+/// What [`NodeNetwork`] made, as a record that can remove it later (`make demo-down`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub host_link: String,
+    /// Routes into the namespace, through the node's address.
+    pub routes: Vec<String>,
+}
+
+impl NetworkRecord {
+    /// Removes the routes, the veth pair and the namespace (what is gone already is skipped).
+    pub fn remove(&self) -> Result<()> {
+        for cidr in &self.routes {
+            let _ = ip(&["route", "del", cidr, "via", &NODE_IP.to_string()]);
+        }
+        // Deleting one end of the veth pair deletes both.
+        let _ = ip(&["link", "del", &self.host_link]);
+        if std::path::Path::new("/run/netns").join(&self.name).exists() {
+            ip(&["netns", "del", &self.name])?;
+        }
+        Ok(())
+    }
 }
 
 impl NodeNetwork {
@@ -52,31 +75,20 @@ impl NodeNetwork {
         let node_link = format!("hrn{}", pid % 1_000_000);
         ip(&["netns", "add", &name])?;
         let mut network = Self {
-            name,
-            host_link,
-            routes: Vec::new(),
+            record: NetworkRecord {
+                name,
+                host_link,
+                routes: Vec::new(),
+            },
+            detached: false,
         };
-        let n = network.name.clone();
+        let n = network.record.name.clone();
+        let host_link = network.record.host_link.clone();
         ip(&[
-            "link",
-            "add",
-            &network.host_link,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &node_link,
-            "netns",
-            &n,
+            "link", "add", &host_link, "type", "veth", "peer", "name", &node_link, "netns", &n,
         ])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("{HOST_IP}/30"),
-            "dev",
-            &network.host_link,
-        ])?;
-        ip(&["link", "set", &network.host_link, "up"])?;
+        ip(&["addr", "add", &format!("{HOST_IP}/30"), "dev", &host_link])?;
+        ip(&["link", "set", &host_link, "up"])?;
         ip(&["-n", &n, "link", "set", "lo", "up"])?;
         ip(&[
             "-n",
@@ -99,7 +111,7 @@ impl NodeNetwork {
         ])?;
         for cidr in [POD_CIDR, service_cidr] {
             ip(&["route", "add", cidr, "via", &NODE_IP.to_string()])?;
-            network.routes.push(cidr.to_owned());
+            network.record.routes.push(cidr.to_owned());
         }
         // The node routes between this machine and its Pods.
         network.sysctl("net.ipv4.ip_forward", "1")?;
@@ -108,12 +120,18 @@ impl NodeNetwork {
 
     /// The namespace's name (`ip netns`).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.record.name
     }
 
     /// The namespace's file, for `nsenter --net=`.
     pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
+        PathBuf::from("/run/netns").join(&self.record.name)
+    }
+
+    /// Leaves the network in place beyond this handle; the record removes it later.
+    pub fn detach(mut self) -> NetworkRecord {
+        self.detached = true;
+        self.record.clone()
     }
 
     /// `nsenter --net=<namespace> --`: the prefix that runs a program inside the namespace
@@ -136,20 +154,14 @@ impl NodeNetwork {
         ]);
         run(&args)
     }
-
-    fn remove(&mut self) -> Result<()> {
-        for cidr in std::mem::take(&mut self.routes) {
-            let _ = ip(&["route", "del", &cidr, "via", &NODE_IP.to_string()]);
-        }
-        // Deleting one end of the veth pair deletes both.
-        let _ = ip(&["link", "del", &self.host_link]);
-        ip(&["netns", "del", &self.name])
-    }
 }
 
 impl Drop for NodeNetwork {
     fn drop(&mut self) {
-        if let Err(e) = self.remove() {
+        if self.detached {
+            return;
+        }
+        if let Err(e) = self.record.remove() {
             tracing::warn!("removing the node's network: {e:#}");
         }
     }
@@ -173,7 +185,7 @@ fn remove_stale() -> Result<()> {
             continue;
         }
         tracing::warn!("removing the node network {name} of an earlier run (pid {pid} is gone)");
-        let mut stale = NodeNetwork {
+        let stale = NetworkRecord {
             name,
             host_link: format!("hrh{}", pid % 1_000_000),
             routes: vec![POD_CIDR.to_owned()],
