@@ -207,7 +207,7 @@ bench:
 
 # --- Local cluster ------------------------------------------------------------------
 
-demo: toolchain
+demo: toolchain operator-image
 	$(CARGO) build -p hostrouter --bin hostrouter -p hostrouter-e2e --bin dev-cluster
 	$(E2E_ENV) e2e/demo.sh
 

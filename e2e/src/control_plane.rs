@@ -259,12 +259,7 @@ impl ControlPlane {
     /// `helm` (from `$HELM`) as admin, with its cache, config and data kept in the run
     /// directory.
     pub fn helm_command(&self) -> Result<ToolCommand> {
-        let helm_home = self.run.subdir("helm")?;
-        Ok(ToolCommand::new(toolchain::tool(vars::HELM)?)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HELM_CACHE_HOME", helm_home.join("cache"))
-            .env("HELM_CONFIG_HOME", helm_home.join("config"))
-            .env("HELM_DATA_HOME", helm_home.join("data")))
+        helm_with(&self.kubeconfig, &self.run.subdir("helm")?)
     }
 
     /// Runs `helm <args>` as admin and returns its stdout.
@@ -469,6 +464,15 @@ impl DetachedControlPlane {
         }
         Ok(())
     }
+}
+
+/// `helm` (from `$HELM`) with `kubeconfig`, its cache, config and data kept in `home`.
+pub fn helm_with(kubeconfig: &Path, home: &Path) -> Result<ToolCommand> {
+    Ok(ToolCommand::new(toolchain::tool(vars::HELM)?)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data")))
 }
 
 /// kube-apiserver's self-signed serving certificate (with the CA that signs it), which

@@ -25,12 +25,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backends;
-use crate::control_plane::{ControlPlane, ControlPlaneOptions, DetachedControlPlane};
+use crate::control_plane::{ControlPlane, ControlPlaneOptions, DetachedControlPlane, helm_with};
 use crate::envoy;
 use crate::gloo::{self, GlooConfig};
 use crate::kubeconfig::client_from;
 use crate::loopback::{self, LoopbackAlias};
 use crate::net::{LOOPBACK, free_port};
+use crate::node::network::HOST_IP;
+use crate::node::workloads::{apply_petstore, install_operator, wait_pets, wait_router_ready};
+use crate::node::{DetachedNodeCluster, NodeCluster};
 use crate::process::Running;
 use crate::process::{DEFAULT_GRACE, DetachedProcess, ProcessBuilder};
 use crate::toolchain::{tool, vars, workspace_root};
@@ -48,6 +51,12 @@ pub const DEMO_GLOO_NAMESPACE: &str = "gloo-system";
 pub const DEMO_BACKEND_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 /// The sample HostRouter the demo applies, and what it is called.
 pub const DEMO_ROUTER_FILE: &str = "config/samples/hostrouter_v1alpha1_hostrouter.yaml";
+/// The node's record inside the directory, when the cluster has a node.
+pub const NODE_FILE: &str = "node.json";
+/// Why the cluster has no node, when it has none.
+pub const NO_NODE_FILE: &str = "no-node.txt";
+/// Set to `0` to run the demo's Envoy as a local process even where a node can start.
+pub const DEMO_NODE_VAR: &str = "HOSTROUTER_DEMO_NODE";
 
 /// The demo's processes and what it changed on the machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +72,10 @@ pub struct Demo {
     /// Whether `demo-up` finished (the petstore answered through Envoy).
     #[serde(default)]
     pub ready: bool,
+    /// Whether the operator, Envoy and the petstore run as Pods on the node (`listener` is then
+    /// the Envoy Service's ClusterIP).
+    #[serde(default)]
+    pub on_node: bool,
 }
 
 /// The dev cluster's directory (see the module documentation).
@@ -92,7 +105,7 @@ pub enum Up {
 pub struct Status {
     /// The recorded cluster.
     pub cluster: DetachedControlPlane,
-    /// Each process's name, pid and whether it runs.
+    /// Each process's name, pid and whether it runs (the control plane's, then the node's).
     pub processes: Vec<(String, u32, bool)>,
     /// The API server's `/readyz`, or why it could not be read.
     pub readyz: Result<String, String>,
@@ -131,41 +144,96 @@ impl DevCluster {
         read_record(&self.state_path())
     }
 
+    /// The recorded node, if the cluster has one.
+    pub fn node(&self) -> Result<Option<DetachedNodeCluster>> {
+        read_record(&self.dir.join(NODE_FILE))
+    }
+
+    /// Why the recorded cluster has no node, if it has none.
+    pub fn why_no_node(&self) -> Option<String> {
+        fs::read_to_string(self.dir.join(NO_NODE_FILE)).ok()
+    }
+
     /// Starts the cluster unless the recorded one is running. A partly running one
-    /// (some process died) is stopped and replaced.
-    pub async fn up(&self, options: ControlPlaneOptions) -> Result<Up> {
+    /// (some process died) is stopped and replaced. With a node where one can start here
+    /// (and `HOSTROUTER_DEMO_NODE` is not `0`): the control plane of [`NodeCluster`] and its
+    /// node, importing `images`; where it cannot, a plain control plane, and the reason is
+    /// recorded ([`DevCluster::why_no_node`]).
+    pub async fn up(&self, options: ControlPlaneOptions, images: &[PathBuf]) -> Result<Up> {
         if let Some(state) = self.state()? {
-            if state.processes.iter().all(|p| p.is_running()) {
+            let node_runs = self
+                .node()?
+                .is_none_or(|n| n.node.processes.iter().all(|p| p.is_running()));
+            if node_runs && state.processes.iter().all(|p| p.is_running()) {
                 return Ok(Up::AlreadyUp(state));
             }
             tracing::warn!("the recorded dev cluster is only partly running: replacing it");
-            state.stop().await?;
+            self.stop_recorded().await?;
         }
-        if self.dir.exists() {
-            fs::remove_dir_all(&self.dir)
-                .with_context(|| format!("removing stale {}", self.dir.display()))?;
-        }
+        self.remove_dir()?;
         let options = ControlPlaneOptions {
             run_dir: Some(self.dir.clone()),
             detached: true,
             ..options
         };
+        let why_not = if std::env::var(DEMO_NODE_VAR).as_deref() == Ok("0") {
+            Some(format!("{DEMO_NODE_VAR}=0"))
+        } else {
+            crate::node::unavailable()
+        };
+        let why_not = match why_not {
+            Some(reason) => reason,
+            None => match NodeCluster::start(options.clone(), images).await {
+                Ok(lab) => {
+                    let lab = lab.detach()?;
+                    fs::write(self.dir.join(NODE_FILE), serde_json::to_vec_pretty(&lab)?)?;
+                    self.write_state(&lab.cluster)?;
+                    return Ok(Up::Started(lab.cluster));
+                }
+                Err(e) => format!("{e:#}"),
+            },
+        };
+        eprintln!("no node here ({why_not}): Envoy will run as a local process");
+        self.remove_dir()?;
         let detached = ControlPlane::start(options).await?.detach()?;
         self.write_state(&detached)?;
+        fs::write(self.dir.join(NO_NODE_FILE), &why_not)?;
         Ok(Up::Started(detached))
     }
 
-    /// Stops the recorded processes (only those: pid and start time must match) — the
-    /// demo's first — removes the address the demo added to `lo`, and removes the directory.
-    /// Returns whether there was a recorded cluster.
-    pub async fn down(&self) -> Result<bool> {
+    fn remove_dir(&self) -> Result<()> {
+        if self.dir.exists() {
+            fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("removing stale {}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Stops what is recorded: the demo's processes, the node (with its control plane and
+    /// network) or the control plane.
+    async fn stop_recorded(&self) -> Result<bool> {
         if let Some(demo) = self.demo()? {
             stop_demo(&demo).await?;
+        }
+        if let Some(node) = self.node()? {
+            node.stop().await?;
+            return Ok(true);
         }
         let Some(state) = self.state()? else {
             return Ok(false);
         };
         state.stop().await?;
+        Ok(true)
+    }
+
+    /// Stops the recorded processes (only those: pid and start time must match) — the
+    /// demo's first, then the node's — removes the address the demo added to `lo` and the
+    /// node's network, and removes the directory. Returns whether there was a recorded
+    /// cluster.
+    pub async fn down(&self) -> Result<bool> {
+        if !self.stop_recorded().await? {
+            return Ok(false);
+        }
         fs::remove_dir_all(&self.dir)
             .with_context(|| format!("removing {}", self.dir.display()))?;
         Ok(true)
@@ -176,9 +244,12 @@ impl DevCluster {
         let Some(cluster) = self.state()? else {
             return Ok(None);
         };
+        let node = self.node()?;
+        let node_processes = node.iter().flat_map(|n| n.node.processes.iter());
         let processes = cluster
             .processes
             .iter()
+            .chain(node_processes)
             .map(|p| (p.name.clone(), p.pid, p.is_running()))
             .collect();
         let (readyz, crds) = match client_from(&cluster.kubeconfig).await {
@@ -224,6 +295,9 @@ impl DevCluster {
             .state()?
             .context("no dev cluster: run `dev-cluster up` first")?;
         let client = client_from(&state.kubeconfig).await?;
+        if self.node()?.is_some() {
+            return self.demo_up_on_node(&state, &client).await;
+        }
         // Gloo resolves a Service with a selector only to Endpoints addresses of running Pods
         // ("running pod not found with IP ..."); there is no kubelet here, so the petstore
         // Service of demo-services.yaml is made selectorless (on every run: re-applying the
@@ -262,6 +336,7 @@ impl DevCluster {
             listener: String::new(),
             petstore_host: "default-petstore-8080".into(),
             ready: false,
+            on_node: false,
         };
         // Record every process as soon as it runs, so that `down` finds it if a later step fails.
         let started = async {
@@ -382,6 +457,111 @@ impl DevCluster {
         Ok((demo, true))
     }
 
+    /// The demo on the node: Gloo on this machine (xDS on its end of the node's veth), the
+    /// petstore as a Pod behind Service `default/petstore`, the operator from the chart, and the
+    /// sample HostRouter as it is, whose Envoy Pods answer on the Service's ClusterIP. Waits
+    /// until the router is Ready and the petstore answers through the ClusterIP.
+    async fn demo_up_on_node(
+        &self,
+        state: &DetachedControlPlane,
+        client: &kube::Client,
+    ) -> Result<(Demo, bool)> {
+        if let Some(demo) = self.demo()? {
+            if demo.ready && demo.processes.iter().all(|p| p.is_running()) {
+                wait_pets(
+                    &demo.listener,
+                    &demo.petstore_host,
+                    Duration::from_secs(30),
+                    || Ok(()),
+                )
+                .await?;
+                return Ok((demo, false));
+            }
+            tracing::warn!("the recorded demo is not (fully) running: replacing it");
+            stop_demo(&demo).await?;
+            fs::remove_file(self.dir.join(DEMO_FILE))?;
+        }
+        let logs = self.dir.join("logs").join("demo");
+        let mut demo = Demo {
+            processes: Vec::new(),
+            loopback_address: None,
+            listener: String::new(),
+            petstore_host: "default-petstore-8080".into(),
+            ready: false,
+            on_node: true,
+        };
+        let started = async {
+            let namespaces = Api::<Namespace>::all(client.clone());
+            let restricted = json!({"pod-security.kubernetes.io/enforce": "restricted"});
+            for (ns, labels) in [
+                (DEMO_GLOO_NAMESPACE, json!({})),
+                (crate::operator::CHART_NAMESPACE, restricted.clone()),
+                ("default", restricted),
+            ] {
+                namespaces
+                    .patch(
+                        ns,
+                        &PatchParams::apply("dev-cluster").force(),
+                        &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace",
+                            "metadata": {"name": ns, "labels": labels}})),
+                    )
+                    .await?;
+            }
+            let config = GlooConfig::new(DEMO_GLOO_NAMESPACE)?.at(HOST_IP);
+            config.install(client).await?;
+            let gloo = config
+                .gloo_command(&state.kubeconfig, &logs)?
+                .detached(true)
+                .spawn()?
+                .detach();
+            demo.processes.push(gloo.clone());
+            self.write_demo(&demo)?;
+            config.wait_xds(&gloo).await?;
+
+            apply_petstore(client, "default").await?;
+            install_operator(
+                helm_with(&state.kubeconfig, &self.dir.join("helm"))?,
+                DEMO_GLOO_NAMESPACE,
+                config.xds_port,
+            )
+            .await?;
+            let router = sample_router()?;
+            routers(client, "default")
+                .patch(
+                    "my-cool-proxy",
+                    &PatchParams::apply("dev-cluster").force(),
+                    &Patch::Apply(&router),
+                )
+                .await
+                .context("applying the sample HostRouter")?;
+            let pods = Duration::from_secs(180);
+            let alive = || gloo.check_running();
+            wait_router_ready(client, "default", "my-cool-proxy", pods, alive).await?;
+            let svc = Api::<Service>::namespaced(client.clone(), "default")
+                .get("my-cool-proxy")
+                .await?;
+            let ip = svc
+                .spec
+                .and_then(|s| s.cluster_ip)
+                .context("Service my-cool-proxy has no ClusterIP")?;
+            let port = router["spec"]["listener"]["port"].as_u64().unwrap_or(8080);
+            demo.listener = format!("{ip}:{port}");
+            self.write_demo(&demo)?;
+            wait_pets(&demo.listener, &demo.petstore_host, pods, alive).await?;
+            demo.ready = true;
+            self.write_demo(&demo)?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(err) = started {
+            bail!(
+                "{err:#}\nthe demo's processes so far are recorded in {}; `make demo-down` stops them",
+                self.dir.join(DEMO_FILE).display()
+            );
+        }
+        Ok((demo, true))
+    }
+
     fn write_demo(&self, demo: &Demo) -> Result<()> {
         let path = self.dir.join(DEMO_FILE);
         fs::write(&path, serde_json::to_vec_pretty(demo)?)
@@ -411,13 +591,18 @@ async fn stop_demo(demo: &Demo) -> Result<()> {
     Ok(())
 }
 
+/// The sample HostRouter, as the file says.
+fn sample_router() -> Result<serde_json::Value> {
+    let path = workspace_root().join(DEMO_ROUTER_FILE);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(serde_yaml::from_str(&text)?)
+}
+
 /// The sample HostRouter, bound to 127.0.0.1 (the demo's Envoy runs on this machine), on port
 /// 8080 unless 127.0.0.1:8080 is taken (then a free port), with an admin port of 19000 unless
 /// that is taken.
 fn demo_router() -> Result<serde_json::Value> {
-    let path = workspace_root().join(DEMO_ROUTER_FILE);
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut router: serde_json::Value = serde_yaml::from_str(&text)?;
+    let mut router = sample_router()?;
     let free_or = |port: u16| -> Result<u16> {
         match TcpListener::bind((LOOPBACK, port)) {
             Ok(_) => Ok(port),

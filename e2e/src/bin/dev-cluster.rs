@@ -11,17 +11,25 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use hostrouter_e2e::ControlPlaneOptions;
 use hostrouter_e2e::dev_cluster::{DevCluster, Up, default_dir};
-use hostrouter_e2e::toolchain::project_crds;
+use std::path::PathBuf;
 
-const USAGE: &str = "usage: dev-cluster <up|demo-up|down|status|kubeconfig>
+use hostrouter_e2e::node::NODE_NAME;
+use hostrouter_e2e::process::DetachedProcess;
+use hostrouter_e2e::toolchain::{project_crds, tool, vars};
 
-  up          start the control plane in the background (no-op if it runs)
-  demo-up     start Gloo, the operator, the petstore backend and Envoy for the sample
-              HostRouter, in the background (needs `up`; no-op if they run)
+const USAGE: &str = "usage: dev-cluster <up|demo-up|down|status|kubeconfig|demo-url|node>
+
+  up          start the control plane in the background (no-op if it runs), with a node
+              where one can start here (HOSTROUTER_DEMO_NODE=0: without)
+  demo-up     start the demo for the sample HostRouter, in the background (needs `up`;
+              no-op if it runs): with a node, Gloo here and the operator, Envoy and the
+              petstore as Pods; without, Gloo, the operator, the petstore and Envoy here
   down        stop the recorded processes (the demo's too), remove the address the demo
               added to lo, and remove the cluster's directory
   status      show the recorded processes and whether the API server is ready
   kubeconfig  print the path of the admin kubeconfig
+  demo-url    print the URL the demo's Envoy answers on
+  node        print the node's name (exit 0), or why there is none (exit 1)
   serve-backend <name> <ip:port>
               run a demo backend in the foreground (the petstore answers /api/pets)";
 
@@ -78,6 +86,23 @@ async fn run(args: &[String]) -> Result<ExitCode> {
             println!("{}", cluster.kubeconfig_path().display());
             Ok(ExitCode::SUCCESS)
         }
+        "demo-url" => {
+            let demo = cluster
+                .demo()?
+                .context("no demo recorded: run `demo-up` first")?;
+            println!("http://{}", demo.listener);
+            Ok(ExitCode::SUCCESS)
+        }
+        "node" => Ok(match (cluster.node()?, cluster.why_no_node()) {
+            (Some(_), _) => {
+                println!("{NODE_NAME}");
+                ExitCode::SUCCESS
+            }
+            (None, why) => {
+                println!("no node: {}", why.unwrap_or_else(|| "no cluster".into()));
+                ExitCode::FAILURE
+            }
+        }),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -88,7 +113,16 @@ async fn run(args: &[String]) -> Result<ExitCode> {
 
 async fn up(cluster: &DevCluster) -> Result<ExitCode> {
     let options = ControlPlaneOptions::from_env()?.crds(project_crds()?);
-    let state = match cluster.up(options).await? {
+    // The images a node imports; where one is missing there is no node (the reason is said).
+    let images: Vec<PathBuf> = [
+        vars::PAUSE_IMAGE_TAR,
+        vars::ENVOY_IMAGE_TAR,
+        vars::OPERATOR_IMAGE_TAR,
+    ]
+    .into_iter()
+    .filter_map(|v| tool(v).ok())
+    .collect();
+    let state = match cluster.up(options, &images).await? {
         Up::AlreadyUp(state) => {
             println!("dev cluster is already up at {}", state.server);
             state
@@ -98,13 +132,14 @@ async fn up(cluster: &DevCluster) -> Result<ExitCode> {
             state
         }
     };
-    for process in &state.processes {
-        println!(
-            "  {:<24} pid {:<8} log {}",
-            process.name,
-            process.pid,
-            process.log_path.display()
-        );
+    print_processes(&state.processes);
+    match (cluster.node()?, cluster.why_no_node()) {
+        (Some(node), _) => {
+            println!("  with node {NODE_NAME}:");
+            print_processes(&node.node.processes);
+        }
+        (None, Some(why)) => println!("  no node ({why}): Envoy runs as a local process"),
+        (None, None) => {}
     }
     println!();
     println!("  export KUBECONFIG={}", state.kubeconfig.display());
@@ -120,7 +155,15 @@ async fn demo_up(cluster: &DevCluster) -> Result<ExitCode> {
         if started { "is up" } else { "was already up" },
         demo.listener
     );
-    for process in &demo.processes {
+    print_processes(&demo.processes);
+    if let Some(ip) = demo.loopback_address {
+        println!("  added {ip}/32 to lo for the backends (removed by `make demo-down`)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_processes(processes: &[DetachedProcess]) {
+    for process in processes {
         println!(
             "  {:<24} pid {:<8} log {}",
             process.name,
@@ -128,10 +171,6 @@ async fn demo_up(cluster: &DevCluster) -> Result<ExitCode> {
             process.log_path.display()
         );
     }
-    if let Some(ip) = demo.loopback_address {
-        println!("  added {ip}/32 to lo for the backends (removed by `make demo-down`)");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn status(cluster: &DevCluster) -> Result<ExitCode> {

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod network;
+pub mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -258,6 +259,7 @@ impl Node {
         .arg("--config")
         .arg(dir.join("containerd.toml"))
         .env("PATH", &path)
+        .detached(detached)
         .spawn()?;
         let mut node = Self {
             dir,

@@ -13,16 +13,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use hostrouter_e2e::backends::PETS_JSON;
 use hostrouter_e2e::gloo::{Gloo, GlooConfig};
 use hostrouter_e2e::node::NodeCluster;
 use hostrouter_e2e::node::network::HOST_IP;
-use hostrouter_e2e::operator::{CHART_NAMESPACE, CHART_RELEASE, chart_dir};
+use hostrouter_e2e::node::workloads::{
+    apply_petstore, install_operator, wait_pets, wait_router_ready,
+};
+use hostrouter_e2e::operator::{CHART_NAMESPACE, CHART_RELEASE};
 use hostrouter_e2e::resources::routers;
 use hostrouter_e2e::toolchain::{project_crds, tool, vars};
 use hostrouter_e2e::{ControlPlaneOptions, Progress, Suite, TestContext, http, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use libtest_mimic::Trial;
@@ -33,9 +35,6 @@ use crate::world::create_namespace;
 const EDGE: &str = "edge";
 const APPS: &str = "apps";
 const GLOO_NS: &str = "gloo-system";
-const ENVOY_IMAGE: &str = "hostrouter.local/envoy:1.40.0";
-const OPERATOR_IMAGE: &str = "hostrouter.local/hostrouter";
-const OPERATOR_TAG: &str = "e2e";
 /// Pods start, images unpack, probes pass.
 const PODS: Duration = Duration::from_secs(180);
 const RESTRICTED: [(&str, &str); 2] = [
@@ -102,34 +101,10 @@ async fn walk(cx: &TestContext, lab: &NodeCluster) -> Result<()> {
     let xds_port = gloo.xds_port;
     let gloo = Gloo::start_on(cx, cluster, gloo).await?;
 
-    apply_petstore(&client).await?;
+    apply_petstore(&client, APPS).await?;
 
     // The chart, with the operator image imported into the node.
-    let chart = chart_dir();
-    cluster
-        .helm([
-            "install",
-            CHART_RELEASE,
-            chart.to_str().context("chart path is not UTF-8")?,
-            "--namespace",
-            CHART_NAMESPACE,
-            "--set",
-            &format!("image.repository={OPERATOR_IMAGE}"),
-            "--set",
-            &format!("image.tag={OPERATOR_TAG}"),
-            "--set",
-            "image.pullPolicy=Never",
-            "--set",
-            &format!("gloo.namespace={GLOO_NS}"),
-            "--set",
-            &format!("gloo.xdsAddress={HOST_IP}"),
-            "--set",
-            &format!("gloo.xdsPort={xds_port}"),
-            "--set",
-            &format!("envoy.image={ENVOY_IMAGE}"),
-        ])
-        .await
-        .context("helm install of the chart")?;
+    install_operator(cluster.helm_command()?, GLOO_NS, xds_port).await?;
     let operator = ready_pod(lab, &client, CHART_NAMESPACE, CHART_RELEASE).await?;
     let operator_ip = pod_ip(&operator)?;
     let readyz = http::get(&format!("{operator_ip}:8080"), "operator", "/readyz").await?;
@@ -170,7 +145,7 @@ async fn walk(cx: &TestContext, lab: &NodeCluster) -> Result<()> {
             &Patch::Apply(&router),
         )
         .await?;
-    wait_ready_router(lab, &client).await?;
+    wait_router_ready(&client, EDGE, "edge", PODS, || lab.node().ensure_running()).await?;
     let svc = Api::<Service>::namespaced(client.clone(), EDGE)
         .get("edge")
         .await?;
@@ -180,7 +155,11 @@ async fn walk(cx: &TestContext, lab: &NodeCluster) -> Result<()> {
         .context("the Envoy Service has no ClusterIP")?;
     let address = format!("{cluster_ip}:8080");
     let host = format!("{APPS}-petstore-8080");
-    wait_pets(lab, &gloo, &address, &host).await?;
+    wait_pets(&address, &host, PODS, || {
+        lab.node().ensure_running()?;
+        gloo.ensure_running()
+    })
+    .await?;
     eprintln!(
         "{}: curl -H 'Host: {host}' http://{address}/api/pets answered the pets through the Service's ClusterIP",
         cx.name()
@@ -217,8 +196,12 @@ async fn walk(cx: &TestContext, lab: &NodeCluster) -> Result<()> {
         })
     })
     .await?;
-    wait_ready_router(lab, &client).await?;
-    wait_pets(lab, &gloo, &address, &host).await?;
+    wait_router_ready(&client, EDGE, "edge", PODS, || lab.node().ensure_running()).await?;
+    wait_pets(&address, &host, PODS, || {
+        lab.node().ensure_running()?;
+        gloo.ensure_running()
+    })
+    .await?;
     eprintln!(
         "{}: a bootstrap change rolled the Envoy Pods in {:.1?}: {before:?} → {:?}",
         cx.name(),
@@ -226,79 +209,6 @@ async fn walk(cx: &TestContext, lab: &NodeCluster) -> Result<()> {
         envoy_pods(&client).await?
     );
     drop(gloo);
-    Ok(())
-}
-
-/// A backend as a Pod: Envoy answering `/api/pets` with the pets, behind Service `petstore`.
-async fn apply_petstore(client: &Client) -> Result<()> {
-    let bootstrap = format!(
-        r#"static_resources:
-  listeners:
-  - name: http
-    address: {{socket_address: {{address: 0.0.0.0, port_value: 8080}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: petstore
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: /api/pets}}
-                direct_response: {{status: 200, body: {{inline_string: '{PETS_JSON}'}}}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-"#
-    );
-    let pp = PatchParams::apply("e2e").force();
-    let cm = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "petstore", "namespace": APPS},
-        "data": {"envoy.yaml": bootstrap},
-    });
-    Api::<ConfigMap>::namespaced(client.clone(), APPS)
-        .patch("petstore", &pp, &Patch::Apply(&cm))
-        .await?;
-    let deployment = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "petstore", "namespace": APPS},
-        "spec": {
-            "selector": {"matchLabels": {"app": "petstore"}},
-            "template": {
-                "metadata": {"labels": {"app": "petstore"}},
-                "spec": {
-                    "automountServiceAccountToken": false,
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 10101, "runAsGroup": 10101, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "petstore",
-                        "image": ENVOY_IMAGE,
-                        "imagePullPolicy": "Never",
-                        "command": ["/usr/local/bin/envoy", "--config-path", "/etc/petstore/envoy.yaml", "--disable-hot-restart", "--log-level", "warn"],
-                        "ports": [{"name": "http", "containerPort": 8080}],
-                        "readinessProbe": {"httpGet": {"path": "/api/pets", "port": 8080}, "periodSeconds": 2},
-                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true},
-                        "volumeMounts": [{"name": "config", "mountPath": "/etc/petstore"}],
-                    }],
-                    "volumes": [{"name": "config", "configMap": {"name": "petstore"}}],
-                },
-            },
-        },
-    });
-    Api::<Deployment>::namespaced(client.clone(), APPS)
-        .patch("petstore", &pp, &Patch::Apply(&deployment))
-        .await?;
-    let svc = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "petstore", "namespace": APPS},
-        "spec": {"selector": {"app": "petstore"}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
-    });
-    Api::<Service>::namespaced(client.clone(), APPS)
-        .patch("petstore", &pp, &Patch::Apply(&svc))
-        .await?;
     Ok(())
 }
 
@@ -380,57 +290,4 @@ async fn deployment_available(client: &Client) -> Result<bool> {
     Ok(s.updated_replicas == s.replicas
         && s.available_replicas == s.replicas
         && s.replicas.unwrap_or(0) > 0)
-}
-
-/// Waits until the router says `Ready=True` (which needs `EnvoyAvailable=True`).
-async fn wait_ready_router(lab: &NodeCluster, client: &Client) -> Result<()> {
-    let api = routers(client, EDGE);
-    wait_until("HostRouter edge Ready=True", PODS, || async {
-        lab.node().ensure_running()?;
-        let r = api.get("edge").await?;
-        let conds = r.data["status"]["conditions"].clone();
-        let status = |t: &str| {
-            conds
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == t)
-                .map(|c| format!("{}={} ({})", t, c["status"], c["reason"]))
-                .unwrap_or_default()
-        };
-        let ready = conds
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        Ok(if ready {
-            Progress::Done(())
-        } else {
-            Progress::pending(format!(
-                "{} {} {}",
-                status("EnvoyAvailable"),
-                status("ProxyAccepted"),
-                status("Programmed")
-            ))
-        })
-    })
-    .await
-}
-
-/// Waits until `address` answers the pets for `host`.
-async fn wait_pets(lab: &NodeCluster, gloo: &Gloo, address: &str, host: &str) -> Result<()> {
-    wait_until(
-        &format!("{address} to answer the pets for {host}"),
-        PODS,
-        || async {
-            lab.node().ensure_running()?;
-            gloo.ensure_running()?;
-            Ok(match http::get(address, host, "/api/pets").await {
-                Ok(r) if r.status == 200 && r.body == PETS_JSON => Progress::Done(()),
-                Ok(r) => Progress::pending(format!("{} {}", r.status, r.body)),
-                Err(e) => Progress::pending(format!("{e:#}")),
-            })
-        },
-    )
-    .await
 }
