@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod network;
+pub mod teardown;
 pub mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,12 @@ impl NodeTools {
 
     fn ctr(&self) -> PathBuf {
         self.containerd_dir.join("ctr")
+    }
+
+    /// The libraries of the unpacked packages (`LD_LIBRARY_PATH`; `xtables` holds iptables'
+    /// extensions).
+    fn debs_lib(&self) -> PathBuf {
+        self.debs_root.join("usr/lib/x86_64-linux-gnu")
     }
 }
 
@@ -149,10 +156,19 @@ impl NodeCluster {
         &self.network
     }
 
-    /// Stops the node, then the control plane (keeping its logs when `keep_logs`).
+    /// Stops the node, then the control plane (keeping its logs when `keep_logs`), and removes
+    /// the network.
     pub async fn stop(&mut self, keep_logs: bool) -> Result<Option<PathBuf>> {
         self.node.stop().await?;
-        self.cluster.stop(keep_logs).await
+        let logs = self.cluster.stop(keep_logs).await?;
+        self.network.remove()?;
+        Ok(logs)
+    }
+
+    /// What of the node is still on this machine ([`teardown::leftovers`]): nothing once
+    /// [`NodeCluster::stop`] has returned.
+    pub fn leftovers(&self) -> Vec<String> {
+        teardown::leftovers(&self.node.dir, self.network.record(), &self.node.tools)
     }
 
     /// Leaves everything running beyond this handle (and this program), for `make demo`: what
@@ -180,11 +196,17 @@ pub struct DetachedNodeCluster {
 }
 
 impl DetachedNodeCluster {
-    /// Stops the node (containers included), the control plane, and removes the network.
+    /// Stops the node (containers included), the control plane, and removes the network; then
+    /// fails if anything of the node is still there ([`teardown::leftovers`]).
     pub async fn stop(&self) -> Result<()> {
         self.node.stop().await?;
         self.cluster.stop().await?;
-        self.network.remove()
+        self.network.remove()?;
+        let left = teardown::leftovers(&self.node.dir, &self.network, &NodeTools::from_env()?);
+        if !left.is_empty() {
+            bail!("the node left behind:\n  {}", left.join("\n  "));
+        }
+        Ok(())
     }
 }
 
@@ -298,7 +320,7 @@ impl Node {
             node.dir.join("kube-proxy.yaml"),
             config::kube_proxy(&kubeconfig),
         )?;
-        let lib = node.tools.debs_root.join("usr/lib/x86_64-linux-gnu");
+        let lib = node.tools.debs_lib();
         node.kube_proxy = Some(
             in_namespace(network, "kube-proxy", &node.tools.kube_proxy, &logs)
                 .arg("--config")
@@ -536,20 +558,12 @@ fn search_path(tools: &NodeTools, dir: &Path) -> Result<String> {
 
 /// Unmounts every mount point under `dir`, deepest first.
 fn unmount_under(dir: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let mut points: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    points.dedup();
     let mut failed = Vec::new();
-    for p in points {
-        let out = std::process::Command::new("umount").arg(p).output()?;
+    for p in teardown::mount_points_under(dir)? {
+        let out = std::process::Command::new("umount").arg(&p).output()?;
         if !out.status.success() {
             let lazy = std::process::Command::new("umount")
-                .args(["-l", p])
+                .args(["-l", &p])
                 .output()?;
             if !lazy.status.success() {
                 failed.push(format!(

@@ -31,11 +31,12 @@ pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 241);
 /// Prefix of the namespaces and interfaces this harness makes.
 const PREFIX: &str = "hrnode";
 
-/// The namespace and the veth pair; removed when dropped (unless detached).
+/// The namespace and the veth pair; removed when dropped (unless removed or detached before).
 #[derive(Debug)]
 pub struct NodeNetwork {
     record: NetworkRecord,
-    detached: bool,
+    /// Removed already, or left to the record: not removed when dropped.
+    released: bool,
 }
 
 /// What [`NodeNetwork`] made, as a record that can remove it later (`make demo-down`).
@@ -80,7 +81,7 @@ impl NodeNetwork {
                 host_link,
                 routes: Vec::new(),
             },
-            detached: false,
+            released: false,
         };
         let n = network.record.name.clone();
         let host_link = network.record.host_link.clone();
@@ -128,9 +129,20 @@ impl NodeNetwork {
         PathBuf::from("/run/netns").join(&self.record.name)
     }
 
+    /// What was made, to remove or check later.
+    pub fn record(&self) -> &NetworkRecord {
+        &self.record
+    }
+
+    /// Removes the network now (not again when dropped).
+    pub fn remove(&mut self) -> Result<()> {
+        self.released = true;
+        self.record.remove()
+    }
+
     /// Leaves the network in place beyond this handle; the record removes it later.
     pub fn detach(mut self) -> NetworkRecord {
-        self.detached = true;
+        self.released = true;
         self.record.clone()
     }
 
@@ -158,7 +170,7 @@ impl NodeNetwork {
 
 impl Drop for NodeNetwork {
     fn drop(&mut self) {
-        if self.detached {
+        if self.released {
             return;
         }
         if let Err(e) = self.record.remove() {

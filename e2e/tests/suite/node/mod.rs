@@ -6,7 +6,8 @@
 //! HostRouter makes an Envoy Deployment whose Pods run from the generated ConfigMap, get their
 //! configuration from Gloo and route to a backend Pod; the Envoy Service's ClusterIP answers
 //! through kube-proxy; `EnvoyAvailable` and `Ready` turn True; a bootstrap change rolls the
-//! Envoy Pods. Every namespace with Pods enforces PodSecurity `restricted`.
+//! Envoy Pods. Every namespace with Pods enforces PodSecurity `restricted`. Stopping the node
+//! leaves no process, mount, network namespace, interface, route or iptables chain of it.
 //!
 //! `E2E_NODE=0` leaves the trial out (reported as ignored, never as passed).
 
@@ -74,7 +75,17 @@ async fn on_a_node(cx: &TestContext) -> Result<()> {
     if let Some(dir) = lab.stop(result.is_err()).await? {
         eprintln!("{}: node cluster logs kept in {}", cx.name(), dir.display());
     }
-    result
+    result?;
+    // Teardown leaves nothing: no process, mount, namespace, interface, route or iptables
+    // chain of the node.
+    let left = lab.leftovers();
+    ensure!(
+        left.is_empty(),
+        "the node left behind:\n  {}",
+        left.join("\n  ")
+    );
+    eprintln!("{}: teardown left nothing behind", cx.name());
+    Ok(())
 }
 
 async fn walk(cx: &TestContext, lab: &NodeCluster) -> Result<()> {
