@@ -32,6 +32,9 @@ ETCD_VERSION := v3.7.0
 GLOO_VERSION := v1.22.1
 # Gloo release whose Proxy CRD carries the full schema (for a shape check only).
 GLOO_V111_VERSION := v1.11.16
+# The Gateway API release whose standard CRDs every lab cluster gets: the one Envoy Gateway
+# v1.9.1 is built against.
+GATEWAY_API_VERSION := v1.6.1
 
 # The lab's node: container runtime pieces built from their Go modules (e2e/toolchain/*).
 CONTAINERD_VERSION := v2.4.2
@@ -99,6 +102,7 @@ GLOO_DISCOVERY := $(GLOO_DIR)/bin/discovery
 GLOO_CRDS_DIR := $(GLOO_DIR)/crds
 # Committed test data: the module proxy serves no Gloo release that old (see its README).
 GLOO_V111_CRDS_DIR := $(CURDIR)/e2e/fixtures/gloo-$(GLOO_V111_VERSION)
+GATEWAY_API_CRDS_DIR := $(CACHE)/gateway-api-$(GATEWAY_API_VERSION)/crds
 ENVOY := $(CACHE)/envoy-$(ENVOY_VERSION)/bin/envoy
 LAYER_DIR := $(CACHE)/kubectl-layer-$(KUBECTL_LAYER_VERSION)/bin
 HELM := $(LAYER_DIR)/helm
@@ -120,7 +124,7 @@ KUBERNETES_LDFLAGS := -s -w \
 
 # The environment the e2e suite and the dev cluster read (names in e2e/src/toolchain.rs).
 E2E_VARS := HOSTROUTER_BIN KUBE_APISERVER KUBE_CONTROLLER_MANAGER ETCD KUBECTL HELM ENVOY \
-	GLOO GLOO_DISCOVERY GLOO_CRDS_DIR GLOO_V111_CRDS_DIR KUBERNETES_VALIDATE CACHE \
+	GLOO GLOO_DISCOVERY GLOO_CRDS_DIR GLOO_V111_CRDS_DIR GATEWAY_API_CRDS_DIR KUBERNETES_VALIDATE CACHE \
 	KUBELET KUBE_SCHEDULER KUBE_PROXY CONTAINERD_DIR RUNC CNI_BIN_DIR NODE_DEBS_ROOT \
 	PAUSE_IMAGE_TAR ENVOY_IMAGE_TAR OPERATOR_IMAGE_TAR
 E2E_ENV := env $(foreach v,$(E2E_VARS),$(v)=$($(v)))
@@ -128,7 +132,8 @@ E2E_ENV := env $(foreach v,$(E2E_VARS),$(v)=$($(v)))
 NODE_FILES := $(CONTAINERD_BINARIES) $(RUNC) $(CNI_PLUGINS) $(NODE_DEBS_STAMP) $(PAUSE_IMAGE_TAR) \
 	$(ENVOY_IMAGE_TAR)
 TOOLCHAIN_FILES := $(KUBERNETES_BINARIES) $(NODE_FILES) $(ETCD) $(GLOO) \
-	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(ENVOY) $(HELM) $(LAYER_KUBECTL) \
+	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(GATEWAY_API_CRDS_DIR)/.complete $(ENVOY) \
+	$(HELM) $(LAYER_KUBECTL) \
 	$(KUBERNETES_VALIDATE_STAMP)
 
 .PHONY: test fmt-check clippy unit chart-check e2e soak operator-image toolchain toolchain-regen crds golden fuzz bench \
@@ -345,6 +350,21 @@ $(GLOO_CRDS_DIR)/.complete:
 	chmod u+w $(GLOO_CRDS_DIR).tmp/*.yaml
 	touch $(GLOO_CRDS_DIR).tmp/.complete
 	mv $(GLOO_CRDS_DIR).tmp $(GLOO_CRDS_DIR)
+
+# The Gateway API's standard-channel CRDs, from its Go module (the ValidatingAdmissionPolicy
+# that guards upgrades is left out).
+$(GATEWAY_API_CRDS_DIR)/.complete:
+	@echo "copying the Gateway API $(GATEWAY_API_VERSION) standard CRDs"
+	cd $(TOOLCHAIN_SRC)/gloo
+	module=$$($(GO) mod download -json sigs.k8s.io/gateway-api@$(GATEWAY_API_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
+	test -d "$$module/config/crd/standard"
+	rm -rf $(GATEWAY_API_CRDS_DIR) $(GATEWAY_API_CRDS_DIR).tmp
+	mkdir -p $(GATEWAY_API_CRDS_DIR).tmp
+	cp "$$module"/config/crd/standard/gateway.networking.k8s.io_*.yaml $(GATEWAY_API_CRDS_DIR).tmp/
+	rm -f $(GATEWAY_API_CRDS_DIR).tmp/*_vap_*.yaml
+	chmod u+w $(GATEWAY_API_CRDS_DIR).tmp/*.yaml
+	touch $(GATEWAY_API_CRDS_DIR).tmp/.complete
+	mv $(GATEWAY_API_CRDS_DIR).tmp $(GATEWAY_API_CRDS_DIR)
 
 # Wheels from PyPI, checked against their pinned sha256.
 define fetch-wheel

@@ -94,7 +94,7 @@ fn main() {
             times.push(start.elapsed());
             peak = PEAK.load(Ordering::Relaxed) - base;
             vhosts = out.virtual_hosts();
-            bytes = serde_json::to_vec(&out.proxy)
+            bytes = serde_json::to_vec(&out.gloo().expect("a Gloo router").proxy)
                 .map(|v| v.len())
                 .unwrap_or_default();
         }

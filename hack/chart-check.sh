@@ -128,6 +128,8 @@ WANT_RULES = {
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("gloo.solo.io", "proxies"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("gateway.networking.k8s.io", "gateways"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "create", "patch", "delete"},
     # Read only: TLS certificates of spec.tls (kubernetes.io/tls Secrets, by field selector).
     ("", "secrets"): {"get", "list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},

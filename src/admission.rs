@@ -333,4 +333,90 @@ mod tests {
             "{e}"
         );
     }
+
+    fn gateway_api(extra: Value) -> Value {
+        let mut patch =
+            json!({"backend": {"type": "GatewayAPI", "gatewayAPI": {"gatewayClassName": "eg"}}});
+        for (k, v) in extra.as_object().unwrap() {
+            patch[k] = v.clone();
+        }
+        patch
+    }
+
+    #[test]
+    fn the_gateway_api_backend_takes_what_applies_and_refuses_the_rest() {
+        validate(&with(json!({"backend": {"type": "Gloo"}}))).unwrap();
+        validate(&with(gateway_api(json!({
+            "hosts": {"template": "{service}.{namespace}.apps.example.com", "allowedSuffixes": ["example.com"]},
+            "paths": {"host": "apps.example.com"},
+            "tls": {"certificates": [{"secretName": "wild"}], "redirectHttp": true},
+            "listener": {"port": 8080, "bindAddress": "::"},
+            "destination": "Kube",
+            "service": {"type": "LoadBalancer"},
+        }))))
+        .unwrap();
+        validate(&with(json!({"backend": {"type": "GatewayAPI", "gatewayAPI": {"gateway": {"namespace": "infra", "name": "shared"}}}}))).unwrap();
+
+        let refused = [
+            (
+                json!({"backend": {"type": "GatewayAPI"}}),
+                "backend.gatewayAPI is set exactly when backend.type is GatewayAPI",
+            ),
+            (
+                json!({"backend": {"type": "Gloo", "gatewayAPI": {"gatewayClassName": "eg"}}}),
+                "backend.gatewayAPI is set exactly when backend.type is GatewayAPI",
+            ),
+            (
+                json!({"backend": {"type": "Istio"}}),
+                "spec.backend.type: Unsupported value: \"Istio\"",
+            ),
+            (
+                json!({"backend": {"type": "GatewayAPI", "gatewayAPI": {}}}),
+                "set exactly one of gatewayAPI.gatewayClassName",
+            ),
+            (
+                json!({"backend": {"type": "GatewayAPI", "gatewayAPI": {"gatewayClassName": "eg", "gateway": {"name": "shared"}}}}),
+                "set exactly one of gatewayAPI.gatewayClassName",
+            ),
+            (
+                gateway_api(json!({"proxyNamespace": "gloo-system"})),
+                "proxyNamespace is where the Gloo Proxy goes",
+            ),
+            (
+                gateway_api(json!({"destination": "Upstream"})),
+                "destination Upstream names Gloo Upstreams",
+            ),
+            (
+                gateway_api(json!({"listener": {"port": 8080, "bindAddress": "0.0.0.0"}})),
+                "listener.bindAddress is Envoy's",
+            ),
+            (
+                gateway_api(json!({"envoy": {"replicas": 2}})),
+                "envoy configures the Envoy Deployment",
+            ),
+            (
+                gateway_api(json!({"envoy": {"adminPort": 9901}})),
+                "envoy configures the Envoy Deployment",
+            ),
+            (
+                gateway_api(json!({"service": {"type": "ClusterIP"}})),
+                "service configures the Service",
+            ),
+            (
+                gateway_api(json!({"service": {"annotations": {"a": "b"}}})),
+                "service configures the Service",
+            ),
+            (
+                json!({
+                    "backend": {"type": "GatewayAPI", "gatewayAPI": {"gateway": {"name": "shared"}}},
+                    "tls": {"certificates": [{"secretName": "wild"}]},
+                }),
+                "tls does not apply to an existing Gateway",
+            ),
+        ];
+        for (patch, message) in refused {
+            let e = errors(patch.clone());
+            assert!(e.contains(message), "{patch}: {e}");
+        }
+    }
 }

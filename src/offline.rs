@@ -66,7 +66,7 @@ pub fn render_files(
         f.services,
         rendered.virtual_hosts(),
         f.dropped.len(),
-        if rendered.proxy_compressed {
+        if rendered.gloo().is_some_and(|o| o.proxy_compressed) {
             " (Proxy spec compressed)"
         } else {
             ""
@@ -78,12 +78,7 @@ pub fn render_files(
     for p in &f.certificate_problems {
         eprintln!("certificate not served: {p}");
     }
-    let objects = [
-        to_value(&rendered.proxy)?,
-        to_value(&rendered.config_map)?,
-        to_value(&rendered.service)?,
-        to_value(&rendered.deployment)?,
-    ];
+    let objects = rendered.to_values()?;
     let mut out = String::new();
     for object in objects {
         out.push_str("---\n");
@@ -107,13 +102,6 @@ fn parse_err(path: &Path, message: String) -> Error {
         what: path.display().to_string(),
         message,
     }
-}
-
-fn to_value<T: serde::Serialize>(obj: &T) -> Result<Value> {
-    serde_json::to_value(obj).map_err(|source| Error::Serialize {
-        kind: "object",
-        source,
-    })
 }
 
 /// The non-empty documents of a YAML stream, `kind: List` items flattened.

@@ -26,6 +26,7 @@ pub fn router(ns: &str, name: &str, proxy: &str) -> HostRouter {
             destination: Destination::Kube,
             envoy: Default::default(),
             service: Default::default(),
+            backend: None,
         },
     );
     r.metadata.namespace = Some(ns.into());

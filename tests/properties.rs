@@ -13,7 +13,9 @@ use hostrouter::api::hostrouter::ProxyRef;
 use hostrouter::api::routing::{CertificateRef, HostsSpec, PathsSpec, TlsSpec};
 use hostrouter::api::selector::{LabelSelector, LabelSelectorOperator, LabelSelectorRequirement};
 use hostrouter::controller::claims::{self, Claim};
-use hostrouter::controller::status::{self, Acceptance, EnvoyState, Facts, Programming};
+use hostrouter::controller::status::{
+    self, Acceptance, BackendFacts, EnvoyState, Facts, Programming,
+};
 use hostrouter::render::routes::names::hostname_problem;
 use hostrouter::render::tls_secret::{TlsSecret, TlsSecretState};
 use hostrouter::render::{ClusterView, Settings, naming, render};
@@ -278,10 +280,10 @@ fn unique(services: Vec<Service>) -> Vec<Service> {
 /// Render's output as one YAML text.
 fn yaml(r: &hostrouter::render::Rendered) -> String {
     [
-        serde_yaml::to_string(&r.proxy).unwrap(),
-        serde_yaml::to_string(&r.config_map).unwrap(),
-        serde_yaml::to_string(&r.service).unwrap(),
-        serde_yaml::to_string(&r.deployment).unwrap(),
+        serde_yaml::to_string(&r.gloo().unwrap().proxy).unwrap(),
+        serde_yaml::to_string(&r.gloo().unwrap().config_map).unwrap(),
+        serde_yaml::to_string(&r.gloo().unwrap().service).unwrap(),
+        serde_yaml::to_string(&r.gloo().unwrap().deployment).unwrap(),
     ]
     .join("---\n")
 }
@@ -323,7 +325,7 @@ proptest! {
         prop_assert_eq!(yaml(&first), yaml(&second));
 
         // Every generated object name is a valid Kubernetes name.
-        for name in [&first.config_map.metadata.name, &first.service.metadata.name, &first.deployment.metadata.name, &first.proxy.metadata.name] {
+        for name in [&first.gloo().unwrap().config_map.metadata.name, &first.gloo().unwrap().service.metadata.name, &first.gloo().unwrap().deployment.metadata.name, &first.gloo().unwrap().proxy.metadata.name] {
             let name = name.as_deref().unwrap_or_default();
             prop_assert!(is_dns_subdomain(name), "object name {name:?}");
         }
@@ -426,8 +428,7 @@ proptest! {
             acceptance: if accepted { Acceptance::Accepted } else { Acceptance::Rejected { reason: status::Reason::ProxyNameConflict, message: "older".into() } },
             programming: Programming::Programmed,
             certificates: None,
-            verdict: None,
-            envoy: EnvoyState::Observed { desired: 2, available },
+            backend: BackendFacts::Gloo { verdict: None, envoy: EnvoyState::Observed { desired: 2, available } },
             proxy_ref: ProxyRef { namespace: "g".into(), name: "p".into() },
             namespaces: 1,
             namespaces_without_consent: 0,

@@ -23,6 +23,24 @@ pub fn proxies(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &proxy_resource())
 }
 
+/// A kind of the Gateway API (`gateway.networking.k8s.io/v1`).
+fn gateway_api(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind),
+        plural,
+    )
+}
+
+/// Gateways in `ns`.
+pub fn gateways(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &gateway_api("Gateway", "gateways"))
+}
+
+/// HTTPRoutes in `ns`.
+pub fn http_routes(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &gateway_api("HTTPRoute", "httproutes"))
+}
+
 /// Applies a Secret `<ns>/<name>` of `type_` with `data` (key → text), server-side.
 pub async fn apply_secret(
     client: &Client,

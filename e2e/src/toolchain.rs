@@ -29,6 +29,7 @@ pub mod vars {
     pub const GLOO_DISCOVERY: &str = "GLOO_DISCOVERY";
     /// Directory of Gloo's CRD manifests (the version that is built).
     pub const GLOO_CRDS_DIR: &str = "GLOO_CRDS_DIR";
+    pub const GATEWAY_API_CRDS_DIR: &str = "GATEWAY_API_CRDS_DIR";
     /// Directory holding Gloo v1.11's full-schema Proxy CRD, when it could be fetched.
     pub const GLOO_V111_CRDS_DIR: &str = "GLOO_V111_CRDS_DIR";
     /// The `kubernetes-validate` command (in a virtualenv).
@@ -123,10 +124,14 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The CRDs every cluster of this project gets: Gloo's (`$GLOO_CRDS_DIR`) and the
-/// repository's own `crds/` directory when it exists.
+/// The CRDs every cluster of this project gets: Gloo's (`$GLOO_CRDS_DIR`), the Gateway API's
+/// standard channel (`$GATEWAY_API_CRDS_DIR`) and the repository's own `crds/` directory when
+/// it exists.
 pub fn project_crds() -> Result<Vec<PathBuf>> {
-    let mut crds = vec![tool(vars::GLOO_CRDS_DIR)?];
+    let mut crds = vec![
+        tool(vars::GLOO_CRDS_DIR)?,
+        tool(vars::GATEWAY_API_CRDS_DIR)?,
+    ];
     let own = workspace_root().join("crds");
     if own.is_dir() {
         crds.push(own);

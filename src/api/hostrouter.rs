@@ -9,6 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::backend::{BackendSpec, BackendType, GatewayApiBackend};
 use super::routing::{DEFAULT_HTTPS_PORT, HostsSpec, PathsSpec, TlsSpec};
 use super::selector::{LabelSelector, qualified_keys_rule};
 
@@ -82,6 +83,12 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
     validation = Rule::new(format!("self.listener.port != (has(self.envoy) && has(self.envoy.adminPort) ? self.envoy.adminPort : {DEFAULT_ADMIN_PORT})")).message("listener.port must differ from envoy.adminPort (default 19000)"),
     validation = Rule::new(format!("!has(self.tls) || (has(self.tls.port) ? self.tls.port : {DEFAULT_HTTPS_PORT}) != self.listener.port")).message("tls.port (default 8443) must differ from listener.port"),
     validation = Rule::new(format!("!has(self.tls) || (has(self.tls.port) ? self.tls.port : {DEFAULT_HTTPS_PORT}) != (has(self.envoy) && has(self.envoy.adminPort) ? self.envoy.adminPort : {DEFAULT_ADMIN_PORT})")).message("tls.port (default 8443) must differ from envoy.adminPort (default 19000)"),
+    validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.proxyNamespace)")).message("proxyNamespace is where the Gloo Proxy goes: it does not apply with backend.type GatewayAPI"),
+    validation = Rule::new(format!("{NOT_GATEWAY_API} || self.destination == 'Kube'")).message("destination Upstream names Gloo Upstreams: it does not apply with backend.type GatewayAPI"),
+    validation = Rule::new(format!("{NOT_GATEWAY_API} || self.listener.bindAddress == '::'")).message("listener.bindAddress is Envoy's, which the Gateway API implementation runs: it does not apply with backend.type GatewayAPI"),
+    validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.envoy) || (!has(self.envoy.image) && !has(self.envoy.replicas) && !has(self.envoy.resources) && !has(self.envoy.adminPort))")).message("envoy configures the Envoy Deployment the operator runs for Gloo; with backend.type GatewayAPI the implementation runs the proxies: configure them there (Envoy Gateway: an EnvoyProxy on the GatewayClass)"),
+    validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.service) || (self.service.type == 'LoadBalancer' && (!has(self.service.annotations) || size(self.service.annotations) == 0))")).message("service configures the Service the operator writes for Gloo; with backend.type GatewayAPI the implementation writes it"),
+    validation = Rule::new("!has(self.backend) || !has(self.backend.gatewayAPI) || !has(self.backend.gatewayAPI.gateway) || !has(self.tls)").message("tls does not apply to an existing Gateway (backend.gatewayAPI.gateway): its owner configures its listeners and certificates"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HostRouterSpec {
@@ -146,6 +153,29 @@ pub struct HostRouterSpec {
     /// The Service in front of Envoy.
     #[serde(default)]
     pub service: ServiceSpec,
+
+    /// Which edge implementation serves the routes: `Gloo` (unset) or the Kubernetes
+    /// `GatewayAPI`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendSpec>,
+}
+
+/// CEL: the router does not use the Gateway API backend.
+const NOT_GATEWAY_API: &str = "!has(self.backend) || self.backend.type != 'GatewayAPI'";
+
+impl HostRouterSpec {
+    /// The backend in effect.
+    pub fn backend_type(&self) -> BackendType {
+        self.backend.as_ref().map_or(BackendType::Gloo, |b| b.type_)
+    }
+
+    /// The Gateway API backend's settings, when the router uses it.
+    pub fn gateway_api(&self) -> Option<&GatewayApiBackend> {
+        self.backend
+            .as_ref()
+            .filter(|b| b.type_ == BackendType::GatewayApi)
+            .and_then(|b| b.gateway_api.as_ref())
+    }
 }
 
 /// Where Envoy accepts traffic.

@@ -1,5 +1,7 @@
 //! API types: HostRouter (ours) and the parts of Gloo's Proxy we write and read.
 
+pub mod backend;
+pub mod gateway;
 pub mod gloo;
 pub mod hostrouter;
 pub mod routing;

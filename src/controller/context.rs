@@ -36,6 +36,12 @@ pub struct Stores {
     pub proxies: Store<DynamicObject>,
     /// Secrets of type `kubernetes.io/tls`, reduced to what routing needs (no private keys).
     pub tls_secrets: Store<TlsSecret>,
+    /// Every Gateway: those the routers own and those they attach to (for their status). Not
+    /// ready while the Gateway API CRDs are missing.
+    pub gateways: Store<DynamicObject>,
+    /// HTTPRoutes labelled as written by the operator. Not ready while the Gateway API CRDs
+    /// are missing.
+    pub http_routes: Store<DynamicObject>,
     /// Which watches fail right now.
     pub watches: super::watch_health::WatchHealth,
 }
@@ -65,6 +71,12 @@ impl Stores {
     /// The Proxy cache is complete (false while Gloo's CRD is missing).
     pub fn proxies_ready(&self) -> bool {
         Self::ready(&self.proxies)
+    }
+
+    /// The Gateway and HTTPRoute caches are complete (false while the Gateway API CRDs are
+    /// missing).
+    pub fn gateway_api_ready(&self) -> bool {
+        Self::ready(&self.gateways) && Self::ready(&self.http_routes)
     }
 }
 

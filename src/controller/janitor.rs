@@ -1,7 +1,8 @@
-//! Proxies whose HostRouter is gone. The finalizer removes a router's Proxy in the normal
-//! case; this sweep catches what the finalizer cannot: a router deleted after someone removed
-//! the finalizer, or deleted while no operator was running to see it. Namespaced objects need
-//! no sweep: their owner references hand them to the garbage collector.
+//! Proxies and HTTPRoutes whose HostRouter is gone. The finalizer removes a router's Proxy and
+//! HTTPRoutes in the normal case; this sweep catches what the finalizer cannot: a router
+//! deleted after someone removed the finalizer, or deleted while no operator was running to
+//! see it. Objects in the router's namespace need no sweep: their owner references hand them to
+//! the garbage collector.
 //!
 //! [`plan`] decides from the caches alone; [`sweep`] carries the plan out. An instance started
 //! with `--router-selector` sweeps only the Proxies carrying its shard label. A Proxy whose
@@ -26,9 +27,10 @@ use super::context::Context;
 use super::ownership;
 use super::triggers::{annotated_router, is_managed};
 use crate::api::HostRouter;
+use crate::api::gateway;
 use crate::api::hostrouter::ProxyRef;
 use crate::error::{Error, Result};
-use crate::render::naming::{ROUTER_UID_LABEL, SHARD_LABEL};
+use crate::render::naming::{INSTANCE_LABEL, ROUTER_UID_LABEL, SHARD_LABEL};
 use crate::render::{self, Settings};
 
 /// How often the whole Proxy cache is swept even without a trigger.
@@ -52,10 +54,52 @@ pub enum Decision {
     DeleteIfRouterGone(ObjectRef<HostRouter>),
 }
 
-/// Decides, from the caches, which Proxies may be orphans. Proxies whose router is in the
-/// cache and still wants them, or is being finalized, are not listed.
+/// The kinds the janitor sweeps: written in another namespace than their router's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swept {
+    Proxy,
+    HttpRoute,
+}
+
+impl Swept {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Proxy => "Proxy",
+            Self::HttpRoute => "HTTPRoute",
+        }
+    }
+
+    /// The name a router claims for the object (see `claims`): a Proxy's own; for an HTTPRoute
+    /// the proxy name in its instance label, as a router on the Gateway API claims it.
+    fn claimed_name(self, obj: &DynamicObject, settings: &Settings) -> Option<ProxyRef> {
+        match self {
+            Self::Proxy => Some(ProxyRef {
+                namespace: obj.namespace().unwrap_or_default(),
+                name: obj.name_any(),
+            }),
+            Self::HttpRoute => obj.labels().get(INSTANCE_LABEL).map(|name| ProxyRef {
+                namespace: settings.gloo_namespace.clone(),
+                name: name.clone(),
+            }),
+        }
+    }
+
+    /// Whether `router` could want an object of this kind under `name`.
+    fn wanted_by(self, router: &HostRouter, name: &ProxyRef, settings: &Settings) -> bool {
+        let on_gateway_api = router.spec.gateway_api().is_some();
+        let backend_matches = match self {
+            Self::Proxy => !on_gateway_api,
+            Self::HttpRoute => on_gateway_api,
+        };
+        backend_matches && &render::proxy_ref(router, settings) == name
+    }
+}
+
+/// Decides, from the caches, which Proxies or HTTPRoutes (`swept`) may be orphans. Those whose
+/// router is in the cache and may still want them, or is being finalized, are not listed.
 pub fn plan(
-    proxies: &[Arc<DynamicObject>],
+    objects: &[Arc<DynamicObject>],
+    swept: Swept,
     routers: &[Arc<HostRouter>],
     settings: &Settings,
 ) -> Vec<(Arc<DynamicObject>, Decision)> {
@@ -72,17 +116,16 @@ pub fn plan(
     // Per Proxy name, the router that wins it: the one answer `ownership` gives everywhere.
     let claimants = ownership::owners(routers, settings);
     let mut out = Vec::new();
-    for proxy in proxies.iter().filter(|p| ours(p.as_ref())) {
-        // Without the annotation the Proxy cannot be tied to a router: leave it.
+    for proxy in objects.iter().filter(|p| ours(p.as_ref())) {
+        // Without the annotation the object cannot be tied to a router: leave it.
         let Some(owner) = annotated_router(proxy.as_ref()) else {
             continue;
         };
-        let uid = proxy.labels().get(ROUTER_UID_LABEL);
-        let this = ProxyRef {
-            namespace: proxy.namespace().unwrap_or_default(),
-            name: proxy.name_any(),
+        let Some(this) = swept.claimed_name(proxy, settings) else {
+            continue;
         };
-        let wants = |r: &HostRouter| render::proxy_ref(r, settings) == this;
+        let uid = proxy.labels().get(ROUTER_UID_LABEL);
+        let wants = |r: &HostRouter| swept.wanted_by(r, &this, settings);
         let owner_router = by_key.get(&owner).copied();
         let decision = match owner_router {
             // Being deleted: its finalizer takes the Proxy with it.
@@ -94,7 +137,7 @@ pub fn plan(
                 // Renamed away: its own reconcile deletes what it no longer wants.
                 Decision::Reconcile(owner)
             }
-            _ => match claimants.get(&this) {
+            _ => match claimants.get(&this).filter(|c| wants(c)) {
                 Some(claimant) => Decision::Reconcile(ObjectRef::from_obj(*claimant)),
                 None if owner_router.is_some() => Decision::Delete,
                 None => Decision::DeleteIfRouterGone(owner),
@@ -107,7 +150,7 @@ pub fn plan(
 
 /// How a sweep ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Swept {
+enum Outcome {
     /// The input caches are still listing: nothing was done.
     NotReady,
     /// Gloo's Proxy CRD is missing, so there is nothing to sweep. The Proxy cache's first
@@ -130,16 +173,16 @@ pub async fn run(ctx: Arc<Context>, wake: Arc<Notify>, tx: UnboundedSender<Objec
         let mut backoff = RETRY;
         loop {
             let wait = match sweep(&ctx, &tx).await {
-                Ok(Swept::Clean) => {
+                Ok(Outcome::Clean) => {
                     ctx.metrics.swept(true);
                     break;
                 }
-                Ok(Swept::NoProxies) => break,
-                Ok(Swept::Again) => {
+                Ok(Outcome::NoProxies) => break,
+                Ok(Outcome::Again) => {
                     ctx.metrics.swept(true);
                     RETRY
                 }
-                Ok(Swept::NotReady) => {
+                Ok(Outcome::NotReady) => {
                     debug!("caches still listing; sweeping orphaned Proxies shortly");
                     RETRY
                 }
@@ -156,25 +199,36 @@ pub async fn run(ctx: Arc<Context>, wake: Arc<Notify>, tx: UnboundedSender<Objec
     }
 }
 
-/// One sweep. A Proxy that cannot be deleted does not keep the others: the sweep goes on and
+/// One sweep. An object that cannot be deleted does not keep the others: the sweep goes on and
 /// reports the first error at the end.
-async fn sweep(ctx: &Context, tx: &UnboundedSender<ObjectRef<HostRouter>>) -> Result<Swept> {
+async fn sweep(ctx: &Context, tx: &UnboundedSender<ObjectRef<HostRouter>>) -> Result<Outcome> {
     let stores = &ctx.stores;
     if !stores.inputs_ready() {
-        return Ok(Swept::NotReady);
+        return Ok(Outcome::NotReady);
     }
-    if !stores.proxies_ready() {
-        return Ok(Swept::NoProxies);
+    let routers = stores.routers.state();
+    let mut decisions = Vec::new();
+    if stores.proxies_ready() {
+        let found = plan(
+            &stores.proxies.state(),
+            Swept::Proxy,
+            &routers,
+            &ctx.settings,
+        );
+        decisions.extend(found.into_iter().map(|(o, d)| (Swept::Proxy, o, d)));
     }
-    let decisions = plan(
-        &stores.proxies.state(),
-        &stores.routers.state(),
-        &ctx.settings,
-    );
+    if stores.gateway_api_ready() {
+        let routes = stores.http_routes.state();
+        let found = plan(&routes, Swept::HttpRoute, &routers, &ctx.settings);
+        decisions.extend(found.into_iter().map(|(o, d)| (Swept::HttpRoute, o, d)));
+    }
+    if !stores.proxies_ready() && !stores.gateway_api_ready() {
+        return Ok(Outcome::NoProxies);
+    }
     let mut existing: Option<HashSet<ObjectRef<HostRouter>>> = None;
-    let mut outcome = Swept::Clean;
+    let mut outcome = Outcome::Clean;
     let mut first_error = None;
-    for (proxy, decision) in decisions {
+    for (swept, object, decision) in decisions {
         let delete = match decision {
             Decision::Reconcile(router) => {
                 let _ = tx.unbounded_send(router);
@@ -191,11 +245,11 @@ async fn sweep(ctx: &Context, tx: &UnboundedSender<ObjectRef<HostRouter>>) -> Re
         if !delete {
             continue;
         }
-        match delete_orphan(ctx, &proxy).await {
+        match delete_orphan(ctx, swept, &object).await {
             Ok(true) => {}
-            Ok(false) => outcome = Swept::Again,
+            Ok(false) => outcome = Outcome::Again,
             Err(error) => {
-                warn!(%error, "could not delete an orphaned Proxy");
+                warn!(%error, kind = swept.kind(), "could not delete an orphan");
                 first_error.get_or_insert(error);
             }
         }
@@ -223,12 +277,27 @@ async fn all_routers(ctx: &Context) -> Result<HashSet<ObjectRef<HostRouter>>> {
         .collect())
 }
 
-/// Deletes `proxy` if it is unchanged; `false` when it changed or vanished meanwhile.
-async fn delete_orphan(ctx: &Context, proxy: &DynamicObject) -> Result<bool> {
-    let deleted = apply::delete_proxy(&ctx.client, &ctx.metrics, proxy).await?;
+/// Deletes `object` if it is unchanged; `false` when it changed or vanished meanwhile.
+async fn delete_orphan(ctx: &Context, swept: Swept, object: &DynamicObject) -> Result<bool> {
+    let deleted = match swept {
+        Swept::Proxy => apply::delete_proxy(&ctx.client, &ctx.metrics, object).await?,
+        Swept::HttpRoute => {
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                ctx.client.clone(),
+                &object.namespace().unwrap_or_default(),
+                &gateway::http_route_resource(),
+            );
+            apply::delete_exact(&api, &ctx.metrics, "HTTPRoute", object).await?
+        }
+    };
     if deleted {
-        let router = annotated_router(proxy).map(|r| r.to_string());
-        info!(proxy = %format!("{}/{}", proxy.namespace().unwrap_or_default(), proxy.name_any()), ?router, "deleted Proxy of a HostRouter that no longer exists");
+        let router = annotated_router(object).map(|r| r.to_string());
+        let at = format!(
+            "{}/{}",
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        );
+        info!(kind = swept.kind(), object = %at, ?router, "deleted an object of a HostRouter that no longer exists");
     }
     Ok(deleted)
 }
@@ -257,7 +326,12 @@ mod tests {
 
     /// The decision about `proxy`, if any.
     fn decide_on(proxy: DynamicObject, routers: &[Arc<HostRouter>]) -> Option<Decision> {
-        let decisions = plan(&[Arc::new(proxy)], routers, &Settings::default());
+        let decisions = plan(
+            &[Arc::new(proxy)],
+            Swept::Proxy,
+            routers,
+            &Settings::default(),
+        );
         assert!(decisions.len() <= 1, "{decisions:?}");
         decisions.into_iter().next().map(|(_, d)| d)
     }
@@ -365,7 +439,7 @@ mod tests {
             ..Settings::default()
         };
         let plan_a = |p: DynamicObject| {
-            plan(&[Arc::new(p)], &[], &team_a)
+            plan(&[Arc::new(p)], Swept::Proxy, &[], &team_a)
                 .into_iter()
                 .next()
                 .map(|(_, d)| d)
@@ -382,5 +456,61 @@ mod tests {
         let mut unannotated = edge_proxy();
         unannotated.metadata.annotations = None;
         assert_eq!(decide_on(unannotated, &[]), None);
+    }
+
+    /// HTTPRoute `shop/edge-cart-80-http`, written for router `apps/edge` (proxy name `edge`)
+    /// with UID `u1`.
+    fn edge_route() -> DynamicObject {
+        let mut r =
+            DynamicObject::new("edge-cart-80-http", &gateway::http_route_resource()).within("shop");
+        r.metadata.labels = Some(common_labels("edge", Some("u1")));
+        r.metadata.annotations =
+            Some([(ROUTER_ANNOTATION.to_owned(), "apps/edge".to_owned())].into());
+        r
+    }
+
+    fn on_gateway_api(mut r: HostRouter) -> HostRouter {
+        r.spec.backend = Some(crate::api::backend::BackendSpec {
+            type_: crate::api::backend::BackendType::GatewayApi,
+            gateway_api: Some(crate::api::backend::GatewayApiBackend {
+                gateway_class_name: Some("eg".into()),
+                gateway: None,
+            }),
+        });
+        r
+    }
+
+    fn decide_route(routers: &[Arc<HostRouter>]) -> Option<Decision> {
+        let decisions = plan(
+            &[Arc::new(edge_route())],
+            Swept::HttpRoute,
+            routers,
+            &Settings::default(),
+        );
+        decisions.into_iter().next().map(|(_, d)| d)
+    }
+
+    #[test]
+    fn http_routes_are_swept_like_proxies_by_their_routers_backend() {
+        let owner = ObjectRef::new("edge").within("apps");
+        // Its router, on the Gateway API: its reconcile keeps what it wants.
+        let live = with_uid(on_gateway_api(router("apps", "edge", "edge")), "u1");
+        assert_eq!(decide_route(&[live]), None);
+        // Its router moved to Gloo: its own reconcile deletes the HTTPRoute.
+        let on_gloo = with_uid(router("apps", "edge", "edge"), "u1");
+        assert_eq!(decide_route(&[on_gloo]), reconcile("apps"));
+        // Gone: deleted once the API server confirms.
+        assert_eq!(decide_route(&[]), Some(Decision::DeleteIfRouterGone(owner)));
+        // Another router on the Gateway API claims the proxy name: it takes the routes over.
+        let heir = with_uid(on_gateway_api(router("shop", "edge", "edge")), "u9");
+        assert_eq!(decide_route(&[heir]), reconcile("shop"));
+        // A Gloo router of that proxy name does not want HTTPRoutes.
+        let gloo_heir = with_uid(router("shop", "edge", "edge"), "u9");
+        assert_eq!(
+            decide_route(&[gloo_heir]),
+            Some(Decision::DeleteIfRouterGone(
+                ObjectRef::new("edge").within("apps")
+            ))
+        );
     }
 }

@@ -13,6 +13,7 @@ mod cleanup;
 mod context;
 mod events;
 mod finalizer;
+pub mod gateway_verdict;
 mod janitor;
 mod ownership;
 mod reconcile;

@@ -15,15 +15,20 @@ use tracing::{debug, warn};
 use super::claims::{self, Claim};
 use super::cleanup;
 use super::context::Context;
+use super::gateway_verdict;
 use super::report;
-use super::status::{Acceptance, CertificateFacts, EnvoyState, Facts, Programming, Reason};
-use super::write::{self, ProxyWrite};
+use super::status::{
+    Acceptance, BackendFacts, CertificateFacts, EnvoyState, Facts, GatewayApiFacts, Programming,
+    Reason,
+};
+use super::write::{self, BackendWrite, GatewayApiWrite, ProxyWrite};
 use crate::api::HostRouter;
+use crate::api::backend::BackendType;
 use crate::api::gloo::{self, Verdict};
 use crate::error::{Error, Result};
 use crate::metrics::ReconcileResult;
 use crate::render::routes::certificates::{Problem, ProblemKind};
-use crate::render::{self, ClusterView, Rendered};
+use crate::render::{self, ClusterView, Rendered, gateway_api};
 
 /// How soon to look again while the watch caches are still listing.
 const INPUTS_RETRY: Duration = Duration::from_millis(200);
@@ -76,8 +81,7 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
         acceptance: Acceptance::Accepted,
         programming: Programming::Programmed,
         certificates: None,
-        verdict: None,
-        envoy: EnvoyState::Missing,
+        backend: nothing_written(router),
         proxy_ref,
         namespaces: 0,
         namespaces_without_consent: 0,
@@ -138,7 +142,6 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
     let mut failure = None;
     match written {
         Ok(w) => {
-            facts.envoy = w.envoy;
             if let Some(conflict) = w.conflict {
                 facts.acceptance = Acceptance::Rejected {
                     reason: Reason::ProxyNameConflict,
@@ -147,45 +150,77 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
                 // The object in the way is not watched (it is not labelled as ours).
                 action = Action::requeue(BLOCKED_RETRY);
             }
-            match w.proxy {
-                ProxyWrite::Written(verdict) => {
-                    // Gloo's report is a Proxy event; should none come, the verdict turns to
-                    // "not reported" once the grace is over.
-                    if verdict == Verdict::Pending {
-                        action = Action::requeue(gloo::REPORT_GRACE + Duration::from_secs(1));
+            match w.backend {
+                BackendWrite::Gloo { proxy, envoy } => {
+                    let verdict = match proxy {
+                        ProxyWrite::Written(verdict) => {
+                            // Gloo's report is a Proxy event; should none come, the verdict
+                            // turns to "not reported" once the grace is over.
+                            if verdict == Verdict::Pending {
+                                action =
+                                    Action::requeue(gloo::REPORT_GRACE + Duration::from_secs(1));
+                            }
+                            Some(verdict)
+                        }
+                        ProxyWrite::CrdMissing => {
+                            facts.programming = Programming::Failed {
+                                reason: Reason::GlooCrdMissing,
+                                message: "Gloo's Proxy CRD (proxies.gloo.solo.io) is not installed. Install Gloo; the Proxy is written as soon as the CRD exists".into(),
+                            };
+                            action = Action::requeue(BLOCKED_RETRY);
+                            None
+                        }
+                        // Noticed at once when the namespace appears (the namespace watch).
+                        ProxyWrite::NamespaceMissing => {
+                            facts.programming = Programming::Failed {
+                                reason: Reason::ProxyNamespaceMissing,
+                                message: format!(
+                                    "Namespace {} (spec.proxyNamespace, Gloo's write namespace) does not exist; the Proxy is written as soon as it does. The Envoy ConfigMap, Service and Deployment are written meanwhile",
+                                    facts.proxy_ref.namespace
+                                ),
+                            };
+                            None
+                        }
+                        ProxyWrite::NotWritten => None,
+                    };
+                    facts.backend = BackendFacts::Gloo { verdict, envoy };
+                }
+                BackendWrite::GatewayApi(state) => {
+                    let mut g = gateway_api_facts(router);
+                    match state {
+                        GatewayApiWrite::Written { gateway, routes } => {
+                            g.written = true;
+                            g.gateway = gateway.as_deref().map(gateway_verdict::gateway);
+                            g.routes = gateway_verdict::routes(&routes);
+                        }
+                        GatewayApiWrite::CrdMissing => {
+                            facts.programming = Programming::Failed {
+                                reason: Reason::GatewayApiCrdMissing,
+                                message: "The Gateway API CRDs (gateways and httproutes.gateway.networking.k8s.io) are not installed. Install them and a Gateway API implementation; the objects are written as soon as the CRDs exist".into(),
+                            };
+                            action = Action::requeue(BLOCKED_RETRY);
+                        }
+                        GatewayApiWrite::NotWritten => {}
                     }
-                    facts.verdict = Some(verdict);
+                    facts.backend = BackendFacts::GatewayApi(g);
                 }
-                ProxyWrite::CrdMissing => {
-                    facts.programming = Programming::Failed {
-                        reason: Reason::GlooCrdMissing,
-                        message: "Gloo's Proxy CRD (proxies.gloo.solo.io) is not installed. Install Gloo; the Proxy is written as soon as the CRD exists".into(),
-                    };
-                    action = Action::requeue(BLOCKED_RETRY);
-                }
-                // Noticed at once when the namespace appears (the namespace watch).
-                ProxyWrite::NamespaceMissing => {
-                    facts.programming = Programming::Failed {
-                        reason: Reason::ProxyNamespaceMissing,
-                        message: format!(
-                            "Namespace {} (spec.proxyNamespace, Gloo's write namespace) does not exist; the Proxy is written as soon as it does. The Envoy ConfigMap, Service and Deployment are written meanwhile",
-                            facts.proxy_ref.namespace
-                        ),
-                    };
-                }
-                ProxyWrite::NotWritten => {}
             }
-            if facts.acceptance == Acceptance::Accepted && facts.verdict.is_some() {
+            if facts.acceptance == Acceptance::Accepted && facts.backend.written() {
                 cleanup::delete_leftovers(router, ctx, Some(&rendered)).await?;
             }
         }
         Err(e) => {
-            facts.envoy = write::envoy_state(
-                ctx.stores
-                    .deployments
-                    .get(&ObjectRef::from_obj(&rendered.deployment))
-                    .as_deref(),
-            );
+            if let Some(o) = rendered.gloo() {
+                facts.backend = BackendFacts::Gloo {
+                    verdict: None,
+                    envoy: write::envoy_state(
+                        ctx.stores
+                            .deployments
+                            .get(&ObjectRef::from_obj(&o.deployment))
+                            .as_deref(),
+                    ),
+                };
+            }
             facts.programming = Programming::Failed {
                 reason: Reason::ApplyFailed,
                 message: e.to_string(),
@@ -193,8 +228,8 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
             failure = Some(e);
         }
     }
-    // The counts describe the Proxy that exists, not one that could not be written.
-    if facts.verdict.is_none() {
+    // The counts describe the objects that exist, not those that could not be written.
+    if !facts.backend.written() {
         facts.virtual_hosts = 0;
     }
     let reported = report::write_status(router, ctx, &facts).await;
@@ -207,6 +242,28 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
         (Some(e), Ok(())) => Err(e),
         (None, Err(status_error)) => Err(status_error),
         (None, Ok(())) => Ok(action),
+    }
+}
+
+/// The backend's facts before anything is written.
+fn nothing_written(router: &HostRouter) -> BackendFacts {
+    match router.spec.backend_type() {
+        BackendType::Gloo => BackendFacts::Gloo {
+            verdict: None,
+            envoy: EnvoyState::Missing,
+        },
+        BackendType::GatewayApi => BackendFacts::GatewayApi(gateway_api_facts(router)),
+    }
+}
+
+/// The Gateway API facts of a router before its objects' verdicts are read.
+fn gateway_api_facts(router: &HostRouter) -> GatewayApiFacts {
+    let (ns, name) = gateway_api::gateway_of(router).unwrap_or_default();
+    GatewayApiFacts {
+        written: false,
+        gateway_name: format!("{ns}/{name}"),
+        gateway: None,
+        routes: Default::default(),
     }
 }
 

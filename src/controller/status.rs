@@ -7,6 +7,7 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::gateway_verdict::{GatewayVerdict, Judgement, RoutesVerdict};
 use crate::api::HostRouterStatus;
 use crate::api::gloo::Verdict;
 use crate::api::hostrouter::ProxyRef;
@@ -25,6 +26,11 @@ pub enum ConditionType {
     ProxyAccepted,
     /// The Envoy Deployment has an available replica.
     EnvoyAvailable,
+    /// Gateway API: the implementation accepted the Gateway and every HTTPRoute, with their
+    /// backends resolved.
+    RoutesAccepted,
+    /// Gateway API: the implementation programmed the Gateway (its proxies serve it).
+    GatewayProgrammed,
     /// All of the above.
     Ready,
 }
@@ -37,6 +43,8 @@ impl ConditionType {
             Self::ResolvedRefs => "ResolvedRefs",
             Self::ProxyAccepted => "ProxyAccepted",
             Self::EnvoyAvailable => "EnvoyAvailable",
+            Self::RoutesAccepted => "RoutesAccepted",
+            Self::GatewayProgrammed => "GatewayProgrammed",
             Self::Ready => "Ready",
         }
     }
@@ -89,6 +97,11 @@ pub enum Reason {
     Unavailable,
     ScaledToZero,
     DeploymentMissing,
+    GatewayApiCrdMissing,
+    NoRoutes,
+    NotReported,
+    GatewayNotFound,
+    RoutesAccepted,
     Ready,
 }
 
@@ -114,6 +127,11 @@ impl Reason {
             Self::Unavailable => "Unavailable",
             Self::ScaledToZero => "ScaledToZero",
             Self::DeploymentMissing => "DeploymentMissing",
+            Self::GatewayApiCrdMissing => "GatewayAPICRDMissing",
+            Self::NoRoutes => "NoRoutes",
+            Self::NotReported => "NotReported",
+            Self::GatewayNotFound => "GatewayNotFound",
+            Self::RoutesAccepted => "Accepted",
             Self::Ready => "Ready",
         }
     }
@@ -167,9 +185,8 @@ pub struct Facts {
     pub programming: Programming,
     /// `None` without `spec.tls`.
     pub certificates: Option<CertificateFacts>,
-    /// Gloo's verdict on the Proxy; `None` when no Proxy was written.
-    pub verdict: Option<Verdict>,
-    pub envoy: EnvoyState,
+    /// What the backend says.
+    pub backend: BackendFacts,
     pub proxy_ref: ProxyRef,
     pub namespaces: usize,
     pub namespaces_without_consent: usize,
@@ -178,23 +195,78 @@ pub struct Facts {
     pub dropped_hosts: usize,
 }
 
+/// What the backend says about the objects written for the router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendFacts {
+    Gloo {
+        /// Gloo's verdict on the Proxy; `None` when no Proxy was written.
+        verdict: Option<Verdict>,
+        envoy: EnvoyState,
+    },
+    GatewayApi(GatewayApiFacts),
+}
+
+impl BackendFacts {
+    /// Whether the backend's objects were written (the Proxy, or the Gateway API objects).
+    pub fn written(&self) -> bool {
+        match self {
+            Self::Gloo { verdict, .. } => verdict.is_some(),
+            Self::GatewayApi(f) => f.written,
+        }
+    }
+}
+
+/// The Gateway API implementation's verdicts, read back from the objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayApiFacts {
+    /// Whether the objects were written (then the verdicts below are theirs).
+    pub written: bool,
+    /// `namespace/name` of the Gateway the routes attach to.
+    pub gateway_name: String,
+    /// `None`: there is no such Gateway (an existing one the router names is missing).
+    pub gateway: Option<GatewayVerdict>,
+    pub routes: RoutesVerdict,
+}
+
+/// A condition's reason: one of ours, or the one the backend reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ReasonText {
+    Ours(Reason),
+    Reported(String),
+}
+
+impl ReasonText {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Ours(r) => r.as_str(),
+            Self::Reported(r) => r,
+        }
+    }
+}
+
+impl From<Reason> for ReasonText {
+    fn from(r: Reason) -> Self {
+        Self::Ours(r)
+    }
+}
+
 struct Cond {
     type_: ConditionType,
     status: ConditionStatus,
-    reason: Reason,
+    reason: ReasonText,
     message: String,
 }
 
 fn cond(
     type_: ConditionType,
     status: ConditionStatus,
-    reason: Reason,
+    reason: impl Into<ReasonText>,
     message: impl Into<String>,
 ) -> Cond {
     Cond {
         type_,
         status,
-        reason,
+        reason: reason.into(),
         message: message.into(),
     }
 }
@@ -283,13 +355,22 @@ fn conditions(f: &Facts) -> Vec<Cond> {
             Reason::NotAccepted,
             "Nothing is written while the router is not accepted",
         );
-        let ready = cond(Ready, False, accepted.reason, accepted.message.clone());
+        let ready = cond(
+            Ready,
+            False,
+            accepted.reason.clone(),
+            accepted.message.clone(),
+        );
+        let (judged, serving) = match f.backend {
+            BackendFacts::Gloo { .. } => (ProxyAccepted, EnvoyAvailable),
+            BackendFacts::GatewayApi(_) => (RoutesAccepted, GatewayProgrammed),
+        };
         return vec![
             accepted,
             programmed,
             not_accepted(ResolvedRefs),
-            not_accepted(ProxyAccepted),
-            not_accepted(EnvoyAvailable),
+            not_accepted(judged),
+            not_accepted(serving),
             ready,
         ];
     }
@@ -298,17 +379,62 @@ fn conditions(f: &Facts) -> Vec<Cond> {
             Programmed,
             True,
             Reason::Programmed,
-            format!(
-                "Proxy {proxy} ({} virtual hosts), Envoy ConfigMap, Service and Deployment are up to date",
-                f.virtual_hosts
-            ),
+            match &f.backend {
+                BackendFacts::Gloo { .. } => format!(
+                    "Proxy {proxy} ({} virtual hosts), Envoy ConfigMap, Service and Deployment are up to date",
+                    f.virtual_hosts
+                ),
+                BackendFacts::GatewayApi(g) => format!(
+                    "{} HTTPRoutes ({} virtual hosts) on Gateway {} are up to date",
+                    g.routes.total, f.virtual_hosts, g.gateway_name
+                ),
+            },
         ),
         Programming::Failed { reason, message } => {
             cond(Programmed, False, *reason, message.clone())
         }
     };
     let resolved = resolved_refs(f.certificates.as_ref());
-    let proxy_accepted = match &f.verdict {
+    let (judged, serving) = match &f.backend {
+        BackendFacts::Gloo { verdict, envoy } => (
+            proxy_accepted(verdict.as_ref(), &f.proxy_ref),
+            envoy_available(*envoy),
+        ),
+        BackendFacts::GatewayApi(g) => (routes_accepted(g), gateway_programmed(g)),
+    };
+    let ready = match [&programmed, &resolved, &judged, &serving]
+        .into_iter()
+        .find(|c| c.status != True)
+    {
+        None => cond(
+            Ready,
+            True,
+            Reason::Ready,
+            match &f.backend {
+                BackendFacts::Gloo { .. } => format!(
+                    "Envoy serves {} virtual hosts from Proxy {proxy}",
+                    f.virtual_hosts
+                ),
+                BackendFacts::GatewayApi(g) => format!(
+                    "Gateway {} serves {} virtual hosts from {} HTTPRoutes",
+                    g.gateway_name, f.virtual_hosts, g.routes.total
+                ),
+            },
+        ),
+        Some(blocker) => cond(
+            Ready,
+            False,
+            blocker.reason.clone(),
+            format!("{}: {}", blocker.type_, blocker.message),
+        ),
+    };
+    vec![accepted, programmed, resolved, judged, serving, ready]
+}
+
+/// `ProxyAccepted`: Gloo's verdict on the Proxy.
+fn proxy_accepted(verdict: Option<&Verdict>, proxy_ref: &ProxyRef) -> Cond {
+    let proxy = format!("{}/{}", proxy_ref.namespace, proxy_ref.name);
+    match verdict {
         None => cond(
             ProxyAccepted,
             Unknown,
@@ -321,7 +447,7 @@ fn conditions(f: &Facts) -> Vec<Cond> {
             Reason::GlooNotReported,
             format!(
                 "Gloo has not reported on Proxy {proxy} yet. Check that Gloo runs with {} as its write namespace and that its Settings have gateway.persistProxySpec: true",
-                f.proxy_ref.namespace
+                proxy_ref.namespace
             ),
         ),
         Some(Verdict::Pending) => cond(
@@ -348,8 +474,12 @@ fn conditions(f: &Facts) -> Vec<Cond> {
             Reason::GlooRejected,
             format!("Gloo rejected Proxy {proxy}: {r}"),
         ),
-    };
-    let envoy = match f.envoy {
+    }
+}
+
+/// `EnvoyAvailable`: the Envoy Deployment the operator runs for Gloo.
+fn envoy_available(envoy: EnvoyState) -> Cond {
+    match envoy {
         EnvoyState::Missing => cond(
             EnvoyAvailable,
             False,
@@ -374,28 +504,131 @@ fn conditions(f: &Facts) -> Vec<Cond> {
             Reason::Unavailable,
             format!("0 of {desired} Envoy replicas are available"),
         ),
+    }
+}
+
+/// `RoutesAccepted`: the implementation's verdict on the Gateway and on every HTTPRoute, with
+/// its own reason and message for the first refusal.
+fn routes_accepted(g: &GatewayApiFacts) -> Cond {
+    let gw = &g.gateway_name;
+    if !g.written {
+        return cond(
+            RoutesAccepted,
+            Unknown,
+            Reason::NoRoutes,
+            "The Gateway API objects are not written, so nothing can judge them; see Programmed",
+        );
+    }
+    let Some(gateway) = &g.gateway else {
+        return cond(
+            RoutesAccepted,
+            False,
+            Reason::GatewayNotFound,
+            format!("Gateway {gw} does not exist; the HTTPRoutes attach to it once it does"),
+        );
     };
-    let ready = match [&programmed, &resolved, &proxy_accepted, &envoy]
-        .into_iter()
-        .find(|c| c.status != True)
-    {
-        None => cond(
-            Ready,
-            True,
-            Reason::Ready,
+    match &gateway.accepted {
+        Judgement::NotReported => {
+            return cond(
+                RoutesAccepted,
+                Unknown,
+                Reason::NotReported,
+                format!(
+                    "No Gateway API implementation has reported on Gateway {gw} yet. Check that a controller serves its GatewayClass"
+                ),
+            );
+        }
+        Judgement::Reported {
+            status: false,
+            reason,
+            message,
+        } => {
+            return cond(
+                RoutesAccepted,
+                False,
+                ReasonText::Reported(reason.clone()),
+                format!("Gateway {gw} is not accepted: {message}"),
+            );
+        }
+        Judgement::Reported { .. } => {}
+    }
+    let r = &g.routes;
+    if let Some(first) = r.refused.first() {
+        let routes: std::collections::BTreeSet<&str> =
+            r.refused.iter().map(|x| x.route.as_str()).collect();
+        return cond(
+            RoutesAccepted,
+            False,
+            ReasonText::Reported(first.reason.clone()),
             format!(
-                "Envoy serves {} virtual hosts from Proxy {proxy}",
-                f.virtual_hosts
+                "{} of {} HTTPRoutes are not accepted or not resolved; first: HTTPRoute {} {}=False: {}",
+                routes.len(),
+                r.total,
+                first.route,
+                first.condition,
+                first.message
+            ),
+        );
+    }
+    if r.not_reported > 0 {
+        return cond(
+            RoutesAccepted,
+            Unknown,
+            Reason::NotReported,
+            format!(
+                "{} of {} HTTPRoutes have no verdict for their latest spec yet",
+                r.not_reported, r.total
+            ),
+        );
+    }
+    cond(
+        RoutesAccepted,
+        True,
+        Reason::RoutesAccepted,
+        format!(
+            "Gateway {gw} and all {} HTTPRoutes are accepted, their backends resolved",
+            r.total
+        ),
+    )
+}
+
+/// `GatewayProgrammed`: the Gateway's `Programmed`, as the implementation reports it.
+fn gateway_programmed(g: &GatewayApiFacts) -> Cond {
+    let gw = &g.gateway_name;
+    if !g.written {
+        return cond(
+            GatewayProgrammed,
+            Unknown,
+            Reason::NoRoutes,
+            "The Gateway API objects are not written; see Programmed",
+        );
+    }
+    match g.gateway.as_ref().map(|v| &v.programmed) {
+        None => cond(
+            GatewayProgrammed,
+            False,
+            Reason::GatewayNotFound,
+            format!("Gateway {gw} does not exist"),
+        ),
+        Some(Judgement::NotReported) => cond(
+            GatewayProgrammed,
+            Unknown,
+            Reason::NotReported,
+            format!(
+                "No Gateway API implementation has reported whether Gateway {gw} is programmed"
             ),
         ),
-        Some(blocker) => cond(
-            Ready,
-            False,
-            blocker.reason,
-            format!("{}: {}", blocker.type_, blocker.message),
+        Some(Judgement::Reported {
+            status,
+            reason,
+            message,
+        }) => cond(
+            GatewayProgrammed,
+            if *status { True } else { False },
+            ReasonText::Reported(reason.clone()),
+            format!("Gateway {gw}: {message}"),
         ),
-    };
-    vec![accepted, programmed, resolved, proxy_accepted, envoy, ready]
+    }
 }
 
 /// `ResolvedRefs`: whether every certificate of `spec.tls` is served, and if not, what the
@@ -463,11 +696,13 @@ mod tests {
             acceptance: Acceptance::Accepted,
             programming: Programming::Programmed,
             certificates: None,
-            verdict: Some(Verdict::Accepted),
-            envoy: EnvoyState::Observed {
-                desired: 2,
-                available: 1,
-            },
+            backend: gloo(
+                Verdict::Accepted,
+                EnvoyState::Observed {
+                    desired: 2,
+                    available: 1,
+                },
+            ),
             proxy_ref: ProxyRef {
                 namespace: "gloo-system".into(),
                 name: "edge".into(),
@@ -479,6 +714,18 @@ mod tests {
             dropped_hosts: 1,
         }
     }
+
+    fn gloo(verdict: Verdict, envoy: EnvoyState) -> BackendFacts {
+        BackendFacts::Gloo {
+            verdict: Some(verdict),
+            envoy,
+        }
+    }
+
+    const AVAILABLE: EnvoyState = EnvoyState::Observed {
+        desired: 2,
+        available: 1,
+    };
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
@@ -512,7 +759,7 @@ mod tests {
         assert_eq!(first, same, "recomputing the same facts changes nothing");
 
         let mut rejected = facts();
-        rejected.verdict = Some(Verdict::Rejected("duplicate domain".into()));
+        rejected.backend = gloo(Verdict::Rejected("duplicate domain".into()), AVAILABLE);
         let flipped = compute(&rejected, Some(&first), &at(3));
         let pa = get(&flipped, ProxyAccepted);
         assert_eq!(
@@ -546,7 +793,7 @@ mod tests {
     #[test]
     fn unreported_proxy_explains_persist_proxy_spec() {
         let mut f = facts();
-        f.verdict = Some(Verdict::NotReported);
+        f.backend = gloo(Verdict::NotReported, AVAILABLE);
         let s = compute(&f, None, &at(1));
         let pa = get(&s, ProxyAccepted);
         assert_eq!(pa.status, "Unknown");
@@ -556,23 +803,29 @@ mod tests {
     #[test]
     fn envoy_availability_comes_from_the_deployment() {
         let mut f = facts();
-        f.envoy = EnvoyState::Observed {
-            desired: 2,
-            available: 0,
-        };
+        f.backend = gloo(
+            Verdict::Accepted,
+            EnvoyState::Observed {
+                desired: 2,
+                available: 0,
+            },
+        );
         assert_eq!(
             get(&compute(&f, None, &at(1)), EnvoyAvailable).reason,
             Reason::Unavailable.as_str()
         );
-        f.envoy = EnvoyState::Observed {
-            desired: 0,
-            available: 0,
-        };
+        f.backend = gloo(
+            Verdict::Accepted,
+            EnvoyState::Observed {
+                desired: 0,
+                available: 0,
+            },
+        );
         assert_eq!(
             get(&compute(&f, None, &at(1)), EnvoyAvailable).reason,
             Reason::ScaledToZero.as_str()
         );
-        f.envoy = EnvoyState::Missing;
+        f.backend = gloo(Verdict::Accepted, EnvoyState::Missing);
         assert_eq!(
             get(&compute(&f, None, &at(1)), Ready).reason,
             Reason::DeploymentMissing.as_str()

@@ -118,6 +118,24 @@ pub fn routers_using_secret<K: kube::Resource>(
         .collect()
 }
 
+/// Routers whose HTTPRoutes attach to `gateway` (their own, or one they name).
+pub fn routers_using_gateway<K: kube::Resource>(
+    routers: &[Arc<HostRouter>],
+    gateway: &K,
+) -> Vec<ObjectRef<HostRouter>> {
+    let (Some(namespace), Some(name)) = (&gateway.meta().namespace, &gateway.meta().name) else {
+        return Vec::new();
+    };
+    routers
+        .iter()
+        .filter(|r| {
+            crate::render::gateway_api::gateway_of(r)
+                .is_some_and(|(ns, n)| &ns == namespace && &n == name)
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
 /// The router that controls an object through its owner reference.
 pub fn owner<K: kube::Resource>(obj: &K) -> Option<ObjectRef<HostRouter>> {
     let namespace = obj.meta().namespace.as_deref()?;

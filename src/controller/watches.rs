@@ -10,7 +10,7 @@ use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, reflector as reflect, watcher as watch};
@@ -24,7 +24,8 @@ use super::apply::Namespaced;
 use super::context::{Context, Stores};
 use super::triggers;
 use crate::api::HostRouter;
-use crate::api::gloo;
+use crate::api::{gateway, gloo};
+use crate::error::is_missing_resource_type;
 use crate::render::naming::managed_selector;
 use crate::render::tls_secret::{self, TLS_SECRET_TYPE, TlsSecret};
 
@@ -41,6 +42,8 @@ pub struct Writers {
     deployments: Writer<Deployment>,
     proxies: Writer<DynamicObject>,
     tls_secrets: Writer<TlsSecret>,
+    gateways: Writer<DynamicObject>,
+    http_routes: Writer<DynamicObject>,
 }
 
 /// Empty caches, and the writers the watches fill them with.
@@ -52,6 +55,8 @@ pub fn stores() -> (Stores, Writers) {
     let (deployments, deployments_w) = reflector::store::<Deployment>();
     let (tls_secrets, tls_secrets_w) = reflector::store::<TlsSecret>();
     let proxies_w = Writer::new(gloo::proxy_resource());
+    let gateways_w = Writer::new(gateway::gateway_resource());
+    let http_routes_w = Writer::new(gateway::http_route_resource());
     let stores = Stores {
         routers,
         namespaces,
@@ -60,6 +65,8 @@ pub fn stores() -> (Stores, Writers) {
         deployments,
         proxies: proxies_w.as_reader(),
         tls_secrets,
+        gateways: gateways_w.as_reader(),
+        http_routes: http_routes_w.as_reader(),
         watches: Default::default(),
     };
     let writers = Writers {
@@ -70,6 +77,8 @@ pub fn stores() -> (Stores, Writers) {
         deployments: deployments_w,
         proxies: proxies_w,
         tls_secrets: tls_secrets_w,
+        gateways: gateways_w,
+        http_routes: http_routes_w,
     };
     (stores, writers)
 }
@@ -90,8 +99,26 @@ pub fn start(
     tasks.add(services(ctx, w.services, queue));
     tasks.add(owned("ConfigMap", ctx, w.config_maps, queue));
     tasks.add(owned("Deployment", ctx, w.deployments, queue));
-    tasks.add(proxies(ctx, w.proxies, queue, janitor.clone()));
+    let proxy = gloo::proxy_resource();
+    tasks.add(annotated(
+        "Proxy",
+        &proxy,
+        ctx,
+        w.proxies,
+        queue,
+        janitor.clone(),
+    ));
     tasks.add(tls_secrets(ctx, w.tls_secrets, queue));
+    tasks.add(gateways(ctx, w.gateways, queue));
+    let route = gateway::http_route_resource();
+    tasks.add(annotated(
+        HTTP_ROUTE,
+        &route,
+        ctx,
+        w.http_routes,
+        queue,
+        janitor.clone(),
+    ));
     tasks.add(expire_outages(ctx));
     router_stream(ctx, w.routers, router_selector, queue, janitor.clone())
 }
@@ -192,25 +219,45 @@ fn owned<K: Namespaced>(
     })
 }
 
-/// Proxies: Gloo's verdict and drift reach the router named in the annotation. While Gloo's
-/// CRD is missing this watch retries with backoff and its cache stays not ready. Each
-/// completed listing may show Proxies whose router went away meanwhile: it wakes the janitor.
-fn proxies(
+/// Objects the operator writes in other namespaces than their router's (Proxies, HTTPRoutes):
+/// the backend's verdict and drift reach the router named in the annotation. While the CRD of
+/// `resource` is missing this watch retries with backoff and its cache stays not ready. Each
+/// completed listing may show objects whose router went away meanwhile: it wakes the janitor.
+fn annotated(
+    kind: &'static str,
+    resource: &ApiResource,
     ctx: &Arc<Context>,
     writer: Writer<DynamicObject>,
     queue: &Queue,
     janitor: Arc<Notify>,
 ) -> JoinHandle<()> {
-    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &gloo::proxy_resource());
+    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), resource);
     let stream = reflect(writer, strip(retrying(watch(api, managed())))).inspect(move |event| {
         if matches!(event, Ok(Event::InitDone)) {
             janitor.notify_one();
         }
     });
-    spawn_triggers("Proxy", stream, ctx, queue, |_, o, _| {
+    spawn_triggers(kind, stream, ctx, queue, |_, o, _| {
         triggers::annotated_router(o).into_iter().collect()
     })
 }
+
+/// Gateways, all of them (few, and a router may attach to one it did not write): a change
+/// (its status above all) reaches the routers whose Gateway it is. While the Gateway API CRDs
+/// are missing this watch retries quietly (the API is optional) and its cache stays not ready.
+fn gateways(ctx: &Arc<Context>, writer: Writer<DynamicObject>, queue: &Queue) -> JoinHandle<()> {
+    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), &gateway::gateway_resource());
+    let stream = reflect(writer, strip(retrying(watch(api, all()))));
+    spawn_triggers(GATEWAY, stream, ctx, queue, |routers, gw, _| {
+        triggers::routers_using_gateway(routers, gw)
+    })
+}
+
+/// Watch names of the Gateway API, whose CRDs a cluster may not have: a watch that fails only
+/// because they are missing is not an outage.
+const GATEWAY: &str = "Gateway";
+const HTTP_ROUTE: &str = "HTTPRoute";
+const OPTIONAL: [&str; 2] = [GATEWAY, HTTP_ROUTE];
 
 /// Secrets of type `kubernetes.io/tls` only (a field selector: the API server sends no other
 /// Secret), each reduced to [`TlsSecret`] on arrival so that no private key stays in memory. A
@@ -487,7 +534,11 @@ fn watch_works(ctx: &Context, kind: &'static str) {
 }
 
 /// Records that the watch of `kind` failed (logged once per outage; it retries with backoff).
+/// An optional API that is not installed is no failure.
 fn watch_fails(ctx: &Context, kind: &'static str, error: &watcher::Error) {
+    if OPTIONAL.contains(&kind) && resource_type_missing(error) {
+        return;
+    }
     if ctx
         .stores
         .watches
@@ -495,6 +546,17 @@ fn watch_fails(ctx: &Context, kind: &'static str, error: &watcher::Error) {
     {
         warn!(kind, %error, "watch failed; retrying with backoff");
         ctx.metrics.set_watch_healthy(kind, false);
+    }
+}
+
+/// Whether a watch failed because the API server does not serve its resource type.
+fn resource_type_missing(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => is_missing_resource_type(e),
+        watcher::Error::WatchError(status) => status.code == 404,
+        watcher::Error::NoResourceVersion => false,
     }
 }
 

@@ -5,11 +5,13 @@
 //! The pipeline, in the order a request meets it:
 //! 1. [`routes`]: which Services are routed, under which names, with which certificates: the
 //!    backend-neutral route table (listeners → virtual hosts → routes);
-//! 2. [`gloo`]: the Gloo backend translates the table into a Gloo Proxy and writes the Envoy
-//!    fleet that serves it (bootstrap ConfigMap, Deployment, Service).
+//! 2. a backend translates the table: [`gloo`] into a Gloo Proxy and the Envoy fleet that asks
+//!    Gloo for it (bootstrap ConfigMap, Deployment, Service); [`gateway_api`] into a Gateway and
+//!    HTTPRoutes, served by a Gateway API implementation that runs its own fleet.
 //!
 //! [`naming`] holds every name and label; [`tls_secret`] what is known of a TLS Secret.
 
+pub mod gateway_api;
 pub mod gloo;
 pub mod naming;
 pub mod routes;
@@ -17,10 +19,8 @@ pub mod tls_secret;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
@@ -102,17 +102,20 @@ impl Default for Settings {
 /// Everything the operator writes for one router, and what it found on the way.
 #[derive(Clone, Debug)]
 pub struct Rendered {
-    pub proxy: DynamicObject,
-    pub config_map: ConfigMap,
-    pub service: Service,
-    pub deployment: Deployment,
-    /// The route table the Proxy was translated from.
+    /// The backend's objects.
+    pub objects: Objects,
+    /// The route table the objects were translated from.
     pub table: RouteTable,
     pub findings: Findings,
+    /// The name the router claims among routers (`spec.proxyName`, in Gloo's namespace).
     pub proxy_ref: ProxyRef,
-    pub proxy_compressed: bool,
-    /// SHA-256 of the Envoy bootstrap (also on the pod template).
-    pub bootstrap_sha256: String,
+}
+
+/// The objects of the router's backend.
+#[derive(Clone, Debug)]
+pub enum Objects {
+    Gloo(Box<gloo::Objects>),
+    GatewayApi(Box<gateway_api::Objects>),
 }
 
 impl Rendered {
@@ -122,6 +125,48 @@ impl Rendered {
             .listeners
             .first()
             .map_or(0, |l| l.virtual_hosts.len())
+    }
+
+    /// The Gloo backend's objects, when the router uses it.
+    pub fn gloo(&self) -> Option<&gloo::Objects> {
+        match &self.objects {
+            Objects::Gloo(o) => Some(o),
+            Objects::GatewayApi(_) => None,
+        }
+    }
+
+    /// The Gateway API backend's objects, when the router uses it.
+    pub fn gateway_api(&self) -> Option<&gateway_api::Objects> {
+        match &self.objects {
+            Objects::GatewayApi(o) => Some(o),
+            Objects::Gloo(_) => None,
+        }
+    }
+
+    /// Every object, in the order `hostrouter render` prints them: Gloo's Proxy, ConfigMap,
+    /// Service and Deployment; or the Gateway, then the HTTPRoutes by namespace and name.
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>, RenderError> {
+        let value = |kind, v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| RenderError::serialize(kind, e))
+        };
+        match &self.objects {
+            Objects::Gloo(o) => Ok(vec![
+                value("Proxy", serde_json::to_value(&o.proxy))?,
+                value("ConfigMap", serde_json::to_value(&o.config_map))?,
+                value("Service", serde_json::to_value(&o.service))?,
+                value("Deployment", serde_json::to_value(&o.deployment))?,
+            ]),
+            Objects::GatewayApi(o) => o
+                .gateway
+                .iter()
+                .map(|g| value("Gateway", serde_json::to_value(g)))
+                .chain(
+                    o.http_routes
+                        .iter()
+                        .map(|r| value("HTTPRoute", serde_json::to_value(r))),
+                )
+                .collect(),
+        }
     }
 }
 
@@ -144,6 +189,8 @@ pub enum RenderError {
     MissingMetadata(&'static str),
     #[error("serialising the {kind}: {message}")]
     Serialize { kind: &'static str, message: String },
+    #[error("two {kind}s would be named {name}; please report this as a bug")]
+    DuplicateName { kind: &'static str, name: String },
 }
 
 impl RenderError {
@@ -235,17 +282,17 @@ pub fn render(
         owner: router.controller_owner_ref(&()),
         proxy: proxy.clone(),
     };
-    let objects = gloo::objects(&id, spec, &table, settings)?;
+    let objects = match spec.gateway_api() {
+        None => Objects::Gloo(Box::new(gloo::objects(&id, spec, &table, settings)?)),
+        Some(backend) => Objects::GatewayApi(Box::new(gateway_api::objects(
+            &id, spec, backend, &table, settings,
+        )?)),
+    };
     Ok(Rendered {
-        proxy: objects.proxy,
-        config_map: objects.config_map,
-        service: objects.service,
-        deployment: objects.deployment,
+        objects,
         table,
         findings,
         proxy_ref: proxy,
-        proxy_compressed: objects.proxy_compressed,
-        bootstrap_sha256: objects.bootstrap_sha256,
     })
 }
 

@@ -56,18 +56,29 @@ impl Fixture {
     }
 }
 
+fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> &'a str {
+    &meta.annotations.as_ref().unwrap()[key]
+}
+
+fn into_gloo(r: Rendered) -> super::gloo::Objects {
+    match r.objects {
+        super::Objects::Gloo(o) => *o,
+        super::Objects::GatewayApi(_) => panic!("a Gloo router"),
+    }
+}
+
 fn to_yaml(r: &Rendered) -> String {
     [
-        serde_yaml::to_string(&r.proxy).unwrap(),
-        serde_yaml::to_string(&r.config_map).unwrap(),
-        serde_yaml::to_string(&r.service).unwrap(),
-        serde_yaml::to_string(&r.deployment).unwrap(),
+        serde_yaml::to_string(&r.gloo().unwrap().proxy).unwrap(),
+        serde_yaml::to_string(&r.gloo().unwrap().config_map).unwrap(),
+        serde_yaml::to_string(&r.gloo().unwrap().service).unwrap(),
+        serde_yaml::to_string(&r.gloo().unwrap().deployment).unwrap(),
     ]
     .join("---\n")
 }
 
 fn virtual_hosts(r: &Rendered) -> Vec<Value> {
-    r.proxy.data["spec"]["listeners"][0]["httpListener"]["virtualHosts"]
+    r.gloo().unwrap().proxy.data["spec"]["listeners"][0]["httpListener"]["virtualHosts"]
         .as_array()
         .unwrap()
         .clone()
@@ -94,7 +105,7 @@ fn proxy_has_one_virtual_host_per_selected_service_port() {
             }],
         })
     );
-    let listener = &r.proxy.data["spec"]["listeners"][0];
+    let listener = &r.gloo().unwrap().proxy.data["spec"]["listeners"][0];
     assert_eq!(
         (
             listener["bindAddress"].as_str(),
@@ -144,9 +155,9 @@ fn local_objects_are_owned_by_the_router_and_the_proxy_is_labelled() {
     let f = Fixture::new();
     let r = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
     for meta in [
-        &r.config_map.metadata,
-        &r.service.metadata,
-        &r.deployment.metadata,
+        &r.gloo().unwrap().config_map.metadata,
+        &r.gloo().unwrap().service.metadata,
+        &r.gloo().unwrap().deployment.metadata,
     ] {
         assert_eq!(meta.namespace.as_deref(), Some("default"));
         let owners = meta.owner_references.as_ref().unwrap();
@@ -166,20 +177,29 @@ fn local_objects_are_owned_by_the_router_and_the_proxy_is_labelled() {
         );
     }
     assert_eq!(
-        r.config_map.metadata.name.as_deref(),
+        r.gloo().unwrap().config_map.metadata.name.as_deref(),
         Some("my-cool-proxy-envoy-bootstrap")
     );
-    assert_eq!(r.deployment.metadata.name.as_deref(), Some("my-cool-proxy"));
-    assert_eq!(r.service.metadata.name.as_deref(), Some("my-cool-proxy"));
-    // The Proxy lives in Gloo's namespace: no owner reference, labels and an annotation instead.
-    assert_eq!(r.proxy.metadata.namespace.as_deref(), Some("gloo-system"));
-    assert!(r.proxy.metadata.owner_references.is_none());
     assert_eq!(
-        r.proxy.metadata.labels.as_ref().unwrap()[naming::MANAGED_BY_LABEL],
+        r.gloo().unwrap().deployment.metadata.name.as_deref(),
+        Some("my-cool-proxy")
+    );
+    assert_eq!(
+        r.gloo().unwrap().service.metadata.name.as_deref(),
+        Some("my-cool-proxy")
+    );
+    // The Proxy lives in Gloo's namespace: no owner reference, labels and an annotation instead.
+    assert_eq!(
+        r.gloo().unwrap().proxy.metadata.namespace.as_deref(),
+        Some("gloo-system")
+    );
+    assert!(r.gloo().unwrap().proxy.metadata.owner_references.is_none());
+    assert_eq!(
+        r.gloo().unwrap().proxy.metadata.labels.as_ref().unwrap()[naming::MANAGED_BY_LABEL],
         "hostrouter"
     );
     assert_eq!(
-        r.proxy.metadata.annotations.as_ref().unwrap()[naming::ROUTER_ANNOTATION],
+        annotation(&r.gloo().unwrap().proxy.metadata, naming::ROUTER_ANNOTATION),
         "default/edge"
     );
 }
@@ -188,7 +208,7 @@ fn local_objects_are_owned_by_the_router_and_the_proxy_is_labelled() {
 fn service_selects_exactly_the_deployments_pods() {
     let f = Fixture::new();
     let r = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
-    let dep = &r.deployment.spec;
+    let dep = &r.gloo().unwrap().deployment.spec;
     let pod_labels = dep
         .template
         .metadata
@@ -197,14 +217,22 @@ fn service_selects_exactly_the_deployments_pods() {
         .labels
         .as_ref()
         .unwrap();
-    let selector = r.service.spec.as_ref().unwrap().selector.as_ref().unwrap();
+    let service = r.gloo().unwrap().service.spec.as_ref().unwrap();
+    let selector = service.selector.as_ref().unwrap();
     assert_eq!(Some(selector), dep.selector.match_labels.as_ref());
     assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
     assert_eq!(selector[naming::INSTANCE_LABEL], "my-cool-proxy");
-    let port = &r.service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+    let port = &service.ports.as_ref().unwrap()[0];
     assert_eq!(port.port, 8080);
     assert_eq!(
-        r.service.spec.as_ref().unwrap().type_.as_deref(),
+        r.gloo()
+            .unwrap()
+            .service
+            .spec
+            .as_ref()
+            .unwrap()
+            .type_
+            .as_deref(),
         Some("LoadBalancer")
     );
 }
@@ -213,7 +241,15 @@ fn service_selects_exactly_the_deployments_pods() {
 fn deployment_is_restricted_and_carries_the_bootstrap_hash() {
     let f = Fixture::new();
     let r = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
-    let pod = r.deployment.spec.template.spec.as_ref().unwrap();
+    let pod = r
+        .gloo()
+        .unwrap()
+        .deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(
@@ -239,6 +275,8 @@ fn deployment_is_restricted_and_carries_the_bootstrap_hash() {
         .collect();
     assert_eq!(env, ["POD_NAME", "POD_NAMESPACE"]);
     let hash = &r
+        .gloo()
+        .unwrap()
         .deployment
         .spec
         .template
@@ -248,7 +286,7 @@ fn deployment_is_restricted_and_carries_the_bootstrap_hash() {
         .annotations
         .as_ref()
         .unwrap()[naming::BOOTSTRAP_HASH_ANNOTATION];
-    assert_eq!(hash, &r.bootstrap_sha256);
+    assert_eq!(hash, &r.gloo().unwrap().bootstrap_sha256);
     assert_eq!(
         c.image.as_deref(),
         Some("quay.io/solo-io/gloo-envoy-wrapper:1.22.1")
@@ -261,7 +299,7 @@ fn low_ports_get_the_unprivileged_port_sysctl() {
     let mut rt = router(Destination::Kube);
     rt.spec.listener.port = 80;
     let r = render(&rt, &f.view(), &Settings::default()).unwrap();
-    let psc = r
+    let psc = into_gloo(r)
         .deployment
         .spec
         .template
@@ -281,7 +319,7 @@ fn a_low_admin_port_gets_the_sysctl_too_and_a_high_one_does_not() {
     let mut rt = router(Destination::Kube);
     rt.spec.envoy.admin_port = Some(80);
     let r = render(&rt, &f.view(), &Settings::default()).unwrap();
-    let sysctls = r
+    let sysctls = into_gloo(r)
         .deployment
         .spec
         .template
@@ -297,7 +335,8 @@ fn a_low_admin_port_gets_the_sysctl_too_and_a_high_one_does_not() {
     rt.spec.envoy.admin_port = Some(19001);
     let r = render(&rt, &f.view(), &Settings::default()).unwrap();
     assert!(
-        r.deployment
+        into_gloo(r)
+            .deployment
             .spec
             .template
             .spec
@@ -314,7 +353,7 @@ fn bootstrap_targets_gloos_xds_with_the_proxy_role_and_changes_roll_the_pods() {
     let f = Fixture::new();
     let settings = Settings::default();
     let r = render(&router(Destination::Kube), &f.view(), &settings).unwrap();
-    let yaml = &r.config_map.data.as_ref().unwrap()[naming::BOOTSTRAP_KEY];
+    let yaml = &r.gloo().unwrap().config_map.data.as_ref().unwrap()[naming::BOOTSTRAP_KEY];
     let boot: Value = serde_yaml::from_str(yaml).unwrap();
     assert_eq!(
         boot["node"]["metadata"]["role"],
@@ -340,7 +379,10 @@ fn bootstrap_targets_gloos_xds_with_the_proxy_role_and_changes_roll_the_pods() {
         ..settings
     };
     let r2 = render(&router(Destination::Kube), &f.view(), &moved).unwrap();
-    assert_ne!(r.bootstrap_sha256, r2.bootstrap_sha256);
+    assert_ne!(
+        r.gloo().unwrap().bootstrap_sha256,
+        r2.gloo().unwrap().bootstrap_sha256
+    );
 }
 
 #[test]
@@ -352,15 +394,18 @@ fn large_proxies_are_compressed_in_gloos_format() {
         ..Settings::default()
     };
     let r = render(&router(Destination::Kube), &f.view(), &small).unwrap();
-    assert!(r.proxy_compressed && !plain.proxy_compressed);
+    assert!(r.gloo().unwrap().proxy_compressed && !plain.gloo().unwrap().proxy_compressed);
     assert_eq!(
-        r.proxy.metadata.annotations.as_ref().unwrap()[crate::api::gloo::COMPRESS_ANNOTATION],
+        annotation(
+            &r.gloo().unwrap().proxy.metadata,
+            crate::api::gloo::COMPRESS_ANNOTATION
+        ),
         "true"
     );
-    let spec = &r.proxy.data["spec"];
+    let spec = &r.gloo().unwrap().proxy.data["spec"];
     assert!(spec.get("listeners").is_none());
     let restored = gloo::proxy::decompress(spec["compressedSpec"].as_str().unwrap()).unwrap();
-    assert_eq!(restored, plain.proxy.data["spec"]);
+    assert_eq!(restored, plain.gloo().unwrap().proxy.data["spec"]);
 }
 
 #[test]
@@ -376,7 +421,10 @@ fn proxy_namespace_and_name_come_from_the_spec() {
             name: "my-cool-proxy".into()
         }
     );
-    assert_eq!(r.proxy.metadata.namespace.as_deref(), Some("gloo"));
+    assert_eq!(
+        r.gloo().unwrap().proxy.metadata.namespace.as_deref(),
+        Some("gloo")
+    );
 }
 
 #[test]
@@ -393,7 +441,14 @@ fn a_router_without_namespace_is_an_error_not_a_panic() {
 #[test]
 fn a_sharded_instance_labels_its_proxies_and_nothing_else() {
     let f = Fixture::new();
-    let shard_label = |r: &Rendered| r.proxy.labels().get(naming::SHARD_LABEL).cloned();
+    let shard_label = |r: &Rendered| {
+        r.gloo()
+            .unwrap()
+            .proxy
+            .labels()
+            .get(naming::SHARD_LABEL)
+            .cloned()
+    };
     let all = render(&router(Destination::Kube), &f.view(), &Settings::default()).unwrap();
     assert_eq!(shard_label(&all), None);
     let sharded = Settings {
@@ -404,6 +459,12 @@ fn a_sharded_instance_labels_its_proxies_and_nothing_else() {
     assert_eq!(shard_label(&r), Some(naming::shard("team=a")));
     assert_ne!(naming::shard("team=a"), naming::shard("team=b"));
     // The namespaced objects are collected by their owner reference, not swept.
-    assert!(!r.deployment.labels().contains_key(naming::SHARD_LABEL));
-    assert_eq!(r.deployment, all.deployment);
+    assert!(
+        !r.gloo()
+            .unwrap()
+            .deployment
+            .labels()
+            .contains_key(naming::SHARD_LABEL)
+    );
+    assert_eq!(r.gloo().unwrap().deployment, all.gloo().unwrap().deployment);
 }

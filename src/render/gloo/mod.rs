@@ -18,6 +18,7 @@ use super::{Identity, RenderError, RouteTable, Settings, stamp};
 use crate::api::HostRouterSpec;
 
 /// The objects of the Gloo backend, stamped with their applied hash.
+#[derive(Clone, Debug)]
 pub struct Objects {
     pub proxy: DynamicObject,
     pub proxy_compressed: bool,

@@ -13,12 +13,14 @@
 //! - [`podsecurity`]: the Pods admitted at PodSecurity `restricted`;
 //! - [`rbac`]: every verb of the chart's RBAC is needed;
 //! - [`status`]: status and Events that tell the truth;
+//! - [`gateway_api`]: the Gateway API backend's objects, before an implementation judges them;
 //! - [`tenancy`]: which namespaces a router may publish.
 
 mod admission;
 mod churn;
 mod crash;
 mod faults;
+mod gateway_api;
 mod lifecycle;
 mod ownership;
 mod podsecurity;
@@ -61,6 +63,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         suite.trial(
             "operator::proxy_name_conflict_hands_over",
             |cx| async move { ownership::proxy_name_conflict(&cx).await },
+        ),
+        suite.trial(
+            "operator::gateway_api_backend_writes_switches_and_cleans_up",
+            |cx| async move { gateway_api::writes_switches_and_cleans_up(&cx).await },
         ),
         suite.trial(
             "operator::rejects_invalid_specs_at_admission",

@@ -9,7 +9,9 @@
 //! (Secrets); drift of the Proxy reverted twice (an Event, then its series: `create`, `patch`
 //! Events); the Envoy Deployment deleted and written again; a certificate Secret of the wrong
 //! type named (the Secret's metadata is read: `get` Secrets); the proxy name changed (the old
-//! objects deleted); the router deleted (the finalizer deletes the Proxy); leader election
+//! objects deleted); the router moved to the Gateway API backend (its Gateway and HTTPRoute
+//! written, Gloo's objects deleted), an HTTPRoute's drift reverted, and back to Gloo (the
+//! Gateway and HTTPRoute deleted); the router deleted (the finalizer deletes the Proxy); leader election
 //! throughout (the Lease created, read, and renewed at least once). Runs on a control plane of
 //! its own with the OwnerReferencesPermissionEnforcement admission plugin on, as OpenShift runs
 //! it: owner references with `blockOwnerDeletion` would need `update hostrouters/finalizers`;
@@ -23,7 +25,9 @@ use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
 use hostrouter_e2e::operator::{Operator, chart_dir};
 use hostrouter_e2e::pki::TestCa;
-use hostrouter_e2e::resources::{apply_secret, apply_tls_secret, proxies as proxy_api, routers};
+use hostrouter_e2e::resources::{
+    apply_secret, apply_tls_secret, gateways, http_routes, proxies as proxy_api, routers,
+};
 use hostrouter_e2e::toolchain::project_crds;
 use hostrouter_e2e::{ControlPlane, ControlPlaneOptions, Progress, TestContext, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -339,13 +343,15 @@ async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
 /// Verbs that write nothing.
 const READS: [&str; 3] = ["get", "list", "watch"];
 /// What the operator writes (and the reviews every account may ask for about itself).
-const WRITABLE: [&str; 11] = [
+const WRITABLE: [&str; 13] = [
     "hostrouters.hostrouter.io",
     "hostrouters.hostrouter.io/status",
     "services",
     "configmaps",
     "deployments.apps",
     "proxies.gloo.solo.io",
+    "gateways.gateway.networking.k8s.io",
+    "httproutes.gateway.networking.k8s.io",
     "events.events.k8s.io",
     "selfsubjectaccessreviews.authorization.k8s.io",
     "selfsubjectrulesreviews.authorization.k8s.io",
@@ -658,6 +664,59 @@ async fn exercise(
             objects_exist(client, &new).await? && proxies.get_opt(&new).await?.is_some();
         Ok((old_gone && new_there).then_some(()))
     })
+    .await?;
+
+    at("moving to the Gateway API: its own Gateway and the HTTPRoutes");
+    let gateways = gateways(client, EDGE);
+    let http_routes = http_routes(client, APPS);
+    let mut on_gateway_api = spec(&new, json!([{"secretName": "cert"}]));
+    on_gateway_api["spec"]["backend"] =
+        json!({"type": "GatewayAPI", "gatewayAPI": {"gatewayClassName": "rbac"}});
+    hr.patch(&router, &pp, &Patch::Apply(&on_gateway_api))
+        .await?;
+    let route = format!("{new}-web-80-http");
+    wait_for(
+        STEP,
+        "the Gateway and the HTTPRoute, Gloo's objects gone",
+        || async {
+            let written = gateways.get_opt(&new).await?.is_some()
+                && http_routes.get_opt(&route).await?.is_some();
+            let gloo_gone =
+                !objects_any(client, &new).await? && proxies.get_opt(&new).await?.is_none();
+            Ok((written && gloo_gone).then_some(()))
+        },
+    )
+    .await?;
+
+    at("reverting drift of an HTTPRoute");
+    let mut drifted = http_routes.get(&route).await?;
+    drifted.data["spec"]["hostnames"] = json!(["taken.example.test"]);
+    http_routes
+        .replace(&route, &PostParams::default(), &drifted)
+        .await?;
+    wait_for(STEP, "the HTTPRoute's drift reverted", || async {
+        let r = http_routes.get(&route).await?;
+        Ok((r.data["spec"]["hostnames"] != json!(["taken.example.test"])).then_some(()))
+    })
+    .await?;
+
+    at("deleting the Gateway and the HTTPRoutes when moving back to Gloo");
+    hr.patch(
+        &router,
+        &pp,
+        &Patch::Apply(&spec(&new, json!([{"secretName": "cert"}]))),
+    )
+    .await?;
+    wait_for(
+        STEP,
+        "the Gateway API objects gone, Gloo's back",
+        || async {
+            let gone = gateways.get_opt(&new).await?.is_none()
+                && http_routes.get_opt(&route).await?.is_none();
+            let back = objects_exist(client, &new).await? && proxies.get_opt(&new).await?.is_some();
+            Ok((gone && back).then_some(()))
+        },
+    )
     .await?;
 
     at("deleting the Proxy and removing the finalizer when the router is deleted");

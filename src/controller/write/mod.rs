@@ -1,13 +1,19 @@
 //! Writing a router's objects. Every object is looked at before any is written: if one of the
 //! names is held by an object this router did not write, nothing is written at all (an Envoy
-//! Deployment must never mount somebody else's ConfigMap).
+//! Deployment must never mount somebody else's ConfigMap). One file per backend:
+//! - [`gloo`]: the Envoy ConfigMap, Service and Deployment, then the Proxy;
+//! - [`gateway_api`]: the Gateway the router owns, then its HTTPRoutes, only those that
+//!   differ.
+//!
+//! This file holds what both share: looking at an object, the conflict rule, applying.
+
+mod gateway_api;
+mod gloo;
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -17,22 +23,29 @@ use tracing::{debug, info};
 
 use super::apply::{self, Namespaced, Outcome};
 use super::context::Context;
-use super::finalizer;
 use super::ownership::{self, MayWrite};
 use super::status::EnvoyState;
 use super::triggers::{annotated_router, is_managed};
 use crate::api::HostRouter;
-use crate::api::gloo::{self, Verdict};
-use crate::error::{Error, Result, is_missing_resource_type};
-use crate::render::Rendered;
-use crate::render::naming::{APPLIED_HASH_ANNOTATION, FIELD_MANAGER};
+use crate::api::gloo::Verdict;
+use crate::error::{Error, Result};
+use crate::render::naming::APPLIED_HASH_ANNOTATION;
+use crate::render::{Objects, Rendered};
 
 /// What writing the objects found.
 pub struct Written {
     /// An object of one of the names exists and is not this router's: nothing was written.
     pub conflict: Option<String>,
-    pub proxy: ProxyWrite,
-    pub envoy: EnvoyState,
+    pub backend: BackendWrite,
+}
+
+/// What became of each backend's objects.
+pub enum BackendWrite {
+    Gloo {
+        proxy: ProxyWrite,
+        envoy: EnvoyState,
+    },
+    GatewayApi(GatewayApiWrite),
 }
 
 /// What became of the Proxy.
@@ -49,83 +62,34 @@ pub enum ProxyWrite {
     NotWritten,
 }
 
+/// What became of the Gateway API objects.
+#[derive(Clone, Debug)]
+pub enum GatewayApiWrite {
+    /// Written (or already right): the Gateway the routes attach to as it is now (`None`: an
+    /// existing Gateway the router names is not there), and every HTTPRoute as it is now.
+    Written {
+        gateway: Option<Arc<DynamicObject>>,
+        routes: Vec<Arc<DynamicObject>>,
+    },
+    /// The Gateway API CRDs are not installed: nothing was written.
+    CrdMissing,
+    /// Nothing was written (a conflict).
+    NotWritten,
+}
+
+pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> Result<Written> {
+    match &r.objects {
+        Objects::Gloo(o) => gloo::write(router, ctx, o, &r.proxy_ref).await,
+        Objects::GatewayApi(o) => gateway_api::write(router, ctx, o).await,
+    }
+}
+
 /// An object to write, with what the cluster has under its name.
 struct Planned<'a, K> {
     kind: &'static str,
     api: Api<K>,
     desired: &'a K,
     current: Option<Arc<K>>,
-}
-
-pub async fn write_objects(router: &HostRouter, ctx: &Context, r: &Rendered) -> Result<Written> {
-    let s = &ctx.stores;
-    let mut out = Written {
-        conflict: None,
-        proxy: ProxyWrite::NotWritten,
-        envoy: envoy_state(
-            s.deployments
-                .get(&ObjectRef::from_obj(&r.deployment))
-                .as_deref(),
-        ),
-    };
-    let uid = router.uid().unwrap_or_default();
-    let owned_by_me = |refs: &[OwnerReference]| {
-        refs.iter()
-            .any(|o| o.controller == Some(true) && o.uid == uid)
-    };
-
-    // Look at everything first.
-    let cm = plan(router, ctx, "ConfigMap", &r.config_map, &s.config_maps).await?;
-    let svc = plan(router, ctx, "Service", &r.service, &s.services).await?;
-    let dep = plan(router, ctx, "Deployment", &r.deployment, &s.deployments).await?;
-    let proxy_namespace = ObjectRef::new(&r.proxy_ref.namespace);
-    let proxy_body = gloo::awaiting_verdict(
-        &r.proxy,
-        &r.proxy_ref.namespace,
-        FIELD_MANAGER,
-        Timestamp::now(),
-    );
-    let proxy = if s.namespaces.get(&proxy_namespace).is_some() {
-        plan_proxy(ctx, &proxy_body).await?
-    } else {
-        Err(ProxyWrite::NamespaceMissing)
-    };
-    let proxy_conflict = match proxy.as_ref().ok().and_then(|p| p.current.as_deref()) {
-        Some(current) => proxy_conflict(router, ctx, current).await?,
-        None => None,
-    };
-    let conflicts = [
-        cm.conflict(|o| owned_by_me(o.owner_references())),
-        svc.conflict(|o| owned_by_me(o.owner_references())),
-        dep.conflict(|o| owned_by_me(o.owner_references())),
-        proxy_conflict,
-    ];
-    if let Some(conflict) = conflicts.into_iter().flatten().next() {
-        out.conflict = Some(conflict);
-        return Ok(out);
-    }
-
-    // Then write what differs.
-    converge(router, ctx, cm).await?;
-    converge(router, ctx, svc).await?;
-    let dep = converge(router, ctx, dep).await?;
-    out.envoy = envoy_state(Some(&dep));
-    out.proxy = match proxy {
-        Err(missing) => missing,
-        Ok(proxy) => {
-            // The Proxy lives in Gloo's namespace: the finalizer, not an owner reference,
-            // removes it with the router.
-            finalizer::ensure(router, ctx).await?;
-            let written = converge(router, ctx, proxy).await?;
-            ProxyWrite::Written(gloo::verdict_at(
-                &written,
-                &r.proxy_ref.namespace,
-                FIELD_MANAGER,
-                Timestamp::now(),
-            ))
-        }
-    };
-    Ok(out)
 }
 
 /// The Envoy Deployment as observed (`Missing` when there is none).
@@ -170,64 +134,40 @@ where
     })
 }
 
-/// The Proxy and what Gloo's namespace holds under its name; `Err(CrdMissing)` when Gloo's Proxy
-/// CRD is missing.
-async fn plan_proxy<'a>(
-    ctx: &Context,
-    proxy: &'a DynamicObject,
-) -> Result<Result<Planned<'a, DynamicObject>, ProxyWrite>> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        ctx.client.clone(),
-        &proxy.namespace().unwrap_or_default(),
-        &gloo::proxy_resource(),
-    );
-    let cached = if ctx.stores.proxies_ready() {
-        ctx.stores
-            .proxies
-            .get(&ObjectRef::from_obj_with(proxy, gloo::proxy_resource()))
-    } else {
-        None
-    };
-    match apply::current(&api, "Proxy", proxy, cached).await {
-        Ok(current) => Ok(Ok(Planned {
-            kind: "Proxy",
-            api,
-            desired: proxy,
-            current,
-        })),
-        Err(Error::Api { source, .. }) if is_missing_resource_type(&source) => {
-            Ok(Err(ProxyWrite::CrdMissing))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Why this router may not write over the existing Proxy `p` (see [`ownership::may_write`]),
-/// or `None` when it may.
-async fn proxy_conflict(
+/// Why this router may not write over `existing`, an object of `kind` in another namespace that
+/// names its router in an annotation (a Proxy, an HTTPRoute; see [`ownership::may_write`]), or
+/// `None` when it may.
+async fn annotated_conflict(
     router: &HostRouter,
     ctx: &Context,
-    p: &DynamicObject,
+    kind: &str,
+    existing: &DynamicObject,
 ) -> Result<Option<String>> {
     let me = ObjectRef::from_obj(router);
     let in_cache = |r: &ObjectRef<HostRouter>| ctx.stores.routers.get(r).is_some();
-    let at = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+    let at = format!(
+        "{}/{}",
+        existing.namespace().unwrap_or_default(),
+        existing.name_any()
+    );
     let held_by = |owner: &ObjectRef<HostRouter>| {
         format!(
-            "Proxy {at} is written by HostRouter {}/{}, which still exists (managed by another operator instance, or still releasing it); rename spec.proxyName or remove that router",
+            "{kind} {at} is written by HostRouter {}/{}, which still exists (managed by another operator instance, or still releasing it); rename spec.proxyName or remove that router",
             owner.namespace.as_deref().unwrap_or_default(),
             owner.name
         )
     };
     Ok(
-        match ownership::may_write(p, &me, in_cache, ctx.settings.shard.as_deref()) {
+        match ownership::may_write(existing, &me, in_cache, ctx.settings.shard.as_deref()) {
             MayWrite::Yes | MayWrite::Adopt => None,
-            MayWrite::No => Some(match annotated_router(p).filter(|_| is_managed(p)) {
-                Some(owner) => held_by(&owner),
-                None => format!(
-                    "Proxy {at} already exists and was not created by HostRouter; rename spec.proxyName or remove the Proxy"
-                ),
-            }),
+            MayWrite::No => Some(
+                match annotated_router(existing).filter(|_| is_managed(existing)) {
+                    Some(owner) => held_by(&owner),
+                    None => format!(
+                        "{kind} {at} already exists and was not created by HostRouter; rename spec.proxyName or remove the {kind}"
+                    ),
+                },
+            ),
             MayWrite::IfGone(owner) => {
                 let ns = owner.namespace.clone().unwrap_or_default();
                 let api: Api<HostRouter> = Api::namespaced(ctx.client.clone(), &ns);
