@@ -35,6 +35,8 @@ GLOO_V111_VERSION := v1.11.16
 # The Gateway API release whose standard CRDs every lab cluster gets: the one Envoy Gateway
 # v1.9.1 is built against.
 GATEWAY_API_VERSION := v1.6.1
+# The Gateway API implementation of the lab (e2e/toolchain/envoy-gateway).
+ENVOY_GATEWAY_VERSION := v1.9.1
 
 # The lab's node: container runtime pieces built from their Go modules (e2e/toolchain/*).
 CONTAINERD_VERSION := v2.4.2
@@ -94,6 +96,7 @@ IMAGES_DIR := $(CACHE)/images
 PAUSE_IMAGE_TAR := $(IMAGES_DIR)/pause-$(shell cat $(CURDIR)/e2e/toolchain/pause/main.go $(CURDIR)/e2e/toolchain/image.py | sha256sum | cut -c1-12).tar
 ENVOY_IMAGE_TAR := $(IMAGES_DIR)/envoy-$(ENVOY_VERSION)-$(shell sha256sum $(CURDIR)/e2e/toolchain/image.py | cut -c1-12).tar
 OPERATOR_IMAGE_TAR := $(TARGET_DIR)/images/hostrouter.tar
+ENVOY_GATEWAY_IMAGE_TAR := $(IMAGES_DIR)/envoy-gateway-$(ENVOY_GATEWAY_VERSION)-$(shell sha256sum $(CURDIR)/e2e/toolchain/image.py | cut -c1-12).tar
 HOSTROUTER_RELEASE_BIN := $(TARGET_DIR)/release/hostrouter
 ETCD := $(CACHE)/etcd-$(ETCD_VERSION)/bin/etcd
 GLOO_DIR := $(CACHE)/gloo-$(GLOO_VERSION)
@@ -103,6 +106,12 @@ GLOO_CRDS_DIR := $(GLOO_DIR)/crds
 # Committed test data: the module proxy serves no Gloo release that old (see its README).
 GLOO_V111_CRDS_DIR := $(CURDIR)/e2e/fixtures/gloo-$(GLOO_V111_VERSION)
 GATEWAY_API_CRDS_DIR := $(CACHE)/gateway-api-$(GATEWAY_API_VERSION)/crds
+ENVOY_GATEWAY_DIR := $(CACHE)/envoy-gateway-$(ENVOY_GATEWAY_VERSION)
+ENVOY_GATEWAY_IMAGE := hostrouter.local/envoy-gateway:$(ENVOY_GATEWAY_VERSION)
+ENVOY_GATEWAY := $(ENVOY_GATEWAY_DIR)/bin/envoy-gateway
+# Its Helm chart (values rendered for the lab's image) and its own CRDs (EnvoyProxy, policies).
+ENVOY_GATEWAY_CHART_DIR := $(ENVOY_GATEWAY_DIR)/chart-$(shell echo '$(ENVOY_GATEWAY_IMAGE)' | sha256sum | cut -c1-12)
+ENVOY_GATEWAY_CRDS_DIR := $(ENVOY_GATEWAY_DIR)/crds
 ENVOY := $(CACHE)/envoy-$(ENVOY_VERSION)/bin/envoy
 LAYER_DIR := $(CACHE)/kubectl-layer-$(KUBECTL_LAYER_VERSION)/bin
 HELM := $(LAYER_DIR)/helm
@@ -126,11 +135,13 @@ KUBERNETES_LDFLAGS := -s -w \
 E2E_VARS := HOSTROUTER_BIN KUBE_APISERVER KUBE_CONTROLLER_MANAGER ETCD KUBECTL HELM ENVOY \
 	GLOO GLOO_DISCOVERY GLOO_CRDS_DIR GLOO_V111_CRDS_DIR GATEWAY_API_CRDS_DIR KUBERNETES_VALIDATE CACHE \
 	KUBELET KUBE_SCHEDULER KUBE_PROXY CONTAINERD_DIR RUNC CNI_BIN_DIR NODE_DEBS_ROOT \
-	PAUSE_IMAGE_TAR ENVOY_IMAGE_TAR OPERATOR_IMAGE_TAR
+	PAUSE_IMAGE_TAR ENVOY_IMAGE_TAR OPERATOR_IMAGE_TAR \
+	ENVOY_GATEWAY ENVOY_GATEWAY_IMAGE_TAR ENVOY_GATEWAY_CHART_DIR ENVOY_GATEWAY_CRDS_DIR
 E2E_ENV := env $(foreach v,$(E2E_VARS),$(v)=$($(v)))
 
 NODE_FILES := $(CONTAINERD_BINARIES) $(RUNC) $(CNI_PLUGINS) $(NODE_DEBS_STAMP) $(PAUSE_IMAGE_TAR) \
-	$(ENVOY_IMAGE_TAR)
+	$(ENVOY_IMAGE_TAR) $(ENVOY_GATEWAY_IMAGE_TAR) $(ENVOY_GATEWAY_CHART_DIR)/.complete \
+	$(ENVOY_GATEWAY_CRDS_DIR)/.complete
 TOOLCHAIN_FILES := $(KUBERNETES_BINARIES) $(NODE_FILES) $(ETCD) $(GLOO) \
 	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(GATEWAY_API_CRDS_DIR)/.complete $(ENVOY) \
 	$(HELM) $(LAYER_KUBECTL) \
@@ -337,6 +348,52 @@ $(GLOO) $(GLOO_DISCOVERY) &:
 	$(GO) build -trimpath -ldflags "-s -w" -o "$$tmp/discovery" github.com/solo-io/gloo/projects/discovery/cmd
 	mv "$$tmp/gloo" $(GLOO)
 	mv "$$tmp/discovery" $(GLOO_DISCOVERY)
+
+$(ENVOY_GATEWAY):
+	@echo "building envoy-gateway $(ENVOY_GATEWAY_VERSION)"
+	mkdir -p $(@D)
+	tmp=$$(mktemp -d $(@D)/.build.XXXXXX)
+	trap 'rm -rf "$$tmp"' EXIT
+	cd $(TOOLCHAIN_SRC)/envoy-gateway
+	$(GO) build -trimpath -ldflags "-s -w" -o "$$tmp/envoy-gateway" github.com/envoyproxy/gateway/cmd/envoy-gateway
+	mv "$$tmp/envoy-gateway" $@
+
+# Envoy Gateway's image as its Helm chart runs it (the control plane, certgen and the Envoy
+# Pods' shutdown manager): the static binary at /usr/local/bin/envoy-gateway.
+$(ENVOY_GATEWAY_IMAGE_TAR): $(ENVOY_GATEWAY)
+	$(PYTHON) $(TOOLCHAIN_SRC)/image.py $@ $(ENVOY_GATEWAY_IMAGE) \
+		--entrypoint /usr/local/bin/envoy-gateway --user 65532:65532 \
+		--file $(ENVOY_GATEWAY)=/usr/local/bin/envoy-gateway
+
+# Envoy Gateway's Helm chart from its module, with values.yaml rendered from the template the
+# release process fills in (the lab's image, pulled never); and its own CRDs.
+$(ENVOY_GATEWAY_CHART_DIR)/.complete:
+	@echo "copying Envoy Gateway $(ENVOY_GATEWAY_VERSION)'s chart"
+	cd $(TOOLCHAIN_SRC)/envoy-gateway
+	module=$$($(GO) mod download -json github.com/envoyproxy/gateway@$(ENVOY_GATEWAY_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
+	test -f "$$module/charts/gateway-helm/values.tmpl.yaml"
+	rm -rf $(ENVOY_GATEWAY_CHART_DIR) $(ENVOY_GATEWAY_CHART_DIR).tmp
+	mkdir -p $(dir $(ENVOY_GATEWAY_CHART_DIR))
+	cp -r "$$module/charts/gateway-helm" $(ENVOY_GATEWAY_CHART_DIR).tmp
+	chmod -R u+w $(ENVOY_GATEWAY_CHART_DIR).tmp
+	sed -e 's|$${GatewayImage}|$(ENVOY_GATEWAY_IMAGE)|' -e 's|$${GatewayImagePullPolicy}|Never|' \
+		$(ENVOY_GATEWAY_CHART_DIR).tmp/values.tmpl.yaml > $(ENVOY_GATEWAY_CHART_DIR).tmp/values.yaml
+	! grep -n '$${' $(ENVOY_GATEWAY_CHART_DIR).tmp/values.yaml
+	rm $(ENVOY_GATEWAY_CHART_DIR).tmp/values.tmpl.yaml
+	touch $(ENVOY_GATEWAY_CHART_DIR).tmp/.complete
+	mv $(ENVOY_GATEWAY_CHART_DIR).tmp $(ENVOY_GATEWAY_CHART_DIR)
+
+$(ENVOY_GATEWAY_CRDS_DIR)/.complete:
+	@echo "copying Envoy Gateway $(ENVOY_GATEWAY_VERSION)'s CRDs"
+	cd $(TOOLCHAIN_SRC)/envoy-gateway
+	module=$$($(GO) mod download -json github.com/envoyproxy/gateway@$(ENVOY_GATEWAY_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
+	test -d "$$module/charts/gateway-helm/charts/crds/crds/generated"
+	rm -rf $(ENVOY_GATEWAY_CRDS_DIR) $(ENVOY_GATEWAY_CRDS_DIR).tmp
+	mkdir -p $(ENVOY_GATEWAY_CRDS_DIR).tmp
+	cp "$$module"/charts/gateway-helm/charts/crds/crds/generated/*.yaml $(ENVOY_GATEWAY_CRDS_DIR).tmp/
+	chmod u+w $(ENVOY_GATEWAY_CRDS_DIR).tmp/*.yaml
+	touch $(ENVOY_GATEWAY_CRDS_DIR).tmp/.complete
+	mv $(ENVOY_GATEWAY_CRDS_DIR).tmp $(ENVOY_GATEWAY_CRDS_DIR)
 
 # Gloo's CRD manifests, from the module the binaries are built from.
 $(GLOO_CRDS_DIR)/.complete:

@@ -30,6 +30,10 @@ pub mod vars {
     /// Directory of Gloo's CRD manifests (the version that is built).
     pub const GLOO_CRDS_DIR: &str = "GLOO_CRDS_DIR";
     pub const GATEWAY_API_CRDS_DIR: &str = "GATEWAY_API_CRDS_DIR";
+    pub const ENVOY_GATEWAY: &str = "ENVOY_GATEWAY";
+    pub const ENVOY_GATEWAY_IMAGE_TAR: &str = "ENVOY_GATEWAY_IMAGE_TAR";
+    pub const ENVOY_GATEWAY_CHART_DIR: &str = "ENVOY_GATEWAY_CHART_DIR";
+    pub const ENVOY_GATEWAY_CRDS_DIR: &str = "ENVOY_GATEWAY_CRDS_DIR";
     /// Directory holding Gloo v1.11's full-schema Proxy CRD, when it could be fetched.
     pub const GLOO_V111_CRDS_DIR: &str = "GLOO_V111_CRDS_DIR";
     /// The `kubernetes-validate` command (in a virtualenv).

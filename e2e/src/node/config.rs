@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::network::{NODE_IP, POD_CIDR, POD_GATEWAY};
+use super::dns::CLUSTER_DOMAIN;
+use super::network::{HOST_IP, NODE_IP, POD_CIDR, POD_GATEWAY};
 
 /// The Pod sandbox image, imported before containerd needs it (no registry is reachable).
 pub const PAUSE_IMAGE: &str = "hostrouter.local/pause:1";
@@ -87,8 +88,9 @@ pub fn cni(dir: &Path) -> String {
 /// The kubelet's configuration: cgroup v1 with cgroupfs and no per-QoS cgroups (this
 /// machine's cgroups), its ports on the node's address and loopback only, no eviction by disk
 /// or memory pressure (a test machine's disk is what it is), no DNS for Pods (none runs).
-pub fn kubelet(dir: &Path) -> String {
+pub fn kubelet(dir: &Path, pod_logs: &Path) -> String {
     let d = dir.display();
+    let pod_logs = pod_logs.display();
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -111,8 +113,10 @@ failCgroupV1: false
 failSwapOn: false
 containerRuntimeEndpoint: unix://{d}/containerd/containerd.sock
 imageServiceEndpoint: unix://{d}/containerd/containerd.sock
-podLogsDir: {d}/pods-logs
+podLogsDir: {pod_logs}
 resolvConf: ""
+clusterDomain: {CLUSTER_DOMAIN}
+clusterDNS: [{HOST_IP}]
 maxPods: 12
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
@@ -178,7 +182,7 @@ mod tests {
     fn the_configs_stay_under_the_nodes_directory() {
         for text in [
             containerd(Path::new("/lab"), Path::new("/bin/runc"), Path::new("/cni")),
-            kubelet(Path::new("/lab")),
+            kubelet(Path::new("/lab"), Path::new("/lab/logs/pods")),
         ] {
             for line in text
                 .lines()

@@ -9,6 +9,8 @@
 //! directory unmounted, the network namespace (bridge, routes, iptables rules) deleted.
 
 pub mod config;
+pub mod dns;
+pub mod envoy_gateway;
 pub mod network;
 pub mod teardown;
 pub mod workloads;
@@ -31,14 +33,23 @@ use network::{HOST_IP, NODE_IP, NodeNetwork};
 
 /// The node's name.
 pub const NODE_NAME: &str = "hostrouter-lab";
+
+/// The node's addresses are fixed: one node at a time per machine. Trials that start one hold
+/// this for as long as it runs.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    NODE.lock().await
+}
 /// How long the node may take to become Ready.
 const NODE_READY: Duration = Duration::from_secs(120);
 /// The controllers a node's Pods need, besides the garbage collector and the namespace
 /// controller: Deployments and ReplicaSets make Pods, Endpoints and EndpointSlices follow them
 /// (Gloo reads Endpoints, kube-proxy EndpointSlices), every namespace gets its `default`
 /// ServiceAccount and the CA its Pods trust the API server with, and the node loses its
-/// `not-ready` taint once Ready (node lifecycle).
-const NODE_CONTROLLERS: [&str; 10] = [
+/// `not-ready` taint once Ready (node lifecycle), and Jobs run to completion (Envoy Gateway's
+/// certificate generator is one); the Endpoints the lab writes for backends on this machine are
+/// mirrored to EndpointSlices (Envoy Gateway reads those).
+const NODE_CONTROLLERS: [&str; 12] = [
     "node-lifecycle-controller",
     "garbage-collector-controller",
     "namespace-controller",
@@ -49,6 +60,8 @@ const NODE_CONTROLLERS: [&str; 10] = [
     "serviceaccount-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
+    "job-controller",
+    "endpointslice-mirroring-controller",
 ];
 
 /// The programs a node runs, from the toolchain.
@@ -254,14 +267,7 @@ impl Node {
         detached: bool,
     ) -> Result<Self> {
         let dir = cluster.run_dir().join("node");
-        for sub in [
-            "containerd",
-            "cni/net.d",
-            "cni/ipam",
-            "kubelet",
-            "pods-logs",
-            "bin",
-        ] {
+        for sub in ["containerd", "cni/net.d", "cni/ipam", "kubelet", "bin"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let logs = cluster.logs_dir();
@@ -298,7 +304,13 @@ impl Node {
 
         // The admin kubeconfig: its server is this machine's end of the veth.
         let kubeconfig = cluster.kubeconfig_path().to_owned();
-        std::fs::write(node.dir.join("kubelet.yaml"), config::kubelet(&node.dir))?;
+        // Containers' logs go with the other logs: kept when a trial fails.
+        let pod_logs = cluster.logs_dir().join("pods");
+        std::fs::create_dir_all(&pod_logs)?;
+        std::fs::write(
+            node.dir.join("kubelet.yaml"),
+            config::kubelet(&node.dir, &pod_logs),
+        )?;
         node.kubelet = Some(
             in_namespace(network, "kubelet", &node.tools.kubelet, &logs)
                 .arg("--config")

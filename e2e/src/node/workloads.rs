@@ -132,8 +132,9 @@ pub async fn install_operator(
     Ok(())
 }
 
-/// Waits until HostRouter `namespace/name` says `Ready=True` (which needs `EnvoyAvailable=True`:
-/// Envoy Pods available); `alive` fails when a part it needs has stopped.
+/// Waits until HostRouter `namespace/name` says `Ready=True` (which needs Envoy Pods available:
+/// `EnvoyAvailable=True` on Gloo, `GatewayProgrammed=True` on the Gateway API); `alive` fails
+/// when a part it needs has stopped.
 pub async fn wait_router_ready(
     client: &Client,
     namespace: &str,
@@ -149,29 +150,24 @@ pub async fn wait_router_ready(
             alive()?;
             let r = api.get(name).await?;
             let conds = r.data["status"]["conditions"].clone();
-            let status = |t: &str| {
-                conds
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|c| c["type"] == t)
-                    .map(|c| format!("{}={} ({})", t, c["status"], c["reason"]))
-                    .unwrap_or_default()
-            };
+            let conds = conds.as_array().cloned().unwrap_or_default();
             let ready = conds
-                .as_array()
-                .into_iter()
-                .flatten()
+                .iter()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True");
             Ok(if ready {
                 Progress::Done(())
             } else {
-                Progress::pending(format!(
-                    "{} {} {}",
-                    status("EnvoyAvailable"),
-                    status("ProxyAccepted"),
-                    status("Programmed")
-                ))
+                let not_true: Vec<String> = conds
+                    .iter()
+                    .filter(|c| c["status"] != "True")
+                    .map(|c| {
+                        format!(
+                            "{}={} ({}: {})",
+                            c["type"], c["status"], c["reason"], c["message"]
+                        )
+                    })
+                    .collect();
+                Progress::pending(not_true.join("; "))
             })
         },
     )

@@ -4,6 +4,7 @@
 //! To add an area, write a module with `pub fn trials(suite: &Suite) -> Vec<Trial>` and
 //! list it in `main` below.
 
+mod gateway_api;
 mod gloo;
 mod leader;
 mod node;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         operator::trials(&suite),
         leader::trials(&suite),
         gloo::trials(&suite),
+        gateway_api::trials(&suite),
         node::trials(&suite),
     ]
     .into_iter()

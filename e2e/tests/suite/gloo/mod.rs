@@ -18,7 +18,7 @@
 
 mod basics;
 mod faults;
-mod lab;
+pub mod lab;
 mod routes;
 
 use hostrouter_e2e::Suite;

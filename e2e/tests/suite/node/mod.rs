@@ -55,6 +55,7 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
 }
 
 async fn on_a_node(cx: &TestContext) -> Result<()> {
+    let _node = hostrouter_e2e::node::exclusive().await;
     let began = Instant::now();
     let images = [
         tool(vars::PAUSE_IMAGE_TAR)?,

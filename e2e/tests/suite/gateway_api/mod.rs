@@ -1,0 +1,203 @@
+//! The Gateway API backend through a real implementation: Envoy Gateway v1.9.1 on the lab's
+//! node (see [`lab`]), its Envoy Pods running Envoy 1.40.
+//!
+//! One trial, one node cluster (the node's addresses allow one at a time): the reference
+//! scenario by hostname, a second Service, an unknown host, a Service added and deleted while
+//! Envoy runs (timed, median of 10), the router's conditions from Envoy Gateway's verdicts, and
+//! one refusal by Envoy Gateway with its reason. `E2E_NODE=0` leaves it out (reported as
+//! ignored).
+
+mod lab;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use hostrouter_e2e::backends::PETS_JSON;
+use hostrouter_e2e::node::workloads::wait_router_ready;
+use hostrouter_e2e::resources::{gateways, routers};
+use hostrouter_e2e::{Progress, Suite, TestContext, http, wait_until};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use libtest_mimic::Trial;
+use serde_json::json;
+
+use crate::world::EXPOSE_LABEL;
+use lab::{CONVERGE, GatewayLab, PODS};
+
+pub fn trials(suite: &Suite) -> Vec<Trial> {
+    let off = matches!(std::env::var("E2E_NODE").as_deref(), Ok("0" | "off"));
+    vec![
+        suite
+            .trial(
+                "gateway_api::routes_through_envoy_gateway",
+                |cx| async move { through_envoy_gateway(&cx).await },
+            )
+            .with_ignored_flag(off),
+    ]
+}
+
+const APPS: &str = "apps";
+const EDGE: &str = "edge";
+/// How many Services are timed from apply to the first 200.
+const TIMED: usize = 10;
+
+async fn through_envoy_gateway(cx: &TestContext) -> Result<()> {
+    let _node = hostrouter_e2e::node::exclusive().await;
+    let lab = GatewayLab::start(cx).await?;
+    let result = reference(cx, &lab).await;
+    lab.stop(result.is_err()).await?;
+    result
+}
+
+/// The reference scenario through Envoy Gateway.
+async fn reference(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
+    let routed = json!({"e2e.hostrouter.io/routed": lab.shard, EXPOSE_LABEL: "true"});
+    lab.namespace(APPS, routed).await?;
+    lab.namespace(EDGE, json!({})).await?;
+    let _petstore = lab.backend(APPS, "petstore", 8080).await?;
+    let _inventory = lab.backend(APPS, "inventory", 80).await?;
+    let selector = json!({"matchLabels": {"e2e.hostrouter.io/routed": lab.shard}});
+    lab.apply_router(EDGE, EDGE, json!({"namespaceSelector": selector}))
+        .await?;
+    let began = Instant::now();
+    let address = format!("{}:8080", lab.gateway_address(EDGE, EDGE).await?);
+    let alive = || lab.cluster.node().ensure_running();
+    wait_router_ready(&lab.client, EDGE, EDGE, PODS, alive).await?;
+    eprintln!(
+        "{}: HostRouter Ready {:.1?} after it was applied; Gateway at {address}",
+        cx.name(),
+        began.elapsed()
+    );
+
+    let get = |host: &str, path: &str| {
+        let (address, host, path) = (address.clone(), host.to_owned(), path.to_owned());
+        async move { http::get(&address, &host, &path).await }
+    };
+    let pets = get("apps-petstore-8080", "/api/pets").await?;
+    ensure!(
+        pets.status == 200 && pets.body == PETS_JSON,
+        "petstore through Envoy Gateway: {} {:?}",
+        pets.status,
+        pets.body
+    );
+    let inventory = get("apps-inventory-80", "/").await?;
+    ensure!(
+        inventory.status == 200 && inventory.body == "inventory",
+        "inventory: {} {:?}",
+        inventory.status,
+        inventory.body
+    );
+    let unknown = get("nobody-here-80", "/api/pets").await?;
+    ensure!(unknown.status == 404, "unknown host: {}", unknown.status);
+    let status = routers(&lab.client, EDGE).get(EDGE).await?.data["status"].clone();
+    eprintln!(
+        "{}: curl -H 'Host: apps-petstore-8080' http://{address}/api/pets answered the pets; conditions: {}",
+        cx.name(),
+        status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| format!("{}={} ({})", c["type"], c["status"], c["reason"]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Services added while Envoy runs: applied → first 200, then deleted → 404.
+    let mut timings = Vec::new();
+    for i in 0..TIMED {
+        let name = format!("late-{i}");
+        let host = format!("apps-{name}-80");
+        let applied = Instant::now();
+        let backend = lab.backend(APPS, &name, 80).await?;
+        wait_until(&format!("{host} to answer"), CONVERGE, || async {
+            let r = get(&host, "/").await?;
+            Ok(if r.status == 200 && r.body == name {
+                Progress::Done(())
+            } else {
+                Progress::pending(r.status)
+            })
+        })
+        .await?;
+        timings.push(applied.elapsed());
+        kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(lab.client.clone(), APPS)
+            .delete(&name, &DeleteParams::default())
+            .await?;
+        wait_until(&format!("{host} to be gone"), CONVERGE, || async {
+            let r = get(&host, "/").await?;
+            Ok(if r.status == 404 {
+                Progress::Done(())
+            } else {
+                Progress::pending(r.status)
+            })
+        })
+        .await?;
+        drop(backend);
+    }
+    eprintln!(
+        "{}: Service applied → first 200 through Envoy Gateway: median {:.2}s (of {TIMED}: {})",
+        cx.name(),
+        crate::gloo::lab::median(&timings).as_secs_f64(),
+        crate::gloo::lab::secs(&timings)
+    );
+
+    refusal(cx, lab).await
+}
+
+/// A router attached to a shared Gateway that admits routes from its own namespace only:
+/// Envoy Gateway refuses the HTTPRoutes, and the router says so with Envoy Gateway's reason.
+async fn refusal(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
+    let shared = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "shared", "namespace": EDGE},
+        "spec": {
+            "gatewayClassName": hostrouter_e2e::node::envoy_gateway::CLASS,
+            "listeners": [{"name": "http", "protocol": "HTTP", "port": 9080,
+                           "allowedRoutes": {"namespaces": {"from": "Same"}}}],
+        },
+    });
+    gateways(&lab.client, EDGE)
+        .patch(
+            "shared",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&shared),
+        )
+        .await?;
+    let selector = json!({"matchLabels": {"e2e.hostrouter.io/routed": lab.shard}});
+    lab.apply_router(
+        EDGE,
+        "attached",
+        json!({
+            "namespaceSelector": selector,
+            "listener": {"port": 9080},
+            "backend": {"type": "GatewayAPI", "gatewayAPI": {"gateway": {"name": "shared"}}},
+        }),
+    )
+    .await?;
+    let api = routers(&lab.client, EDGE);
+    let condition = wait_until(
+        "RoutesAccepted=False with Envoy Gateway's reason",
+        Duration::from_secs(60),
+        || async {
+            let r = api.get("attached").await?;
+            let c = r.data["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "RoutesAccepted")
+                .cloned();
+            Ok(match c {
+                Some(c) if c["status"] == "False" && c["reason"] == "NotAllowedByListeners" => {
+                    Progress::Done(c)
+                }
+                other => Progress::pending(format!("{other:?}")),
+            })
+        },
+    )
+    .await?;
+    eprintln!(
+        "{}: a router on a Gateway that admits only its own namespace: RoutesAccepted=False ({}): {}",
+        cx.name(),
+        condition["reason"],
+        condition["message"]
+    );
+    Ok(())
+}
