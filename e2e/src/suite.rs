@@ -147,11 +147,21 @@ impl Suite {
         F: FnOnce(TestContext) -> Fut + Send + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
+        self.long_trial(name, Duration::ZERO, body)
+    }
+
+    /// A [`Suite::trial`] given at least `at_least` (say, one that starts a node and a Gateway
+    /// API implementation), or the suite's timeout when that is longer.
+    pub fn long_trial<F, Fut>(&self, name: impl Into<String>, at_least: Duration, body: F) -> Trial
+    where
+        F: FnOnce(TestContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
         let name = name.into();
         let shared = self.shared.clone();
         let handle = self.handle();
         Trial::test(name.clone(), move || {
-            let timeout = shared.trial_timeout;
+            let timeout = shared.trial_timeout.max(at_least);
             run_on(&handle, async move {
                 let cluster = shared.cluster().await?;
                 let cx = TestContext::new(name, cluster)?;

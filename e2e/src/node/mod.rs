@@ -524,6 +524,8 @@ impl Drop for Node {
         {
             p.kill_blocking(Duration::from_secs(5));
         }
+        // Without containerd, its shims and containers are ended by pid.
+        teardown::kill_processes_under(&self.dir);
         if let Err(e) = unmount_under(&self.dir) {
             tracing::warn!("{e:#}");
         }

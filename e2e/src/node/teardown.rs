@@ -28,16 +28,44 @@ pub fn leftovers(dir: &Path, network: &NetworkRecord, tools: &NodeTools) -> Vec<
     found
 }
 
+/// Kills (SIGKILL) every process [`leftovers`] would name: the node's own, its containerd's
+/// shims and their containers. For when containerd cannot be asked to (a trial dropped
+/// without stopping its node).
+pub fn kill_processes_under(dir: &Path) {
+    for pid in process_ids_under(dir) {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Processes whose command line names the node's directory (containerd, kubelet, kube-proxy,
 /// the shims), and their descendants (the containers, whose root is their image's).
 fn processes_under(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec!["/proc is unreadable".into()];
-    };
-    let dir_text = dir.to_string_lossy();
-    // pid → (parent, command line). A process may end while it is read: what cannot be read
-    // is not there.
+    let table = process_table();
+    process_ids_in(dir, &table)
+        .into_iter()
+        .map(|pid| {
+            let cmdline = table.get(&pid).map(|(_, c)| c.as_str()).unwrap_or_default();
+            format!("process {pid}: {cmdline}")
+        })
+        .collect()
+}
+
+fn process_ids_under(dir: &Path) -> Vec<u32> {
+    process_ids_in(dir, &process_table())
+}
+
+/// pid → (parent, command line) of every process. A process may end while it is read: what
+/// cannot be read is not there.
+fn process_table() -> std::collections::BTreeMap<u32, (u32, String)> {
     let mut table = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return table;
+    };
     for entry in entries.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -50,16 +78,23 @@ fn processes_under(dir: &Path) -> Vec<String> {
             .unwrap_or_default();
         table.insert(pid, (parent, cmdline.trim().to_owned()));
     }
+    table
+}
+
+/// The pids in `table` whose command line names `dir`, or whose ancestor's does.
+fn process_ids_in(dir: &Path, table: &std::collections::BTreeMap<u32, (u32, String)>) -> Vec<u32> {
+    let dir_text = dir.to_string_lossy();
     let names_dir = |pid: u32| {
         table
             .get(&pid)
             .is_some_and(|(_, cmdline)| cmdline.contains(dir_text.as_ref()))
     };
     table
-        .iter()
-        .filter(|(pid, _)| {
+        .keys()
+        .copied()
+        .filter(|pid| {
             // Walk up to the first process; a cycle cannot happen, the bound is for safety.
-            let mut at = **pid;
+            let mut at = *pid;
             for _ in 0..64 {
                 if names_dir(at) {
                     return true;
@@ -71,7 +106,6 @@ fn processes_under(dir: &Path) -> Vec<String> {
             }
             false
         })
-        .map(|(pid, (_, cmdline))| format!("process {pid}: {cmdline}"))
         .collect()
 }
 

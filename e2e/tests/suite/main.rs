@@ -9,6 +9,7 @@ mod gloo;
 mod leader;
 mod node;
 mod operator;
+mod routes;
 mod shapes;
 mod smoke;
 mod world;

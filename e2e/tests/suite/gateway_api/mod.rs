@@ -4,10 +4,13 @@
 //! One trial, one node cluster (the node's addresses allow one at a time): the reference
 //! scenario by hostname, a second Service, an unknown host, a Service added and deleted while
 //! Envoy runs (timed, median of 10), the router's conditions from Envoy Gateway's verdicts, and
-//! one refusal by Envoy Gateway with its reason. `E2E_NODE=0` leaves it out (reported as
-//! ignored).
+//! one refusal by Envoy Gateway with its reason; then the route bodies the Gloo trials run
+//! (`crate::routes`: hostname templates and extra hostnames, TLS by SNI with the redirect and
+//! its ACME exception, path prefixes stripped), each on a router of its own ([`site`]).
+//! `E2E_NODE=0` leaves it out (reported as ignored).
 
 mod lab;
+mod site;
 
 use std::time::{Duration, Instant};
 
@@ -20,15 +23,18 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use libtest_mimic::Trial;
 use serde_json::json;
 
+use crate::routes;
 use crate::world::EXPOSE_LABEL;
 use lab::{CONVERGE, GatewayLab, PODS};
+use site::Site;
 
 pub fn trials(suite: &Suite) -> Vec<Trial> {
     let off = matches!(std::env::var("E2E_NODE").as_deref(), Ok("0" | "off"));
     vec![
         suite
-            .trial(
+            .long_trial(
                 "gateway_api::routes_through_envoy_gateway",
+                Duration::from_secs(900),
                 |cx| async move { through_envoy_gateway(&cx).await },
             )
             .with_ignored_flag(off),
@@ -43,9 +49,17 @@ const TIMED: usize = 10;
 async fn through_envoy_gateway(cx: &TestContext) -> Result<()> {
     let _node = hostrouter_e2e::node::exclusive().await;
     let lab = GatewayLab::start(cx).await?;
-    let result = reference(cx, &lab).await;
+    let result = everything(cx, &lab).await;
     lab.stop(result.is_err()).await?;
     result
+}
+
+async fn everything(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
+    reference(cx, lab).await?;
+    refusal(cx, lab).await?;
+    routes::hostname_template(cx, &Site::new(lab).await?).await?;
+    routes::tls_and_redirect(cx, &Site::new(lab).await?).await?;
+    routes::path_prefixes(cx, &Site::new(lab).await?).await
 }
 
 /// The reference scenario through Envoy Gateway.
@@ -138,8 +152,7 @@ async fn reference(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
         crate::gloo::lab::median(&timings).as_secs_f64(),
         crate::gloo::lab::secs(&timings)
     );
-
-    refusal(cx, lab).await
+    Ok(())
 }
 
 /// A router attached to a shared Gateway that admits routes from its own namespace only:

@@ -13,7 +13,8 @@
 //!
 //! - [`lab`]: the world of one trial;
 //! - [`basics`]: the reference behaviour (Host `<namespace>-<service>-<port>`);
-//! - [`routes`]: hostname templates, extra hostnames, TLS with the redirect, path prefixes;
+//! - [`routes`]: the route bodies of `crate::routes` (hostname templates, extra hostnames, TLS
+//!   with the redirect, path prefixes) through Gloo;
 //! - [`faults`]: Gloo killed and started again.
 
 mod basics;
