@@ -1,8 +1,10 @@
-//! Render throughput and memory at scale. Prints numbers; asserts nothing about speed.
+//! Render throughput and memory at scale, and how many objects one Service change rewrites on
+//! each backend. Prints numbers; asserts nothing about speed.
 //!
 //! `cargo bench --bench render` (or `make bench`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,8 @@ fn cluster(namespaces: usize, services_per_ns: usize) -> (Vec<Namespace>, Vec<Se
     let ns: Vec<Namespace> = (0..namespaces)
         .map(|i| {
             serde_json::from_value(serde_json::json!({
-                "metadata": {"name": format!("team-{i}"), "labels": {"routed": "yes"}}
+                // Consents to being published by the router, which lives in `default`.
+                "metadata": {"name": format!("team-{i}"), "labels": {"routed": "yes", "hostrouter.io/expose": "true"}}
             }))
             .expect("namespace")
         })
@@ -65,6 +68,103 @@ fn router() -> HostRouter {
          spec: {proxyName: edge, listener: {port: 8080}, namespaceSelector: {matchLabels: {routed: 'yes'}}}\n",
     )
     .expect("router")
+}
+
+fn gateway_api_router() -> HostRouter {
+    let mut r = router();
+    r.spec.backend = Some(
+        serde_json::from_value(
+            serde_json::json!({"type": "GatewayAPI", "gatewayAPI": {"gatewayClassName": "eg"}}),
+        )
+        .expect("backend"),
+    );
+    r
+}
+
+/// Every rendered object by `kind namespace/name`, with its applied hash: what the operator
+/// compares with the cache before writing.
+fn stamps(router: &HostRouter, view: &ClusterView<'_>) -> BTreeMap<String, (String, usize)> {
+    let out = render(router, view, &Settings::default()).expect("render");
+    out.to_values()
+        .expect("serialise")
+        .into_iter()
+        .map(|v| {
+            let key = format!(
+                "{} {}/{}",
+                v["kind"].as_str().unwrap_or_default(),
+                v["metadata"]["namespace"].as_str().unwrap_or_default(),
+                v["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            let hash = v["metadata"]["annotations"]["hostrouter.io/applied-hash"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let bytes = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or_default();
+            (key, (hash, bytes))
+        })
+        .collect()
+}
+
+fn view<'a>(ns: &'a [Namespace], svcs: &'a [Service]) -> ClusterView<'a> {
+    ClusterView {
+        namespaces: ns.iter().collect(),
+        services: svcs.iter().collect(),
+        tls_secrets: Vec::new(),
+    }
+}
+
+/// Objects created, changed or deleted between two renders, and the bytes written.
+fn writes(
+    before: &BTreeMap<String, (String, usize)>,
+    after: &BTreeMap<String, (String, usize)>,
+) -> (usize, usize) {
+    let mut count = 0;
+    let mut bytes = 0;
+    for (key, (hash, size)) in after {
+        if before.get(key).map(|(h, _)| h) != Some(hash) {
+            count += 1;
+            bytes += size;
+        }
+    }
+    count += before.keys().filter(|k| !after.contains_key(*k)).count();
+    (count, bytes)
+}
+
+/// One Service (two ports) added to a cluster of `services`: objects the operator writes on
+/// each backend (only those whose rendered content changed), and the bytes it sends.
+fn writes_per_service_change() {
+    println!();
+    println!(
+        "{:>10} {:>10} {:>8} {:>12} {:>10} {:>12}",
+        "services", "backend", "objects", "writes", "bytes", "render"
+    );
+    for (namespaces, per_ns) in [(10, 100), (100, 100)] {
+        let (ns, mut svcs) = cluster(namespaces, per_ns);
+        let extra: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "added", "namespace": "team-0", "creationTimestamp": "2026-02-01T00:00:00Z"},
+            "spec": {"ports": [{"name": "http", "port": 8080}, {"name": "admin", "port": 9090}]}
+        }))
+        .expect("service");
+        let services = svcs.len();
+        for (name, router) in [("Gloo", router()), ("GatewayAPI", gateway_api_router())] {
+            let before = stamps(&router, &view(&ns, &svcs));
+            svcs.push(extra.clone());
+            let start = Instant::now();
+            let after = stamps(&router, &view(&ns, &svcs));
+            let took = start.elapsed();
+            svcs.pop();
+            let (count, bytes) = writes(&before, &after);
+            println!(
+                "{:>10} {:>10} {:>8} {:>12} {:>10} {:>12.2?}",
+                services,
+                name,
+                after.len(),
+                count,
+                bytes,
+                took
+            );
+        }
+    }
 }
 
 fn main() {
@@ -109,4 +209,5 @@ fn main() {
             bytes
         );
     }
+    writes_per_service_change();
 }
