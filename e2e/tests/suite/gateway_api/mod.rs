@@ -15,7 +15,7 @@ mod site;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use hostrouter_e2e::backends::PETS_JSON;
+use hostrouter_e2e::backends::{Backend, PETS_JSON};
 use hostrouter_e2e::node::workloads::wait_router_ready;
 use hostrouter_e2e::resources::{gateways, routers};
 use hostrouter_e2e::{Progress, Suite, TestContext, http, wait_until};
@@ -56,20 +56,24 @@ async fn through_envoy_gateway(cx: &TestContext) -> Result<()> {
 }
 
 async fn everything(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
-    reference(cx, lab).await?;
+    // The reference scenario's backends serve the refusal's shared Gateway too.
+    let _backends = reference(cx, lab).await?;
     refusal(cx, lab).await?;
+    deletion(cx, lab).await?;
     routes::hostname_template(cx, &Site::new(lab).await?).await?;
     routes::tls_and_redirect(cx, &Site::new(lab).await?).await?;
     routes::path_prefixes(cx, &Site::new(lab).await?).await
 }
 
-/// The reference scenario through Envoy Gateway.
-async fn reference(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
+/// The reference scenario through Envoy Gateway; returns its backends (they keep serving).
+async fn reference(cx: &TestContext, lab: &GatewayLab) -> Result<Vec<Backend>> {
     let routed = json!({"e2e.hostrouter.io/routed": lab.shard, EXPOSE_LABEL: "true"});
     lab.namespace(APPS, routed).await?;
     lab.namespace(EDGE, json!({})).await?;
-    let _petstore = lab.backend(APPS, "petstore", 8080).await?;
-    let _inventory = lab.backend(APPS, "inventory", 80).await?;
+    let backends = vec![
+        lab.backend(APPS, "petstore", 8080).await?,
+        lab.backend(APPS, "inventory", 80).await?,
+    ];
     let selector = json!({"matchLabels": {"e2e.hostrouter.io/routed": lab.shard}});
     lab.apply_router(EDGE, EDGE, json!({"namespaceSelector": selector}))
         .await?;
@@ -145,7 +149,7 @@ async fn reference(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
         median(&timings).as_secs_f64(),
         secs(&timings)
     );
-    Ok(())
+    Ok(backends)
 }
 
 /// A router attached to a shared Gateway that admits routes from its own namespace only:
@@ -204,6 +208,82 @@ async fn refusal(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
         cx.name(),
         condition["reason"],
         condition["message"]
+    );
+
+    // The platform team admits the routed namespaces: the same HTTPRoutes are accepted and the
+    // shared Gateway routes them.
+    let mut admitting = shared.clone();
+    admitting["spec"]["listeners"][0]["allowedRoutes"] = json!({"namespaces": {"from": "All"}});
+    gateways(&lab.client, EDGE)
+        .patch(
+            "shared",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&admitting),
+        )
+        .await?;
+    wait_router_ready(&lab.client, EDGE, "attached", PODS, || {
+        lab.cluster.node().ensure_running()
+    })
+    .await?;
+    let address = format!("{}:9080", lab.gateway_address(EDGE, "shared").await?);
+    wait_until("the shared Gateway to route the pets", CONVERGE, || async {
+        let r = http::get(&address, "apps-petstore-8080", "/api/pets").await?;
+        Ok(if r.status == 200 && r.body == PETS_JSON {
+            Progress::Done(())
+        } else {
+            Progress::pending(format!("{} {:?}", r.status, r.body))
+        })
+    })
+    .await?;
+    eprintln!(
+        "{}: once the shared Gateway admits every namespace, the attached router is Ready and {address} answers the pets",
+        cx.name()
+    );
+    Ok(())
+}
+
+/// Deleting a router while Envoy Gateway serves it: every HTTPRoute goes (the finalizer), the
+/// Gateway goes (the garbage collector), and Envoy Gateway removes its Envoy Deployment.
+async fn deletion(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
+    let routes = |ns: &'static str| hostrouter_e2e::resources::http_routes(&lab.client, ns);
+    routers(&lab.client, EDGE)
+        .delete(EDGE, &DeleteParams::default())
+        .await?;
+    let deployments = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+        lab.client.clone(),
+        hostrouter_e2e::node::envoy_gateway::NAMESPACE,
+    );
+    let selector = format!(
+        "gateway.envoyproxy.io/owning-gateway-namespace={EDGE},gateway.envoyproxy.io/owning-gateway-name={EDGE}"
+    );
+    let began = Instant::now();
+    wait_until(
+        "the HTTPRoutes, the Gateway and its Envoy Deployment to go",
+        Duration::from_secs(120),
+        || async {
+            let lp = kube::api::ListParams::default()
+                .labels("app.kubernetes.io/instance=edge,app.kubernetes.io/managed-by=hostrouter");
+            let left_routes = routes(APPS).list(&lp).await?.items.len();
+            let gateway = gateways(&lab.client, EDGE).get_opt(EDGE).await?.is_some();
+            let envoys = deployments
+                .list(&kube::api::ListParams::default().labels(&selector))
+                .await?
+                .items
+                .len();
+            Ok(if left_routes == 0 && !gateway && envoys == 0 {
+                Progress::Done(())
+            } else {
+                Progress::pending(format!(
+                    "{left_routes} HTTPRoutes, Gateway {gateway}, {envoys} Envoy Deployments"
+                ))
+            })
+        },
+    )
+    .await?;
+    eprintln!(
+        "{}: router deleted: its HTTPRoutes, Gateway and Envoy Deployment gone in {:.1?}",
+        cx.name(),
+        began.elapsed()
     );
     Ok(())
 }
