@@ -5,6 +5,7 @@
 #   make toolchain   build/fetch every pinned binary into $(CACHE) (idempotent)
 #   make e2e         the end-to-end suite (builds the toolchain first)
 #   make demo        a local cluster left running; make demo-down stops it
+#                    (BACKEND=gateway-api: also through Envoy Gateway)
 #   make env         print the toolchain's environment variables, to run
 #                    `cargo test -p hostrouter-e2e` by hand: eval "$$(make -s env)"
 #
@@ -223,9 +224,11 @@ bench:
 
 # --- Local cluster ------------------------------------------------------------------
 
+# BACKEND=gateway-api adds the sample router on the Gateway API backend, served by Envoy Gateway.
+BACKEND ?= gloo
 demo: toolchain operator-image
 	$(CARGO) build -p hostrouter --bin hostrouter -p hostrouter-e2e --bin dev-cluster
-	$(E2E_ENV) e2e/demo.sh
+	$(E2E_ENV) HOSTROUTER_DEMO_BACKEND=$(BACKEND) e2e/demo.sh
 
 demo-down:
 	$(E2E_ENV) $(CARGO) run --quiet -p hostrouter-e2e --bin dev-cluster -- down

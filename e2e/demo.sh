@@ -12,6 +12,10 @@
 #      generated Deployment and ConfigMap) run as local processes, Envoy on 127.0.0.1
 #   4. what was generated, and a request through Envoy → Gloo's config → the petstore
 #
+#   5. with BACKEND=gateway-api (on a node): the lab's cluster DNS, Envoy Gateway from its chart,
+#      and config/samples/hostrouter_gateway_api.yaml (the same Services on the Gateway API
+#      backend), and a second curl through its Gateway
+#
 # `make demo-down` stops every process this started (by recorded pid) and removes the address.
 # Expects the toolchain environment that `make demo` exports.
 set -euo pipefail
@@ -50,6 +54,16 @@ echo
 echo "+ curl -sS -H 'Host: default-petstore-8080' $url/api/pets"
 curl -sS --fail-with-body -H 'Host: default-petstore-8080' "$url/api/pets"
 echo
+
+# BACKEND=gateway-api: the same Services through the Gateway API backend and Envoy Gateway.
+if gateway_url=$(dev_cluster demo-url gateway); then
+	run k get gateways,httproutes -A
+	run k -n default get hostrouter my-gateway -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}){"\n"}{end}'
+	echo
+	echo "+ curl -sS -H 'Host: default-petstore-8080' $gateway_url/api/pets   # through Envoy Gateway"
+	curl -sS --fail-with-body -H 'Host: default-petstore-8080' "$gateway_url/api/pets"
+	echo
+fi
 
 echo
 echo "Everything keeps running (make demo-status). Use the cluster with:"

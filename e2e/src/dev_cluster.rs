@@ -33,7 +33,7 @@ use crate::loopback::{self, LoopbackAlias};
 use crate::net::{LOOPBACK, free_port};
 use crate::node::network::HOST_IP;
 use crate::node::workloads::{apply_petstore, install_operator, wait_pets, wait_router_ready};
-use crate::node::{DetachedNodeCluster, NodeCluster};
+use crate::node::{DetachedNodeCluster, NodeCluster, envoy_gateway};
 use crate::process::Running;
 use crate::process::{DEFAULT_GRACE, DetachedProcess, ProcessBuilder};
 use crate::toolchain::{tool, vars, workspace_root};
@@ -57,6 +57,11 @@ pub const NODE_FILE: &str = "node.json";
 pub const NO_NODE_FILE: &str = "no-node.txt";
 /// Set to `0` to run the demo's Envoy as a local process even where a node can start.
 pub const DEMO_NODE_VAR: &str = "HOSTROUTER_DEMO_NODE";
+/// Set to `gateway-api` to add, on a node, the sample router on the Gateway API backend served
+/// by Envoy Gateway.
+pub const DEMO_BACKEND_VAR: &str = "HOSTROUTER_DEMO_BACKEND";
+/// The sample HostRouter on the Gateway API backend.
+pub const DEMO_GATEWAY_ROUTER_FILE: &str = "config/samples/hostrouter_gateway_api.yaml";
 
 /// The demo's processes and what it changed on the machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +81,10 @@ pub struct Demo {
     /// the Envoy Service's ClusterIP).
     #[serde(default)]
     pub on_node: bool,
+    /// With `HOSTROUTER_DEMO_BACKEND=gateway-api` on a node: the Gateway of the sample router on
+    /// the Gateway API backend (`<address>:<port>`), served by Envoy Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_listener: Option<String>,
 }
 
 /// The dev cluster's directory (see the module documentation).
@@ -296,7 +305,7 @@ impl DevCluster {
             .context("no dev cluster: run `dev-cluster up` first")?;
         let client = client_from(&state.kubeconfig).await?;
         if self.node()?.is_some() {
-            return self.demo_up_on_node(&state, &client).await;
+            return self.demo_up_on_node(&state, &client, backend_program).await;
         }
         // Gloo resolves a Service with a selector only to Endpoints addresses of running Pods
         // ("running pod not found with IP ..."); there is no kubelet here, so the petstore
@@ -337,6 +346,7 @@ impl DevCluster {
             petstore_host: "default-petstore-8080".into(),
             ready: false,
             on_node: false,
+            gateway_listener: None,
         };
         // Record every process as soon as it runs, so that `down` finds it if a later step fails.
         let started = async {
@@ -465,6 +475,7 @@ impl DevCluster {
         &self,
         state: &DetachedControlPlane,
         client: &kube::Client,
+        program: &Path,
     ) -> Result<(Demo, bool)> {
         if let Some(demo) = self.demo()? {
             if demo.ready && demo.processes.iter().all(|p| p.is_running()) {
@@ -489,6 +500,7 @@ impl DevCluster {
             petstore_host: "default-petstore-8080".into(),
             ready: false,
             on_node: true,
+            gateway_listener: None,
         };
         let started = async {
             let namespaces = Api::<Namespace>::all(client.clone());
@@ -548,6 +560,13 @@ impl DevCluster {
             demo.listener = format!("{ip}:{port}");
             self.write_demo(&demo)?;
             wait_pets(&demo.listener, &demo.petstore_host, pods, alive).await?;
+            if std::env::var(DEMO_BACKEND_VAR).as_deref() == Ok("gateway-api") {
+                let listener = self
+                    .demo_gateway_api(state, client, program, &logs, &mut demo)
+                    .await?;
+                wait_pets(&listener, &demo.petstore_host, pods, alive).await?;
+                demo.gateway_listener = Some(listener);
+            }
             demo.ready = true;
             self.write_demo(&demo)?;
             anyhow::Ok(())
@@ -592,6 +611,62 @@ async fn stop_demo(demo: &Demo) -> Result<()> {
 }
 
 /// The sample HostRouter, as the file says.
+impl DevCluster {
+    /// The Gateway API path of the demo: the lab's cluster DNS (this program's `serve-dns`,
+    /// detached), Envoy Gateway from its chart, and the sample router on the Gateway API
+    /// backend; returns its Gateway's `<address>:<port>` once the router is Ready.
+    async fn demo_gateway_api(
+        &self,
+        state: &DetachedControlPlane,
+        client: &kube::Client,
+        program: &Path,
+        logs: &Path,
+        demo: &mut Demo,
+    ) -> Result<String> {
+        let dns = ProcessBuilder::new("cluster-dns", program, logs)
+            .arg("serve-dns")
+            .arg(format!("{HOST_IP}:53"))
+            .env("KUBECONFIG", &state.kubeconfig)
+            .detached(true)
+            .spawn()?
+            .detach();
+        demo.processes.push(dns.clone());
+        self.write_demo(demo)?;
+        let pods = Duration::from_secs(240);
+        envoy_gateway::install_with(
+            helm_with(&state.kubeconfig, &self.dir.join("helm"))?,
+            client,
+            pods,
+        )
+        .await?;
+        let path = workspace_root().join(DEMO_GATEWAY_ROUTER_FILE);
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let router: serde_json::Value = serde_yaml::from_str(&text)?;
+        let name = router["metadata"]["name"]
+            .as_str()
+            .context("the Gateway API sample has no name")?
+            .to_owned();
+        routers(client, "default")
+            .patch(
+                &name,
+                &PatchParams::apply("dev-cluster").force(),
+                &Patch::Apply(&router),
+            )
+            .await
+            .context("applying the Gateway API sample HostRouter")?;
+        wait_router_ready(client, "default", &name, pods, || dns.check_running()).await?;
+        let gateway = crate::resources::gateways(client, "default")
+            .get(&name)
+            .await?;
+        let address = gateway.data["status"]["addresses"][0]["value"]
+            .as_str()
+            .context("the Gateway has no address")?;
+        let port = router["spec"]["listener"]["port"].as_u64().unwrap_or(8080);
+        Ok(format!("{address}:{port}"))
+    }
+}
+
 fn sample_router() -> Result<serde_json::Value> {
     let path = workspace_root().join(DEMO_ROUTER_FILE);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

@@ -28,10 +28,14 @@ const USAGE: &str = "usage: dev-cluster <up|demo-up|down|status|kubeconfig|demo-
               added to lo, and remove the cluster's directory
   status      show the recorded processes and whether the API server is ready
   kubeconfig  print the path of the admin kubeconfig
-  demo-url    print the URL the demo's Envoy answers on
+  demo-url [gateway]
+              print the URL the demo's Envoy answers on (with `gateway`: the Gateway API
+              sample's Gateway, served by Envoy Gateway; exit 1 when there is none)
   node        print the node's name (exit 0), or why there is none (exit 1)
   serve-backend <name> <ip:port>
-              run a demo backend in the foreground (the petstore answers /api/pets)";
+              run a demo backend in the foreground (the petstore answers /api/pets)
+  serve-dns <ip:port>
+              the lab's cluster DNS in the foreground (Services of the KUBECONFIG cluster)";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -65,6 +69,33 @@ async fn run(args: &[String]) -> Result<ExitCode> {
         println!("backend {name} serving on {address}");
         hostrouter_e2e::backends::serve(listener, name.clone()).await;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let [command, address] = args
+        && command == "serve-dns"
+    {
+        let address: std::net::SocketAddr = address
+            .parse()
+            .with_context(|| format!("address {address:?}"))?;
+        let client = kube::Client::try_default()
+            .await
+            .context("a client from KUBECONFIG")?;
+        let _dns = hostrouter_e2e::node::dns::ClusterDns::start(address, client).await?;
+        println!("cluster DNS serving on {address}");
+        std::future::pending::<()>().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let [command, which] = args
+        && command == "demo-url"
+        && which == "gateway"
+    {
+        let cluster = DevCluster::new(default_dir()?);
+        return Ok(match cluster.demo()?.and_then(|d| d.gateway_listener) {
+            Some(listener) => {
+                println!("http://{listener}");
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        });
     }
     let [command] = args else {
         bail!("{USAGE}");
@@ -112,12 +143,17 @@ async fn run(args: &[String]) -> Result<ExitCode> {
 }
 
 async fn up(cluster: &DevCluster) -> Result<ExitCode> {
-    let options = ControlPlaneOptions::from_env()?.crds(project_crds()?);
+    // Envoy Gateway's CRDs where the toolchain has them (`make demo BACKEND=gateway-api`);
+    // CRDs must be there before the controller manager starts.
+    let options = ControlPlaneOptions::from_env()?
+        .crds(project_crds()?)
+        .crds(tool(vars::ENVOY_GATEWAY_CRDS_DIR).ok());
     // The images a node imports; where one is missing there is no node (the reason is said).
     let images: Vec<PathBuf> = [
         vars::PAUSE_IMAGE_TAR,
         vars::ENVOY_IMAGE_TAR,
         vars::OPERATOR_IMAGE_TAR,
+        vars::ENVOY_GATEWAY_IMAGE_TAR,
     ]
     .into_iter()
     .filter_map(|v| tool(v).ok())

@@ -30,36 +30,42 @@ const ENVOY_PROXY: &str = "lab";
 /// Installs Envoy Gateway's chart into [`NAMESPACE`], then the GatewayClass [`CLASS`]; returns
 /// once Envoy Gateway has accepted the class.
 pub async fn install(cluster: &ControlPlane, within: Duration) -> Result<()> {
+    install_with(cluster.helm_command()?, &cluster.client(), within).await
+}
+
+/// [`install`] with `helm` bound to the cluster `client` reaches (say, a detached one's).
+pub async fn install_with(
+    helm: crate::cli::ToolCommand,
+    client: &kube::Client,
+    within: Duration,
+) -> Result<()> {
     let chart = tool(vars::ENVOY_GATEWAY_CHART_DIR)?;
     let timeout = format!("{}s", within.as_secs());
-    cluster
-        .helm_command()?
-        .args([
-            "install",
-            RELEASE,
-            chart.to_str().context("chart path is not UTF-8")?,
-            "--namespace",
-            NAMESPACE,
-            "--create-namespace",
-            // The lab cluster has the Gateway API CRDs and Envoy Gateway's own already.
-            "--set",
-            "crds.enabled=false",
-            // A webhook that adds zone labels: the lab has one node and no zones.
-            "--set",
-            "topologyInjector.enabled=false",
-            "--set",
-            &format!("global.images.envoyProxy.image={ENVOY_IMAGE}"),
-            "--set",
-            "global.images.envoyProxy.pullPolicy=Never",
-            "--wait",
-            "--timeout",
-            &timeout,
-        ])
-        .run()
-        .await
-        .context("helm install of Envoy Gateway's chart")?;
+    helm.args([
+        "install",
+        RELEASE,
+        chart.to_str().context("chart path is not UTF-8")?,
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        // The lab cluster has the Gateway API CRDs and Envoy Gateway's own already.
+        "--set",
+        "crds.enabled=false",
+        // A webhook that adds zone labels: the lab has one node and no zones.
+        "--set",
+        "topologyInjector.enabled=false",
+        "--set",
+        &format!("global.images.envoyProxy.image={ENVOY_IMAGE}"),
+        "--set",
+        "global.images.envoyProxy.pullPolicy=Never",
+        "--wait",
+        "--timeout",
+        &timeout,
+    ])
+    .run()
+    .await
+    .context("helm install of Envoy Gateway's chart")?;
 
-    let client = cluster.client();
     let pp = PatchParams::apply("e2e").force();
     let envoy_proxy = json!({
         "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyProxy",
@@ -70,7 +76,7 @@ pub async fn install(cluster: &ControlPlane, within: Duration) -> Result<()> {
         }}},
     });
     resource_api(
-        &client,
+        client,
         "gateway.envoyproxy.io",
         "v1alpha1",
         "EnvoyProxy",
@@ -89,7 +95,7 @@ pub async fn install(cluster: &ControlPlane, within: Duration) -> Result<()> {
         },
     });
     let classes = resource_api(
-        &client,
+        client,
         "gateway.networking.k8s.io",
         "v1",
         "GatewayClass",
