@@ -3,8 +3,11 @@
 //!
 //! One trial, one node cluster (the node's addresses allow one at a time): the reference
 //! scenario by hostname, a second Service, an unknown host, a Service added and deleted while
-//! Envoy runs (timed, median of 10), the router's conditions from Envoy Gateway's verdicts, and
-//! one refusal by Envoy Gateway with its reason; then the route bodies the Gloo trials run
+//! Envoy runs (timed, median of 10), the router's conditions from Envoy Gateway's verdicts, one
+//! refusal by Envoy Gateway with its reason (then traffic through that shared Gateway once it
+//! admits the routes), the router switched to Gloo and back (nothing of the other backend left,
+//! routing again), the router deleted (HTTPRoutes, Gateway and Envoy Deployment gone); then the
+//! route bodies the Gloo trials run
 //! (`crate::routes`: hostname templates and extra hostnames, TLS by SNI with the redirect and
 //! its ACME exception, path prefixes stripped), each on a router of its own ([`site`]).
 //! `E2E_NODE=0` leaves it out (reported as ignored).
@@ -59,6 +62,7 @@ async fn everything(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
     // The reference scenario's backends serve the refusal's shared Gateway too.
     let _backends = reference(cx, lab).await?;
     refusal(cx, lab).await?;
+    switching(cx, lab).await?;
     deletion(cx, lab).await?;
     routes::hostname_template(cx, &Site::new(lab).await?).await?;
     routes::tls_and_redirect(cx, &Site::new(lab).await?).await?;
@@ -242,39 +246,124 @@ async fn refusal(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
     Ok(())
 }
 
-/// Deleting a router while Envoy Gateway serves it: every HTTPRoute goes (the finalizer), the
-/// Gateway goes (the garbage collector), and Envoy Gateway removes its Envoy Deployment.
-async fn deletion(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
-    let routes = |ns: &'static str| hostrouter_e2e::resources::http_routes(&lab.client, ns);
+/// Switching the reference router to Gloo and back while Envoy Gateway serves it: on Gloo, no
+/// Gateway API object of it is left (Envoy Gateway removes its Envoy Deployment) and Gloo's
+/// four objects are written; back on the Gateway API, Gloo's four are gone and the pets route
+/// through a Gateway again.
+async fn switching(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
+    // Gloo's write namespace, so that the Proxy can be written (Gloo itself does not run here).
+    lab.namespace("gloo-system", json!({})).await?;
+    let selector = json!({"matchLabels": {"e2e.hostrouter.io/routed": lab.shard}});
+    let on_gloo = json!({
+        "apiVersion": "hostrouter.io/v1alpha1", "kind": "HostRouter",
+        "metadata": {"name": EDGE, "namespace": EDGE, "labels": {hostrouter_e2e::operator::TRIAL_LABEL: lab.shard}},
+        "spec": {"proxyName": EDGE, "listener": {"port": 8080}, "namespaceSelector": selector, "service": {"type": "ClusterIP"}},
+    });
     routers(&lab.client, EDGE)
-        .delete(EDGE, &DeleteParams::default())
+        .patch(
+            EDGE,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&on_gloo),
+        )
         .await?;
-    let deployments = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
-        lab.client.clone(),
-        hostrouter_e2e::node::envoy_gateway::NAMESPACE,
+    wait_until("the router on Gloo, nothing of the Gateway API left", CONVERGE, || async {
+        let (routes, gateway, envoys) = gateway_api_objects(lab).await?;
+        let (config_map, proxy) = gloo_objects(lab).await?;
+        let gloo = config_map && proxy;
+        Ok(if routes == 0 && !gateway && envoys == 0 && gloo {
+            Progress::Done(())
+        } else {
+            Progress::pending(format!("{routes} HTTPRoutes, Gateway {gateway}, {envoys} Envoy Deployments, Gloo's objects {gloo}"))
+        })
+    })
+    .await?;
+    lab.apply_router(EDGE, EDGE, json!({"namespaceSelector": selector}))
+        .await?;
+    let address = format!("{}:8080", lab.gateway_address(EDGE, EDGE).await?);
+    wait_until(
+        "the router back on the Gateway API, nothing of Gloo left",
+        PODS,
+        || async {
+            let (config_map, proxy) = gloo_objects(lab).await?;
+            let gloo_left = config_map || proxy;
+            let pets = http::get(&address, "apps-petstore-8080", "/api/pets").await;
+            let routed = pets
+                .as_ref()
+                .is_ok_and(|r| r.status == 200 && r.body == PETS_JSON);
+            Ok(if !gloo_left && routed {
+                Progress::Done(())
+            } else {
+                Progress::pending(format!(
+                    "Gloo's objects left {gloo_left}, pets {:?}",
+                    pets.map(|r| r.status)
+                ))
+            })
+        },
+    )
+    .await?;
+    eprintln!(
+        "{}: Gateway API → Gloo → Gateway API: nothing of the other backend left each time; the pets route through Envoy Gateway again",
+        cx.name()
     );
+    Ok(())
+}
+
+/// Whether the reference router's Gloo bootstrap ConfigMap and Proxy exist.
+async fn gloo_objects(lab: &GatewayLab) -> Result<(bool, bool)> {
+    let config_map =
+        kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(lab.client.clone(), EDGE)
+            .get_opt(&format!("{EDGE}-envoy-bootstrap"))
+            .await?
+            .is_some();
+    let proxy = hostrouter_e2e::resources::proxies(&lab.client, "gloo-system")
+        .get_opt(EDGE)
+        .await?
+        .is_some();
+    Ok((config_map, proxy))
+}
+
+/// The reference router's HTTPRoutes, whether its Gateway exists, and Envoy Gateway's Envoy
+/// Deployments for that Gateway.
+async fn gateway_api_objects(lab: &GatewayLab) -> Result<(usize, bool, usize)> {
+    let lp = kube::api::ListParams::default()
+        .labels("app.kubernetes.io/instance=edge,app.kubernetes.io/managed-by=hostrouter");
+    let routes = hostrouter_e2e::resources::http_routes(&lab.client, APPS)
+        .list(&lp)
+        .await?
+        .items
+        .len();
+    let gateway = gateways(&lab.client, EDGE).get_opt(EDGE).await?.is_some();
     let selector = format!(
         "gateway.envoyproxy.io/owning-gateway-namespace={EDGE},gateway.envoyproxy.io/owning-gateway-name={EDGE}"
     );
+    let envoys = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+        lab.client.clone(),
+        hostrouter_e2e::node::envoy_gateway::NAMESPACE,
+    )
+    .list(&kube::api::ListParams::default().labels(&selector))
+    .await?
+    .items
+    .len();
+    Ok((routes, gateway, envoys))
+}
+
+/// Deleting a router while Envoy Gateway serves it: every HTTPRoute goes (the finalizer), the
+/// Gateway goes (the garbage collector), and Envoy Gateway removes its Envoy Deployment.
+async fn deletion(cx: &TestContext, lab: &GatewayLab) -> Result<()> {
+    routers(&lab.client, EDGE)
+        .delete(EDGE, &DeleteParams::default())
+        .await?;
     let began = Instant::now();
     wait_until(
         "the HTTPRoutes, the Gateway and its Envoy Deployment to go",
         Duration::from_secs(120),
         || async {
-            let lp = kube::api::ListParams::default()
-                .labels("app.kubernetes.io/instance=edge,app.kubernetes.io/managed-by=hostrouter");
-            let left_routes = routes(APPS).list(&lp).await?.items.len();
-            let gateway = gateways(&lab.client, EDGE).get_opt(EDGE).await?.is_some();
-            let envoys = deployments
-                .list(&kube::api::ListParams::default().labels(&selector))
-                .await?
-                .items
-                .len();
-            Ok(if left_routes == 0 && !gateway && envoys == 0 {
+            let (routes, gateway, envoys) = gateway_api_objects(lab).await?;
+            Ok(if routes == 0 && !gateway && envoys == 0 {
                 Progress::Done(())
             } else {
                 Progress::pending(format!(
-                    "{left_routes} HTTPRoutes, Gateway {gateway}, {envoys} Envoy Deployments"
+                    "{routes} HTTPRoutes, Gateway {gateway}, {envoys} Envoy Deployments"
                 ))
             })
         },
