@@ -372,8 +372,7 @@ $(ENVOY_GATEWAY_IMAGE_TAR): $(ENVOY_GATEWAY)
 # release process fills in (the lab's image, pulled never); and its own CRDs.
 $(ENVOY_GATEWAY_CHART_DIR)/.complete:
 	@echo "copying Envoy Gateway $(ENVOY_GATEWAY_VERSION)'s chart"
-	cd $(TOOLCHAIN_SRC)/envoy-gateway
-	module=$$($(GO) mod download -json github.com/envoyproxy/gateway@$(ENVOY_GATEWAY_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
+	module=$(call module-dir,github.com/envoyproxy/gateway@$(ENVOY_GATEWAY_VERSION))
 	test -f "$$module/charts/gateway-helm/values.tmpl.yaml"
 	rm -rf $(ENVOY_GATEWAY_CHART_DIR) $(ENVOY_GATEWAY_CHART_DIR).tmp
 	mkdir -p $(dir $(ENVOY_GATEWAY_CHART_DIR))
@@ -388,43 +387,36 @@ $(ENVOY_GATEWAY_CHART_DIR)/.complete:
 
 $(ENVOY_GATEWAY_CRDS_DIR)/.complete:
 	@echo "copying Envoy Gateway $(ENVOY_GATEWAY_VERSION)'s CRDs"
-	cd $(TOOLCHAIN_SRC)/envoy-gateway
-	module=$$($(GO) mod download -json github.com/envoyproxy/gateway@$(ENVOY_GATEWAY_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
-	test -d "$$module/charts/gateway-helm/charts/crds/crds/generated"
-	rm -rf $(ENVOY_GATEWAY_CRDS_DIR) $(ENVOY_GATEWAY_CRDS_DIR).tmp
-	mkdir -p $(ENVOY_GATEWAY_CRDS_DIR).tmp
-	cp "$$module"/charts/gateway-helm/charts/crds/crds/generated/*.yaml $(ENVOY_GATEWAY_CRDS_DIR).tmp/
-	chmod u+w $(ENVOY_GATEWAY_CRDS_DIR).tmp/*.yaml
-	touch $(ENVOY_GATEWAY_CRDS_DIR).tmp/.complete
-	mv $(ENVOY_GATEWAY_CRDS_DIR).tmp $(ENVOY_GATEWAY_CRDS_DIR)
+	$(call copy-from-module,github.com/envoyproxy/gateway@$(ENVOY_GATEWAY_VERSION),charts/gateway-helm/charts/crds/crds/generated/*.yaml,$(ENVOY_GATEWAY_CRDS_DIR))
 
 # Gloo's CRD manifests, from the module the binaries are built from.
 $(GLOO_CRDS_DIR)/.complete:
 	@echo "copying Gloo $(GLOO_VERSION) CRDs"
-	cd $(TOOLCHAIN_SRC)/gloo
-	module=$$($(GO) mod download -json github.com/solo-io/gloo@$(GLOO_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
-	test -d "$$module/install/helm/gloo/crds"
-	rm -rf $(GLOO_CRDS_DIR) $(GLOO_CRDS_DIR).tmp
-	mkdir -p $(GLOO_CRDS_DIR).tmp
-	cp "$$module"/install/helm/gloo/crds/*.yaml $(GLOO_CRDS_DIR).tmp/
-	chmod u+w $(GLOO_CRDS_DIR).tmp/*.yaml
-	touch $(GLOO_CRDS_DIR).tmp/.complete
-	mv $(GLOO_CRDS_DIR).tmp $(GLOO_CRDS_DIR)
+	$(call copy-from-module,github.com/solo-io/gloo@$(GLOO_VERSION),install/helm/gloo/crds/*.yaml,$(GLOO_CRDS_DIR))
 
 # The Gateway API's standard-channel CRDs, from its Go module (the ValidatingAdmissionPolicy
 # that guards upgrades is left out).
 $(GATEWAY_API_CRDS_DIR)/.complete:
 	@echo "copying the Gateway API $(GATEWAY_API_VERSION) standard CRDs"
-	cd $(TOOLCHAIN_SRC)/gloo
-	module=$$($(GO) mod download -json sigs.k8s.io/gateway-api@$(GATEWAY_API_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
-	test -d "$$module/config/crd/standard"
-	rm -rf $(GATEWAY_API_CRDS_DIR) $(GATEWAY_API_CRDS_DIR).tmp
-	mkdir -p $(GATEWAY_API_CRDS_DIR).tmp
-	cp "$$module"/config/crd/standard/gateway.networking.k8s.io_*.yaml $(GATEWAY_API_CRDS_DIR).tmp/
-	rm -f $(GATEWAY_API_CRDS_DIR).tmp/*_vap_*.yaml
-	chmod u+w $(GATEWAY_API_CRDS_DIR).tmp/*.yaml
-	touch $(GATEWAY_API_CRDS_DIR).tmp/.complete
-	mv $(GATEWAY_API_CRDS_DIR).tmp $(GATEWAY_API_CRDS_DIR)
+	$(call copy-from-module,sigs.k8s.io/gateway-api@$(GATEWAY_API_VERSION),config/crd/standard/gateway.networking.k8s.io_*.yaml,$(GATEWAY_API_CRDS_DIR),*_vap_*.yaml)
+
+# $(call module-dir,<module>@<version>): the directory of a Go module in the module cache,
+# downloaded first when missing (a shell expression, for a recipe line).
+module-dir = $$(cd $(TOOLCHAIN_SRC)/gloo && $(GO) mod download -json $(1) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')
+
+# $(call copy-from-module,<module>@<version>,<files in it>,<dir>[,<files to leave out>]): copies
+# the files into <dir> through a temporary directory; <dir>/.complete marks a finished copy.
+define copy-from-module
+	module=$(call module-dir,$(1))
+	test -n "$$module"
+	rm -rf $(3) $(3).tmp
+	mkdir -p $(3).tmp
+	cp "$$module"/$(2) $(3).tmp/
+	rm -f $(3).tmp/$(or $(4),.none)
+	chmod u+w $(3).tmp/*
+	touch $(3).tmp/.complete
+	mv $(3).tmp $(3)
+endef
 
 # Wheels from PyPI, checked against their pinned sha256.
 define fetch-wheel
