@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 
-use crate::api::gateway::{GatewayStatus, HttpRouteSpec, HttpRouteStatus, ParentReference};
+use crate::api::gateway::{GatewayStatus, HttpRouteStatus, ParentReference};
 
 /// One condition of the implementation, as it stands for the current spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub fn gateway(gateway: &DynamicObject) -> GatewayVerdict {
     let status: GatewayStatus = gateway
         .data
         .get("status")
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .and_then(read)
         .unwrap_or_default();
     let generation = gateway.metadata.generation;
     GatewayVerdict {
@@ -91,17 +91,15 @@ pub fn routes(routes: &[Arc<DynamicObject>]) -> RoutesVerdict {
             route.name_any()
         );
         let generation = route.metadata.generation;
+        // Only the parents of the spec: this runs for every HTTPRoute of a router on each of its
+        // reconciles.
         let parents: Vec<ParentReference> = route
             .data
             .get("spec")
-            .and_then(|s| serde_json::from_value::<HttpRouteSpec>(s.clone()).ok())
-            .map(|s| s.parent_refs)
+            .and_then(|s| s.get("parentRefs"))
+            .and_then(read)
             .unwrap_or_default();
-        let status: HttpRouteStatus = route
-            .data
-            .get("status")
-            .and_then(|s| serde_json::from_value(s.clone()).ok())
-            .unwrap_or_default();
+        let status: HttpRouteStatus = route.data.get("status").and_then(read).unwrap_or_default();
         let mut reported = true;
         for parent in &parents {
             let conditions = status
@@ -133,6 +131,11 @@ pub fn routes(routes: &[Arc<DynamicObject>]) -> RoutesVerdict {
         .sort_by(|a, b| (&a.route, a.condition).cmp(&(&b.route, b.condition)));
     out.refused.dedup();
     out
+}
+
+/// `value` read as a `T` where it is one, without copying it first.
+fn read<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Option<T> {
+    T::deserialize(value).ok()
 }
 
 fn judge(conditions: &[Condition], type_: &str, generation: Option<i64>) -> Judgement {
