@@ -95,6 +95,12 @@ impl ControlPlaneOptions {
         self
     }
 
+    /// The address the API server binds and advertises: the node's end of the veth, or
+    /// 127.0.0.1.
+    fn address(&self) -> std::net::Ipv4Addr {
+        self.node_address.unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+    }
+
     /// Adds CRD files or directories.
     pub fn crds<I, P>(mut self, paths: I) -> Self
     where
@@ -512,13 +518,7 @@ async fn boot(
     .await?;
 
     processes.push(start_apiserver(options, run, ports, &keys)?);
-    let server = format!(
-        "https://{}:{}",
-        options
-            .node_address
-            .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
-        ports.apiserver
-    );
+    let server = format!("https://{}:{}", options.address(), ports.apiserver);
     let kubeconfig = run.path().join("kubeconfig");
     let ca_pem = wait_for_file(
         &processes[1],
@@ -619,18 +619,8 @@ fn start_apiserver(
     .detached(options.detached)
     .args([
         format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client),
-        format!(
-            "--bind-address={}",
-            options
-                .node_address
-                .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
-        ),
-        format!(
-            "--advertise-address={}",
-            options
-                .node_address
-                .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
-        ),
+        format!("--bind-address={}", options.address()),
+        format!("--advertise-address={}", options.address()),
         format!("--secure-port={}", ports.apiserver),
         format!("--cert-dir={}", pki.join("apiserver").display()),
         format!("--token-auth-file={}", pki.join("tokens.csv").display()),
@@ -666,19 +656,14 @@ fn start_controller_manager(
     ports: Ports,
     kubeconfig: &Path,
 ) -> Result<Process> {
-    let kubeconfig = kubeconfig.display();
     ProcessBuilder::new(
         "kube-controller-manager",
         &options.binaries.kube_controller_manager,
         run.logs_dir(),
     )
     .detached(options.detached)
+    .args(component_args(kubeconfig))
     .args([
-        format!("--kubeconfig={kubeconfig}"),
-        format!("--authentication-kubeconfig={kubeconfig}"),
-        format!("--authorization-kubeconfig={kubeconfig}"),
-        // Its own endpoints only serve health checks: no client CA to look up.
-        "--authentication-skip-lookup=true".to_owned(),
         format!("--controllers={}", options.controllers.join(",")),
         "--leader-elect=false".to_owned(),
         "--bind-address=127.0.0.1".to_owned(),
@@ -702,24 +687,32 @@ fn start_scheduler(
     port: u16,
     kubeconfig: &Path,
 ) -> Result<Process> {
-    let kubeconfig = kubeconfig.display();
     ProcessBuilder::new(
         "kube-scheduler",
         &options.binaries.kube_scheduler()?,
         run.logs_dir(),
     )
     .detached(options.detached)
+    .args(component_args(kubeconfig))
     .args([
-        format!("--kubeconfig={kubeconfig}"),
-        format!("--authentication-kubeconfig={kubeconfig}"),
-        format!("--authorization-kubeconfig={kubeconfig}"),
-        "--authentication-skip-lookup=true".to_owned(),
         "--leader-elect=false".to_owned(),
         "--bind-address=127.0.0.1".to_owned(),
         format!("--secure-port={port}"),
         "--profiling=false".to_owned(),
     ])
     .spawn()
+}
+
+/// The API server access of kube-controller-manager and kube-scheduler: `kubeconfig` for
+/// everything; their own endpoints only serve health checks, so no client CA to look up.
+fn component_args(kubeconfig: &Path) -> [String; 4] {
+    let kubeconfig = kubeconfig.display();
+    [
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--authentication-skip-lookup=true".to_owned(),
+    ]
 }
 
 /// A client for a component's own HTTPS endpoint: self-signed certificate, anonymous.

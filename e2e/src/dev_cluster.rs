@@ -319,35 +319,11 @@ impl DevCluster {
             )
             .await
             .context("removing the selector of Service default/petstore (apply config/samples/demo-services.yaml first)")?;
-        if let Some(demo) = self.demo()? {
-            if demo.ready && demo.processes.iter().all(|p| p.is_running()) {
-                if let Some(envoy) = demo.processes.last() {
-                    envoy::wait_http(
-                        &demo.listener,
-                        &demo.petstore_host,
-                        "/api/pets",
-                        200,
-                        Duration::from_secs(30),
-                        envoy,
-                    )
-                    .await?;
-                }
-                return Ok((demo, false));
-            }
-            tracing::warn!("the recorded demo is not (fully) running: replacing it");
-            stop_demo(&demo).await?;
-            fs::remove_file(self.dir.join(DEMO_FILE))?;
+        if let Some(demo) = self.running_demo().await? {
+            return Ok((demo, false));
         }
         let logs = self.dir.join("logs").join("demo");
-        let mut demo = Demo {
-            processes: Vec::new(),
-            loopback_address: None,
-            listener: String::new(),
-            petstore_host: "default-petstore-8080".into(),
-            ready: false,
-            on_node: false,
-            gateway_listener: None,
-        };
+        let mut demo = Demo::new(false);
         // Record every process as soon as it runs, so that `down` finds it if a later step fails.
         let started = async {
             // Gloo.
@@ -360,15 +336,8 @@ impl DevCluster {
                 )
                 .await?;
             let config = GlooConfig::new(DEMO_GLOO_NAMESPACE)?;
-            config.install(&client).await?;
-            let gloo = config
-                .gloo_command(&state.kubeconfig, &logs)?
-                .detached(true)
-                .spawn()?
-                .detach();
-            demo.processes.push(gloo.clone());
-            self.write_demo(&demo)?;
-            config.wait_xds(&gloo).await?;
+            self.start_gloo(&config, &client, &state.kubeconfig, &logs, &mut demo)
+                .await?;
 
             // The operator, with the admin kubeconfig, managing every HostRouter.
             let operator = ProcessBuilder::new("hostrouter", tool(vars::HOSTROUTER_BIN)?, &logs)
@@ -453,18 +422,10 @@ impl DevCluster {
                 &envoy,
             )
             .await?;
-            demo.ready = true;
-            self.write_demo(&demo)?;
             anyhow::Ok(())
         }
         .await;
-        if let Err(err) = started {
-            bail!(
-                "{err:#}\nthe demo's processes so far are recorded in {}; `make demo-down` stops them",
-                self.dir.join(DEMO_FILE).display()
-            );
-        }
-        Ok((demo, true))
+        self.finish_demo(demo, started)
     }
 
     /// The demo on the node: Gloo on this machine (xDS on its end of the node's veth), the
@@ -477,31 +438,11 @@ impl DevCluster {
         client: &kube::Client,
         program: &Path,
     ) -> Result<(Demo, bool)> {
-        if let Some(demo) = self.demo()? {
-            if demo.ready && demo.processes.iter().all(|p| p.is_running()) {
-                wait_pets(
-                    &demo.listener,
-                    &demo.petstore_host,
-                    Duration::from_secs(30),
-                    || Ok(()),
-                )
-                .await?;
-                return Ok((demo, false));
-            }
-            tracing::warn!("the recorded demo is not (fully) running: replacing it");
-            stop_demo(&demo).await?;
-            fs::remove_file(self.dir.join(DEMO_FILE))?;
+        if let Some(demo) = self.running_demo().await? {
+            return Ok((demo, false));
         }
         let logs = self.dir.join("logs").join("demo");
-        let mut demo = Demo {
-            processes: Vec::new(),
-            loopback_address: None,
-            listener: String::new(),
-            petstore_host: "default-petstore-8080".into(),
-            ready: false,
-            on_node: true,
-            gateway_listener: None,
-        };
+        let mut demo = Demo::new(true);
         let started = async {
             let namespaces = Api::<Namespace>::all(client.clone());
             let restricted = json!({"pod-security.kubernetes.io/enforce": "restricted"});
@@ -520,15 +461,9 @@ impl DevCluster {
                     .await?;
             }
             let config = GlooConfig::new(DEMO_GLOO_NAMESPACE)?.at(HOST_IP);
-            config.install(client).await?;
-            let gloo = config
-                .gloo_command(&state.kubeconfig, &logs)?
-                .detached(true)
-                .spawn()?
-                .detach();
-            demo.processes.push(gloo.clone());
-            self.write_demo(&demo)?;
-            config.wait_xds(&gloo).await?;
+            let gloo = self
+                .start_gloo(&config, client, &state.kubeconfig, &logs, &mut demo)
+                .await?;
 
             apply_petstore(client, "default").await?;
             install_operator(
@@ -567,17 +502,45 @@ impl DevCluster {
                 wait_pets(&listener, &demo.petstore_host, pods, alive).await?;
                 demo.gateway_listener = Some(listener);
             }
-            demo.ready = true;
-            self.write_demo(&demo)?;
             anyhow::Ok(())
         }
         .await;
+        self.finish_demo(demo, started)
+    }
+
+    /// Gloo for the demo: its Settings and Service, then Gloo itself, detached and recorded at
+    /// once (so that `down` finds it should a later step fail); returns once it serves xDS.
+    async fn start_gloo(
+        &self,
+        config: &GlooConfig,
+        client: &kube::Client,
+        kubeconfig: &Path,
+        logs: &Path,
+        demo: &mut Demo,
+    ) -> Result<DetachedProcess> {
+        config.install(client).await?;
+        let gloo = config
+            .gloo_command(kubeconfig, logs)?
+            .detached(true)
+            .spawn()?
+            .detach();
+        demo.processes.push(gloo.clone());
+        self.write_demo(demo)?;
+        config.wait_xds(&gloo).await?;
+        Ok(gloo)
+    }
+
+    /// Ends `demo-up`: the demo is recorded as ready once `started` succeeded; on a failure, says
+    /// where the processes started so far are recorded.
+    fn finish_demo(&self, mut demo: Demo, started: Result<()>) -> Result<(Demo, bool)> {
         if let Err(err) = started {
             bail!(
                 "{err:#}\nthe demo's processes so far are recorded in {}; `make demo-down` stops them",
                 self.dir.join(DEMO_FILE).display()
             );
         }
+        demo.ready = true;
+        self.write_demo(&demo)?;
         Ok((demo, true))
     }
 
@@ -611,7 +574,45 @@ async fn stop_demo(demo: &Demo) -> Result<()> {
 }
 
 /// The sample HostRouter, as the file says.
+impl Demo {
+    /// A demo about to start, nothing running yet.
+    fn new(on_node: bool) -> Self {
+        Self {
+            processes: Vec::new(),
+            loopback_address: None,
+            listener: String::new(),
+            petstore_host: "default-petstore-8080".into(),
+            ready: false,
+            on_node,
+            gateway_listener: None,
+        }
+    }
+}
+
 impl DevCluster {
+    /// The recorded demo when all of it runs and the petstore answers through it; one that is
+    /// only partly running is stopped and forgotten.
+    async fn running_demo(&self) -> Result<Option<Demo>> {
+        let Some(demo) = self.demo()? else {
+            return Ok(None);
+        };
+        if demo.ready && demo.processes.iter().all(|p| p.is_running()) {
+            let alive = || demo.processes.iter().try_for_each(|p| p.check_running());
+            wait_pets(
+                &demo.listener,
+                &demo.petstore_host,
+                Duration::from_secs(30),
+                alive,
+            )
+            .await?;
+            return Ok(Some(demo));
+        }
+        tracing::warn!("the recorded demo is not (fully) running: replacing it");
+        stop_demo(&demo).await?;
+        fs::remove_file(self.dir.join(DEMO_FILE))?;
+        Ok(None)
+    }
+
     /// The Gateway API path of the demo: the lab's cluster DNS (this program's `serve-dns`,
     /// detached), Envoy Gateway from its chart, and the sample router on the Gateway API
     /// backend; returns its Gateway's `<address>:<port>` once the router is Ready.

@@ -41,6 +41,23 @@ pub fn http_routes(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &gateway_api("HTTPRoute", "httproutes"))
 }
 
+/// GatewayClasses (cluster-scoped).
+pub fn gateway_classes(client: &Client) -> Api<DynamicObject> {
+    Api::all_with(
+        client.clone(),
+        &gateway_api("GatewayClass", "gatewayclasses"),
+    )
+}
+
+/// Envoy Gateway's `gateway.envoyproxy.io/v1alpha1` EnvoyProxies in `ns`.
+pub fn envoy_proxies(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.envoyproxy.io", "v1alpha1", "EnvoyProxy"),
+        "envoyproxies",
+    );
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
 /// Applies a Secret `<ns>/<name>` of `type_` with `data` (key → text), server-side.
 pub async fn apply_secret(
     client: &Client,

@@ -11,11 +11,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::workloads::ENVOY_IMAGE;
 use crate::control_plane::ControlPlane;
+use crate::resources::{envoy_proxies, gateway_classes};
 use crate::toolchain::{tool, vars};
 use crate::wait::{Progress, wait_until};
 
@@ -75,17 +76,10 @@ pub async fn install_with(
             "envoyDeployment": {"container": {"image": ENVOY_IMAGE}},
         }}},
     });
-    resource_api(
-        client,
-        "gateway.envoyproxy.io",
-        "v1alpha1",
-        "EnvoyProxy",
-        "envoyproxies",
-        Some(NAMESPACE),
-    )
-    .patch(ENVOY_PROXY, &pp, &Patch::Apply(&envoy_proxy))
-    .await
-    .context("applying the lab's EnvoyProxy")?;
+    envoy_proxies(client, NAMESPACE)
+        .patch(ENVOY_PROXY, &pp, &Patch::Apply(&envoy_proxy))
+        .await
+        .context("applying the lab's EnvoyProxy")?;
     let class = json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": CLASS},
@@ -94,14 +88,7 @@ pub async fn install_with(
             "parametersRef": {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy", "name": ENVOY_PROXY, "namespace": NAMESPACE},
         },
     });
-    let classes = resource_api(
-        client,
-        "gateway.networking.k8s.io",
-        "v1",
-        "GatewayClass",
-        "gatewayclasses",
-        None,
-    );
+    let classes = gateway_classes(client);
     classes
         .patch(CLASS, &pp, &Patch::Apply(&class))
         .await
@@ -124,20 +111,4 @@ pub async fn install_with(
         },
     )
     .await
-}
-
-fn resource_api(
-    client: &kube::Client,
-    group: &str,
-    version: &str,
-    kind: &str,
-    plural: &str,
-    namespace: Option<&str>,
-) -> Api<DynamicObject> {
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    }
 }

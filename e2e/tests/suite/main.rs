@@ -12,6 +12,7 @@ mod operator;
 mod routes;
 mod shapes;
 mod smoke;
+mod timing;
 mod world;
 
 use std::process::ExitCode;

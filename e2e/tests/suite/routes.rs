@@ -27,7 +27,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 
-use crate::gloo::lab::{median, secs, time_until};
+use crate::timing::{median, secs, time_until};
 use crate::world::condition;
 
 /// How long a change may take to reach Envoy, or a verdict to reach the HostRouter.

@@ -26,8 +26,8 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use libtest_mimic::Trial;
 use serde_json::json;
 
-use crate::gloo::lab::{median, secs, time_until};
 use crate::routes;
+use crate::timing::{median, secs, time_until};
 use crate::world::EXPOSE_LABEL;
 use lab::{CONVERGE, GatewayLab, PODS};
 use site::Site;

@@ -13,7 +13,8 @@ use serde_json::json;
 use hostrouter_e2e::Suite;
 use libtest_mimic::Trial;
 
-use super::lab::{CONVERGE, Lab, Options, median, secs, time_until};
+use super::lab::{CONVERGE, Lab, Options};
+use crate::timing::{median, secs, time_until};
 
 pub fn trials(suite: &Suite) -> Vec<Trial> {
     vec![

@@ -11,7 +11,8 @@ use hostrouter_e2e::backends::{Backend, apply_backend_service};
 use hostrouter_e2e::{Progress, Suite, TestContext, wait_until};
 use libtest_mimic::Trial;
 
-use super::lab::{CONVERGE, Lab, Options, median, secs, time_until};
+use super::lab::{CONVERGE, Lab, Options};
+use crate::timing::{median, secs, time_until};
 
 /// How long Gloo stays away: long enough for Envoy's reconnection backoff to grow (Envoy's
 /// default grows to 30 s; the bootstrap caps it at 4 s).

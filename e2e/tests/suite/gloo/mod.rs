@@ -19,7 +19,7 @@
 
 mod basics;
 mod faults;
-pub mod lab;
+mod lab;
 mod routes;
 
 use hostrouter_e2e::Suite;
