@@ -429,6 +429,7 @@ proptest! {
             programming: Programming::Programmed,
             certificates: None,
             backend: BackendFacts::Gloo { verdict: None, envoy: EnvoyState::Observed { desired: 2, available } },
+            fleet: status::Fleet::default(),
             proxy_ref: ProxyRef { namespace: "g".into(), name: "p".into() },
             namespaces: 1,
             namespaces_without_consent: 0,

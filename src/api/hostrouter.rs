@@ -1,17 +1,15 @@
 //! `hostrouter.io/v1alpha1` `HostRouter`: the one object a platform team writes.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::backend::{BackendSpec, BackendType, GatewayApiBackend};
+pub use super::envoy::{EnvoySpec, IMAGE_PATTERN, Resources};
 use super::routing::{DEFAULT_HTTPS_PORT, HostsSpec, PathsSpec, TlsSpec};
-use super::selector::{LabelSelector, qualified_keys_rule};
+use super::selector::LabelSelector;
+pub use super::service::{ServiceSpec, ServiceType};
 
 /// Longest accepted `proxyName`: the longest generated name (`<proxyName>-envoy-bootstrap`)
 /// and the pods' generated names then stay within Kubernetes' limits.
@@ -86,8 +84,8 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
     validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.proxyNamespace)")).message("proxyNamespace is where the Gloo Proxy goes: it does not apply with backend.type GatewayAPI"),
     validation = Rule::new(format!("{NOT_GATEWAY_API} || self.destination == 'Kube'")).message("destination Upstream names Gloo Upstreams: it does not apply with backend.type GatewayAPI"),
     validation = Rule::new(format!("{NOT_GATEWAY_API} || self.listener.bindAddress == '::'")).message("listener.bindAddress is Envoy's, which the Gateway API implementation runs: it does not apply with backend.type GatewayAPI"),
-    validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.envoy) || (!has(self.envoy.image) && !has(self.envoy.replicas) && !has(self.envoy.resources) && !has(self.envoy.adminPort))")).message("envoy configures the Envoy Deployment the operator runs for Gloo; with backend.type GatewayAPI the implementation runs the proxies: configure them there (Envoy Gateway: an EnvoyProxy on the GatewayClass)"),
-    validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.service) || (self.service.type == 'LoadBalancer' && (!has(self.service.annotations) || size(self.service.annotations) == 0))")).message("service configures the Service the operator writes for Gloo; with backend.type GatewayAPI the implementation writes it"),
+    validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.envoy) || (!has(self.envoy.image) && !has(self.envoy.replicas) && !has(self.envoy.resources) && !has(self.envoy.adminPort) && !has(self.envoy.autoscaling) && !has(self.envoy.disruptionBudget) && !has(self.envoy.pod))")).message("envoy configures the Envoy Deployment the operator runs for Gloo; with backend.type GatewayAPI the implementation runs the proxies: configure them there (Envoy Gateway: an EnvoyProxy on the GatewayClass)"),
+    validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.service) || (self.service.type == 'LoadBalancer' && (!has(self.service.annotations) || size(self.service.annotations) == 0) && (!has(self.service.labels) || size(self.service.labels) == 0) && !has(self.service.loadBalancerClass) && !has(self.service.loadBalancerSourceRanges) && !has(self.service.externalTrafficPolicy))")).message("service configures the Service the operator writes for Gloo; with backend.type GatewayAPI the implementation writes it"),
     validation = Rule::new("!has(self.backend) || !has(self.backend.gatewayAPI) || !has(self.backend.gatewayAPI.gateway) || !has(self.tls)").message("tls does not apply to an existing Gateway (backend.gatewayAPI.gateway): its owner configures its listeners and certificates"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -208,192 +206,6 @@ pub enum Destination {
     Upstream,
 }
 
-/// The Envoy Deployment.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvoySpec {
-    /// Envoy container image. Defaults to the operator's `--envoy-image`, Gloo's envoy wrapper
-    /// for the supported Gloo release. The image must have Envoy at `/usr/local/bin/envoy`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
-    #[x_kube(validation = Rule::new(format!("self.matches(r'{IMAGE_PATTERN}')")).message("image must be a container image reference, such as quay.io/solo-io/gloo-envoy-wrapper:1.22.1 or registry.example.com:5000/envoy@sha256:<64 hex digits>"))]
-    pub image: Option<String>,
-
-    /// Number of Envoy pods. Defaults to 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 1000))]
-    pub replicas: Option<i32>,
-
-    /// CPU and memory requests and limits of the Envoy container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
-
-    /// Port of Envoy's admin interface, bound to 127.0.0.1 inside the pod. Defaults to 19000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
-    pub admin_port: Option<i32>,
-}
-
-/// A container image reference: `[registry[:port]/]path[:tag][@digest]` (the grammar of the
-/// distribution project's `reference` package).
-pub const IMAGE_PATTERN: &str = r"^((([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$";
-
-/// Requests and limits of the Envoy container.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new(requests_within_limits()).message("resources.requests must not exceed resources.limits for the same resource"))]
-pub struct Resources {
-    /// What the container is guaranteed, e.g. `{cpu: 100m, memory: 64Mi}`.
-    #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
-    pub requests: ResourceList,
-
-    /// The most the container may use, e.g. `{cpu: "1", memory: 256Mi}`.
-    #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
-    pub limits: ResourceList,
-}
-
-/// Amounts of CPU, memory and ephemeral storage.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-pub struct ResourceList {
-    /// CPU, in cores: `500m`, `1`, `2.5`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "quantity_schema")]
-    #[x_kube(validation = Rule::new(QUANTITY).message("cpu must be a quantity, such as 500m or 2"))]
-    pub cpu: Option<Quantity>,
-
-    /// Memory, in bytes: `128Mi`, `1Gi`, `500M`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "quantity_schema")]
-    #[x_kube(validation = Rule::new(QUANTITY).message("memory must be a quantity, such as 128Mi or 1Gi"))]
-    pub memory: Option<Quantity>,
-
-    /// Local ephemeral storage, in bytes: `1Gi`.
-    #[serde(
-        default,
-        rename = "ephemeral-storage",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(schema_with = "quantity_schema")]
-    #[x_kube(validation = Rule::new(QUANTITY).message("ephemeral-storage must be a quantity, such as 1Gi"))]
-    pub ephemeral_storage: Option<Quantity>,
-}
-
-impl ResourceList {
-    fn is_empty(&self) -> bool {
-        self.entries().is_empty()
-    }
-
-    /// `(resource name, quantity)` of the amounts set.
-    fn entries(&self) -> Vec<(&'static str, &Quantity)> {
-        [
-            ("cpu", &self.cpu),
-            ("memory", &self.memory),
-            ("ephemeral-storage", &self.ephemeral_storage),
-        ]
-        .into_iter()
-        .filter_map(|(name, q)| q.as_ref().map(|q| (name, q)))
-        .collect()
-    }
-}
-
-/// CEL: the value is a quantity.
-const QUANTITY: &str = "isQuantity(string(self))";
-/// CEL: each request that has a limit is at most that limit. A value that is not a quantity
-/// fails its own rule instead. (CEL spells `ephemeral-storage` `ephemeral__dash__storage`.)
-fn requests_within_limits() -> String {
-    let within = |r: &str| {
-        let (req, lim) = (format!("self.requests.{r}"), format!("self.limits.{r}"));
-        format!(
-            "(!has({req}) || !has({lim}) || !isQuantity(string({req})) || !isQuantity(string({lim})) || quantity(string({req})).compareTo(quantity(string({lim}))) <= 0)"
-        )
-    };
-    format!(
-        "!has(self.requests) || !has(self.limits) || ({} && {} && {})",
-        within("cpu"),
-        within("memory"),
-        within("ephemeral__dash__storage")
-    )
-}
-
-fn quantity_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "x-kubernetes-int-or-string": true,
-        "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 32}],
-    })
-}
-
-/// A resource quantity as written (`500m`, `128Mi`, or a plain number).
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
-pub struct Quantity(pub String);
-
-impl<'de> Deserialize<'de> for Quantity {
-    /// A string, or a number (the API server keeps `cpu: 1` as a number).
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => Ok(Self(s)),
-            serde_json::Value::Number(n) => Ok(Self(n.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "a quantity must be a string or a number, not {other}"
-            ))),
-        }
-    }
-}
-
-impl Resources {
-    /// As the container's `resources`.
-    pub fn to_requirements(&self) -> ResourceRequirements {
-        let convert = |list: &ResourceList| {
-            (!list.is_empty()).then(|| {
-                list.entries()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), K8sQuantity(v.0.clone())))
-                    .collect()
-            })
-        };
-        ResourceRequirements {
-            requests: convert(&self.requests),
-            limits: convert(&self.limits),
-            ..Default::default()
-        }
-    }
-}
-
-/// The Service in front of Envoy.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceSpec {
-    /// Service type: `LoadBalancer` (default), `NodePort` or `ClusterIP`.
-    #[serde(default, rename = "type")]
-    pub type_: ServiceType,
-
-    /// Annotations for the Service, e.g. to configure a cloud load balancer.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = Rule::new(qualified_keys_rule()).message("annotation keys must be qualified names: an optional DNS-subdomain prefix of at most 253 characters and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'"))]
-    pub annotations: BTreeMap<String, String>,
-}
-
-/// Kubernetes Service type of the Envoy Service.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum ServiceType {
-    /// Exposed by the cloud's load balancer.
-    #[default]
-    LoadBalancer,
-    /// Exposed on a port of every node.
-    NodePort,
-    /// Reachable inside the cluster only.
-    ClusterIP,
-}
-
-impl ServiceType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LoadBalancer => "LoadBalancer",
-            Self::NodePort => "NodePort",
-            Self::ClusterIP => "ClusterIP",
-        }
-    }
-}
-
 /// What the operator observed and did for this HostRouter.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -464,54 +276,5 @@ impl HostRouterSpec {
 
     pub fn replicas(&self) -> i32 {
         self.envoy.replicas.unwrap_or(1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_references_follow_the_distribution_grammar() {
-        let pattern = regex::Regex::new(IMAGE_PATTERN).unwrap();
-        let digest = "a".repeat(64);
-        for good in [
-            "envoyproxy/envoy:v1.40.0".to_owned(),
-            "quay.io/solo-io/gloo-envoy-wrapper:1.22.1".to_owned(),
-            "localhost:5000/envoy".to_owned(),
-            "envoy".to_owned(),
-            "hostrouter/envoy:local".to_owned(),
-            format!("registry.example.com:5000/team/envoy@sha256:{digest}"),
-            format!("envoy:1.40@sha256:{digest}"),
-        ] {
-            assert!(pattern.is_match(&good), "{good}");
-        }
-        for bad in [
-            "envoy proxy",
-            "Envoy",
-            "quay.io/x:",
-            ":tag",
-            "quay.io//x",
-            "envoy@sha256:short",
-            " envoy",
-        ] {
-            assert!(!pattern.is_match(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn quantities_read_strings_and_numbers() {
-        let r: Resources =
-            serde_json::from_value(serde_json::json!({"limits": {"cpu": 1, "memory": "128Mi"}}))
-                .unwrap();
-        let k8s = r.to_requirements();
-        let limits = k8s.limits.unwrap();
-        assert_eq!(limits["cpu"].0, "1");
-        assert_eq!(limits["memory"].0, "128Mi");
-        assert!(k8s.requests.is_none());
-        assert!(
-            serde_json::from_value::<Resources>(serde_json::json!({"limits": {"cpu": []}}))
-                .is_err()
-        );
     }
 }

@@ -56,6 +56,22 @@ pub async fn delete_leftovers(
         gloo.map(|o| &o.deployment),
     )
     .await?;
+    sweep(
+        router,
+        ctx,
+        &s.autoscalers,
+        "HorizontalPodAutoscaler",
+        gloo.and_then(|o| o.autoscaler.as_ref()),
+    )
+    .await?;
+    sweep(
+        router,
+        ctx,
+        &s.disruption_budgets,
+        "PodDisruptionBudget",
+        gloo.and_then(|o| o.disruption_budget.as_ref()),
+    )
+    .await?;
     let proxy = gloo.map(|o| &o.proxy);
     delete_leftover_proxies(router, ctx, proxy).await?;
     if s.gateway_api_ready() {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::DynamicObject;
 use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -32,6 +34,10 @@ pub struct Stores {
     pub config_maps: Store<ConfigMap>,
     /// Deployments labelled as written by the operator.
     pub deployments: Store<Deployment>,
+    /// HorizontalPodAutoscalers labelled as written by the operator.
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
+    /// PodDisruptionBudgets labelled as written by the operator.
+    pub disruption_budgets: Store<PodDisruptionBudget>,
     /// Gloo Proxies labelled as written by the operator. Not ready while Gloo's CRD is missing.
     pub proxies: Store<DynamicObject>,
     /// Secrets of type `kubernetes.io/tls`, reduced to what routing needs (no private keys).
@@ -65,6 +71,8 @@ impl Stores {
             && Self::ready(&self.services)
             && Self::ready(&self.config_maps)
             && Self::ready(&self.deployments)
+            && Self::ready(&self.autoscalers)
+            && Self::ready(&self.disruption_budgets)
             && Self::ready(&self.tls_secrets)
     }
 

@@ -18,8 +18,8 @@ use super::context::Context;
 use super::gateway_verdict;
 use super::report;
 use super::status::{
-    Acceptance, BackendFacts, CertificateFacts, EnvoyState, Facts, GatewayApiFacts, Programming,
-    Reason,
+    Acceptance, BackendFacts, CertificateFacts, EnvoyState, Facts, Fleet, GatewayApiFacts,
+    Programming, Reason,
 };
 use super::write::{self, BackendWrite, GatewayApiWrite, ProxyWrite};
 use crate::api::HostRouter;
@@ -82,6 +82,7 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
         programming: Programming::Programmed,
         certificates: None,
         backend: nothing_written(router),
+        fleet: Fleet::of(&router.spec),
         proxy_ref,
         namespaces: 0,
         namespaces_without_consent: 0,

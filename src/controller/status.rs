@@ -177,6 +177,44 @@ pub struct CertificateFacts {
     pub redirect: bool,
 }
 
+/// The optional objects of the Envoy fleet (Gloo backend), as the spec asks for them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fleet {
+    /// `(minReplicas, maxReplicas)` of the HorizontalPodAutoscaler, with `envoy.autoscaling`.
+    pub autoscaling: Option<(i32, i32)>,
+    /// Whether a PodDisruptionBudget is written (`envoy.disruptionBudget`).
+    pub disruption_budget: bool,
+}
+
+impl Fleet {
+    pub fn of(spec: &crate::api::HostRouterSpec) -> Self {
+        Self {
+            autoscaling: spec
+                .envoy
+                .autoscaling
+                .as_ref()
+                .map(|a| (a.min_replicas(), a.max_replicas)),
+            disruption_budget: spec.envoy.disruption_budget.is_some(),
+        }
+    }
+
+    /// The Gloo backend's objects in the router's namespace, for a message:
+    /// "Envoy ConfigMap, Service and Deployment".
+    fn objects(&self) -> String {
+        let mut names = vec!["Envoy ConfigMap", "Service", "Deployment"];
+        if self.autoscaling.is_some() {
+            names.push("HorizontalPodAutoscaler");
+        }
+        if self.disruption_budget {
+            names.push("PodDisruptionBudget");
+        }
+        match names.split_last() {
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
 /// Everything the status is computed from.
 #[derive(Clone, Debug)]
 pub struct Facts {
@@ -187,6 +225,8 @@ pub struct Facts {
     pub certificates: Option<CertificateFacts>,
     /// What the backend says.
     pub backend: BackendFacts,
+    /// The Envoy fleet's optional objects (Gloo backend).
+    pub fleet: Fleet,
     pub proxy_ref: ProxyRef,
     pub namespaces: usize,
     pub namespaces_without_consent: usize,
@@ -381,8 +421,9 @@ fn conditions(f: &Facts) -> Vec<Cond> {
             Reason::Programmed,
             match &f.backend {
                 BackendFacts::Gloo { .. } => format!(
-                    "Proxy {proxy} ({} virtual hosts), Envoy ConfigMap, Service and Deployment are up to date",
-                    f.virtual_hosts
+                    "Proxy {proxy} ({} virtual hosts), {} are up to date",
+                    f.virtual_hosts,
+                    f.fleet.objects()
                 ),
                 BackendFacts::GatewayApi(g) => format!(
                     "{} HTTPRoutes ({} virtual hosts) on Gateway {} are up to date",
@@ -398,7 +439,7 @@ fn conditions(f: &Facts) -> Vec<Cond> {
     let (judged, serving) = match &f.backend {
         BackendFacts::Gloo { verdict, envoy } => (
             proxy_accepted(verdict.as_ref(), &f.proxy_ref),
-            envoy_available(*envoy),
+            envoy_available(*envoy, f.fleet.autoscaling),
         ),
         BackendFacts::GatewayApi(g) => (routes_accepted(g), gateway_programmed(g)),
     };
@@ -478,7 +519,11 @@ fn proxy_accepted(verdict: Option<&Verdict>, proxy_ref: &ProxyRef) -> Cond {
 }
 
 /// `EnvoyAvailable`: the Envoy Deployment the operator runs for Gloo.
-fn envoy_available(envoy: EnvoyState) -> Cond {
+fn envoy_available(envoy: EnvoyState, autoscaling: Option<(i32, i32)>) -> Cond {
+    let by = match autoscaling {
+        Some((min, max)) => format!(" (the HorizontalPodAutoscaler keeps {min} to {max})"),
+        None => String::new(),
+    };
     match envoy {
         EnvoyState::Missing => cond(
             EnvoyAvailable,
@@ -496,13 +541,13 @@ fn envoy_available(envoy: EnvoyState) -> Cond {
             EnvoyAvailable,
             True,
             Reason::Available,
-            format!("{available} of {desired} Envoy replicas are available"),
+            format!("{available} of {desired} Envoy replicas are available{by}"),
         ),
         EnvoyState::Observed { desired, .. } => cond(
             EnvoyAvailable,
             False,
             Reason::Unavailable,
-            format!("0 of {desired} Envoy replicas are available"),
+            format!("0 of {desired} Envoy replicas are available{by}"),
         ),
     }
 }
@@ -703,6 +748,7 @@ mod tests {
                     available: 1,
                 },
             ),
+            fleet: Fleet::default(),
             proxy_ref: ProxyRef {
                 namespace: "gloo-system".into(),
                 name: "edge".into(),
@@ -873,5 +919,33 @@ mod tests {
         let s = compute(&f, None, &at(1));
         assert_eq!(get(&s, ResolvedRefs).status, "True");
         assert_eq!(get(&s, Ready).status, "True");
+    }
+
+    #[test]
+    fn the_fleets_optional_objects_are_named_in_the_status() {
+        let mut f = facts();
+        let programmed = |f: &Facts| get(&compute(f, None, &at(1)), Programmed).message.clone();
+        assert!(
+            programmed(&f).ends_with("Envoy ConfigMap, Service and Deployment are up to date"),
+            "{}",
+            programmed(&f)
+        );
+        f.fleet = Fleet {
+            autoscaling: Some((2, 5)),
+            disruption_budget: true,
+        };
+        assert!(
+            programmed(&f).ends_with(
+                "Envoy ConfigMap, Service, Deployment, HorizontalPodAutoscaler and PodDisruptionBudget are up to date"
+            ),
+            "{}",
+            programmed(&f)
+        );
+        assert_eq!(
+            get(&compute(&f, None, &at(1)), EnvoyAvailable)
+                .message
+                .clone(),
+            "1 of 2 Envoy replicas are available (the HorizontalPodAutoscaler keeps 2 to 5)"
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, store::Writer};
 use kube::runtime::watcher::{self, Event};
@@ -40,6 +42,8 @@ pub struct Writers {
     services: Writer<Service>,
     config_maps: Writer<ConfigMap>,
     deployments: Writer<Deployment>,
+    autoscalers: Writer<HorizontalPodAutoscaler>,
+    disruption_budgets: Writer<PodDisruptionBudget>,
     proxies: Writer<DynamicObject>,
     tls_secrets: Writer<TlsSecret>,
     gateways: Writer<DynamicObject>,
@@ -53,6 +57,8 @@ pub fn stores() -> (Stores, Writers) {
     let (services, services_w) = reflector::store::<Service>();
     let (config_maps, config_maps_w) = reflector::store::<ConfigMap>();
     let (deployments, deployments_w) = reflector::store::<Deployment>();
+    let (autoscalers, autoscalers_w) = reflector::store::<HorizontalPodAutoscaler>();
+    let (disruption_budgets, disruption_budgets_w) = reflector::store::<PodDisruptionBudget>();
     let (tls_secrets, tls_secrets_w) = reflector::store::<TlsSecret>();
     let proxies_w = Writer::new(gloo::proxy_resource());
     let gateways_w = Writer::new(gateway::gateway_resource());
@@ -63,6 +69,8 @@ pub fn stores() -> (Stores, Writers) {
         services,
         config_maps,
         deployments,
+        autoscalers,
+        disruption_budgets,
         proxies: proxies_w.as_reader(),
         tls_secrets,
         gateways: gateways_w.as_reader(),
@@ -75,6 +83,8 @@ pub fn stores() -> (Stores, Writers) {
         services: services_w,
         config_maps: config_maps_w,
         deployments: deployments_w,
+        autoscalers: autoscalers_w,
+        disruption_budgets: disruption_budgets_w,
         proxies: proxies_w,
         tls_secrets: tls_secrets_w,
         gateways: gateways_w,
@@ -99,6 +109,13 @@ pub fn start(
     tasks.add(services(ctx, w.services, queue));
     tasks.add(owned("ConfigMap", ctx, w.config_maps, queue));
     tasks.add(owned("Deployment", ctx, w.deployments, queue));
+    tasks.add(owned("HorizontalPodAutoscaler", ctx, w.autoscalers, queue));
+    tasks.add(owned(
+        "PodDisruptionBudget",
+        ctx,
+        w.disruption_budgets,
+        queue,
+    ));
     let proxy = gloo::proxy_resource();
     tasks.add(annotated(
         "Proxy",

@@ -144,18 +144,27 @@ impl Rendered {
     }
 
     /// Every object, in the order `hostrouter render` prints them: Gloo's Proxy, ConfigMap,
-    /// Service and Deployment; or the Gateway, then the HTTPRoutes by namespace and name.
+    /// Service, Deployment, and the HorizontalPodAutoscaler and PodDisruptionBudget when set; or the Gateway, then the HTTPRoutes by namespace and name.
     pub fn to_values(&self) -> Result<Vec<serde_json::Value>, RenderError> {
         let value = |kind, v: Result<serde_json::Value, serde_json::Error>| {
             v.map_err(|e| RenderError::serialize(kind, e))
         };
         match &self.objects {
-            Objects::Gloo(o) => Ok(vec![
-                value("Proxy", serde_json::to_value(&o.proxy))?,
-                value("ConfigMap", serde_json::to_value(&o.config_map))?,
-                value("Service", serde_json::to_value(&o.service))?,
-                value("Deployment", serde_json::to_value(&o.deployment))?,
-            ]),
+            Objects::Gloo(o) => {
+                let mut values = vec![
+                    value("Proxy", serde_json::to_value(&o.proxy))?,
+                    value("ConfigMap", serde_json::to_value(&o.config_map))?,
+                    value("Service", serde_json::to_value(&o.service))?,
+                    value("Deployment", serde_json::to_value(&o.deployment))?,
+                ];
+                if let Some(hpa) = &o.autoscaler {
+                    values.push(value("HorizontalPodAutoscaler", serde_json::to_value(hpa))?);
+                }
+                if let Some(pdb) = &o.disruption_budget {
+                    values.push(value("PodDisruptionBudget", serde_json::to_value(pdb))?);
+                }
+                Ok(values)
+            }
             Objects::GatewayApi(o) => o
                 .gateway
                 .iter()
@@ -309,6 +318,12 @@ fn stamp<K: Resource + serde::Serialize>(obj: &mut K) -> Result<(), RenderError>
             hash.get(..16).unwrap_or(&hash).to_owned(),
         );
     Ok(())
+}
+
+/// `obj` with [`stamp`] applied.
+fn stamped<K: Resource + serde::Serialize>(mut obj: K) -> Result<K, RenderError> {
+    stamp(&mut obj)?;
+    Ok(obj)
 }
 
 /// Who a generated object belongs to, and the labels it carries (built by [`render`]).

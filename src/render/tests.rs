@@ -468,3 +468,108 @@ fn a_sharded_instance_labels_its_proxies_and_nothing_else() {
     );
     assert_eq!(r.gloo().unwrap().deployment, all.gloo().unwrap().deployment);
 }
+
+/// The router of [`router`] with `envoy` replaced, rendered against the fixture.
+fn with_envoy(envoy: Value) -> super::gloo::Objects {
+    let mut r = router(Destination::Kube);
+    r.spec.envoy = serde_json::from_value(envoy).unwrap();
+    let f = Fixture::new();
+    into_gloo(render(&r, &f.view(), &Settings::default()).unwrap())
+}
+
+fn spread_keys(o: &super::gloo::Objects) -> Vec<String> {
+    let pod = o.deployment.spec.template.spec.as_ref().unwrap();
+    pod.topology_spread_constraints
+        .iter()
+        .flatten()
+        .map(|c| c.topology_key.clone())
+        .collect()
+}
+
+#[test]
+fn more_than_one_pod_spreads_across_zones_and_nodes_unless_told_otherwise() {
+    assert!(spread_keys(&with_envoy(json!({}))).is_empty(), "one pod");
+    let zones_then_nodes = ["topology.kubernetes.io/zone", "kubernetes.io/hostname"];
+    assert_eq!(
+        spread_keys(&with_envoy(json!({"replicas": 2}))),
+        zones_then_nodes
+    );
+    assert_eq!(
+        spread_keys(&with_envoy(json!({
+            "resources": {"requests": {"cpu": "1"}},
+            "autoscaling": {"maxReplicas": 4},
+        }))),
+        zones_then_nodes,
+        "an autoscaler may add pods"
+    );
+    assert!(
+        spread_keys(&with_envoy(
+            json!({"replicas": 3, "pod": {"topologySpreadConstraints": []}})
+        ))
+        .is_empty(),
+        "[] turns the spread off"
+    );
+}
+
+#[test]
+fn an_autoscaler_owns_the_replica_count() {
+    let fixed = with_envoy(json!({"replicas": 3}));
+    assert_eq!(fixed.deployment.spec.replicas, Some(3));
+    assert!(fixed.autoscaler.is_none() && fixed.disruption_budget.is_none());
+    let scaled = with_envoy(json!({
+        "replicas": 3,
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 5, "memoryUtilization": 75},
+        "disruptionBudget": {"maxUnavailable": "50%"},
+    }));
+    assert_eq!(scaled.deployment.spec.replicas, None);
+    let hpa = serde_json::to_value(scaled.autoscaler.unwrap()).unwrap();
+    assert_eq!(
+        hpa["spec"],
+        json!({
+            "minReplicas": 2, "maxReplicas": 5,
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "my-cool-proxy"},
+            // A memory target alone: no default CPU target.
+            "metrics": [{"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 75}}}],
+        })
+    );
+    let pdb = serde_json::to_value(scaled.disruption_budget.unwrap()).unwrap();
+    assert_eq!(pdb["spec"]["maxUnavailable"], "50%");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        serde_json::to_value(naming::selector_labels("my-cool-proxy")).unwrap()
+    );
+}
+
+#[test]
+fn pod_and_service_options_never_replace_the_operators_own() {
+    let o = with_envoy(json!({
+        "pod": {
+            "labels": {"team": "edge"},
+            "annotations": {"a.example.com/x": "1"},
+            "env": [{"name": "EXTRA", "value": "1"}],
+        },
+    }));
+    let template = &o.deployment.spec.template;
+    let labels = template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert_eq!(labels["team"], "edge");
+    for (k, v) in naming::selector_labels("my-cool-proxy") {
+        assert_eq!(labels[&k], v);
+    }
+    let annotations = template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap();
+    assert!(annotations.contains_key(naming::BOOTSTRAP_HASH_ANNOTATION));
+    assert_eq!(annotations["a.example.com/x"], "1");
+    let env: Vec<&str> = template.spec.as_ref().unwrap().containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "EXTRA"]);
+}

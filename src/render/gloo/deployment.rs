@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, Sysctl, TCPSocketAction, Volume, VolumeMount,
+    SecurityContext, Sysctl, TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -47,6 +47,7 @@ pub fn deployment(
     settings: &Settings,
     bootstrap_hash: &str,
 ) -> Deployment {
+    let pod = &spec.envoy.pod;
     let image = spec
         .envoy
         .image
@@ -83,10 +84,15 @@ pub fn deployment(
         image_pull_policy: Some("IfNotPresent".to_owned()),
         command: Some(vec![ENVOY_BINARY.to_owned()]),
         args: Some(envoy_args(&id.proxy.name)),
-        env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-        ]),
+        env: Some(
+            [
+                field_env("POD_NAME", "metadata.name"),
+                field_env("POD_NAMESPACE", "metadata.namespace"),
+            ]
+            .into_iter()
+            .chain(pod.env.iter().cloned())
+            .collect(),
+        ),
         ports: Some(
             listener_ports(spec)
                 .into_iter()
@@ -128,21 +134,29 @@ pub fn deployment(
         ..Default::default()
     };
 
+    // The operator's labels and annotations win (admission refuses them in `pod` anyway).
+    let mut labels = pod.labels.clone();
+    labels.extend(id.labels.clone());
+    let mut annotations = pod.annotations.clone();
+    annotations.insert(
+        BOOTSTRAP_HASH_ANNOTATION.to_owned(),
+        bootstrap_hash.to_owned(),
+    );
+    let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
+
     Deployment {
         metadata: id.local_meta(id.proxy.name.clone()),
         spec: DeploymentSpec {
-            replicas: Some(spec.replicas()),
+            // With an autoscaler the replica count is its to set.
+            replicas: spec.envoy.autoscaling.is_none().then(|| spec.replicas()),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(&id.proxy.name)),
                 ..Default::default()
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(id.labels.clone()),
-                    annotations: Some(BTreeMap::from([(
-                        BOOTSTRAP_HASH_ANNOTATION.to_owned(),
-                        bootstrap_hash.to_owned(),
-                    )])),
+                    labels: Some(labels),
+                    annotations: Some(annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -160,6 +174,11 @@ pub fn deployment(
                         ..Default::default()
                     }),
                     containers: vec![container],
+                    node_selector: non_empty(&pod.node_selector),
+                    tolerations: (!pod.tolerations.is_empty()).then(|| pod.tolerations.clone()),
+                    affinity: pod.affinity.clone(),
+                    topology_spread_constraints: spread(spec, &id.proxy.name),
+                    priority_class_name: pod.priority_class_name.clone(),
                     volumes: Some(vec![Volume {
                         name: "bootstrap".to_owned(),
                         config_map: Some(ConfigMapVolumeSource {
@@ -176,6 +195,41 @@ pub fn deployment(
         ..Default::default()
     }
 }
+
+/// The pods' topology spread: `spec.envoy.pod.topologySpreadConstraints` when set (`[]`: none),
+/// else, when there can be more than one pod, a preference for spreading them evenly across
+/// zones and then nodes. `ScheduleAnyway`, not `DoNotSchedule`: a cluster with one zone or
+/// fewer nodes than pods still runs every pod. Only pods of the same revision are counted
+/// (`matchLabelKeys: [pod-template-hash]`), so that a rollout spreads the new pods too.
+fn spread(spec: &HostRouterSpec, proxy_name: &str) -> Option<Vec<TopologySpreadConstraint>> {
+    if let Some(set) = &spec.envoy.pod.topology_spread_constraints {
+        return (!set.is_empty()).then(|| set.clone());
+    }
+    let most_pods = spec
+        .envoy
+        .autoscaling
+        .as_ref()
+        .map_or(spec.replicas(), |a| a.max_replicas);
+    (most_pods > 1).then(|| {
+        [ZONE_KEY, HOSTNAME_KEY]
+            .map(|key| TopologySpreadConstraint {
+                max_skew: 1,
+                topology_key: key.to_owned(),
+                when_unsatisfiable: "ScheduleAnyway".to_owned(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(selector_labels(proxy_name)),
+                    ..Default::default()
+                }),
+                match_label_keys: Some(vec!["pod-template-hash".to_owned()]),
+                ..Default::default()
+            })
+            .to_vec()
+    })
+}
+
+/// Well-known node labels: the node's zone and its name.
+const ZONE_KEY: &str = "topology.kubernetes.io/zone";
+const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 
 /// The ports Envoy listens on, by name: `http`, and `https` with `spec.tls` (whether or not a
 /// certificate is usable yet, so that a Secret never changes the pods).

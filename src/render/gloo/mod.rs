@@ -3,18 +3,24 @@
 //! - [`proxy`]: the Proxy, in Gloo's write namespace;
 //! - [`configmap`]: Envoy's bootstrap (ADS to Gloo's xDS, keyed by the proxy's role);
 //! - [`deployment`]: Envoy, with the bootstrap mounted;
-//! - [`service`]: the listener ports in front of the Envoy pods.
+//! - [`service`]: the listener ports in front of the Envoy pods;
+//! - [`autoscaler`]: the HorizontalPodAutoscaler of the Deployment, with `envoy.autoscaling`;
+//! - [`disruption_budget`]: the PodDisruptionBudget of the pods, with `envoy.disruptionBudget`.
 
+pub mod autoscaler;
 pub mod configmap;
 pub mod deployment;
+pub mod disruption_budget;
 pub mod proxy;
 pub mod service;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::DynamicObject;
 
-use super::{Identity, RenderError, RouteTable, Settings, stamp};
+use super::{Identity, RenderError, RouteTable, Settings, stamp, stamped};
 use crate::api::HostRouterSpec;
 
 /// The objects of the Gloo backend, stamped with their applied hash.
@@ -27,6 +33,10 @@ pub struct Objects {
     pub bootstrap_sha256: String,
     pub deployment: Deployment,
     pub service: Service,
+    /// With `envoy.autoscaling`.
+    pub autoscaler: Option<HorizontalPodAutoscaler>,
+    /// With `envoy.disruptionBudget`.
+    pub disruption_budget: Option<PodDisruptionBudget>,
 }
 
 pub fn objects(
@@ -43,6 +53,20 @@ pub fn objects(
     stamp(&mut config_map)?;
     stamp(&mut deployment)?;
     stamp(&mut service)?;
+    let autoscaler = spec
+        .envoy
+        .autoscaling
+        .as_ref()
+        .map(|a| autoscaler::autoscaler(id, a))
+        .map(stamped)
+        .transpose()?;
+    let disruption_budget = spec
+        .envoy
+        .disruption_budget
+        .as_ref()
+        .map(|b| disruption_budget::disruption_budget(id, b))
+        .map(stamped)
+        .transpose()?;
     Ok(Objects {
         proxy,
         proxy_compressed,
@@ -50,5 +74,7 @@ pub fn objects(
         bootstrap_sha256,
         deployment,
         service,
+        autoscaler,
+        disruption_budget,
     })
 }

@@ -9,14 +9,24 @@ use crate::render::Identity;
 use crate::render::naming::selector_labels;
 
 pub fn service(id: &Identity<'_>, spec: &HostRouterSpec) -> Service {
+    let wanted = &spec.service;
     let mut metadata = id.local_meta(id.proxy.name.clone());
-    if !spec.service.annotations.is_empty() {
-        metadata.annotations = Some(spec.service.annotations.clone());
+    if !wanted.annotations.is_empty() {
+        metadata.annotations = Some(wanted.annotations.clone());
     }
+    // The operator's labels win (admission refuses them in `service.labels` anyway).
+    let mut labels = wanted.labels.clone();
+    labels.extend(id.labels.clone());
+    metadata.labels = Some(labels);
     Service {
         metadata,
         spec: Some(ServiceSpec {
-            type_: Some(spec.service.type_.as_str().to_owned()),
+            type_: Some(wanted.type_.as_str().to_owned()),
+            load_balancer_class: wanted.load_balancer_class.clone(),
+            load_balancer_source_ranges: wanted.load_balancer_source_ranges.clone(),
+            external_traffic_policy: wanted
+                .external_traffic_policy
+                .map(|p| p.as_str().to_owned()),
             selector: Some(selector_labels(&id.proxy.name)),
             ports: Some(
                 listener_ports(spec)

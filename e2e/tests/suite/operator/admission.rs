@@ -43,8 +43,27 @@ pub(super) async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
         "image": "registry.example.com:5000/team/envoy:1.40",
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": 1, "memory": "128Mi"}},
     });
-    routed["spec"]["service"] =
-        json!({"annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}});
+    routed["spec"]["service"] = json!({
+        "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+        "labels": {"team": "platform"},
+        "loadBalancerClass": "service.k8s.aws/nlb",
+        "loadBalancerSourceRanges": ["198.51.100.0/24", "2001:db8::/32"],
+        "externalTrafficPolicy": "Local",
+    });
+    // Every field of the Envoy fleet too.
+    routed["spec"]["envoy"]["autoscaling"] =
+        json!({"minReplicas": 2, "maxReplicas": 6, "cpuUtilization": 70, "memoryUtilization": 90});
+    routed["spec"]["envoy"]["disruptionBudget"] = json!({"maxUnavailable": "25%"});
+    routed["spec"]["envoy"]["pod"] = json!({
+        "annotations": {"prometheus.io/scrape": "true"},
+        "labels": {"team": "platform"},
+        "nodeSelector": {"node-role.example.com/edge": "true"},
+        "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}],
+        "priorityClassName": "edge-critical",
+        "env": [{"name": "ENVOY_CONCURRENCY_HINT", "value": "2"}],
+    });
     // A prefix of 4 labels of 60 characters: 243 characters, within the limit.
     let long_prefix = vec!["a".repeat(60); 4].join(".");
     routed["spec"]["namespaceSelector"] =
@@ -284,6 +303,125 @@ pub(super) async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
             "tls on the admin port",
             json!({"tls": {"port": 19000, "certificates": [{"secretName": "a"}]}}),
             &["tls.port (default 8443) must differ from envoy.adminPort"],
+        ),
+        (
+            "autoscaling with minReplicas above maxReplicas",
+            json!({"envoy": {"resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"minReplicas": 5, "maxReplicas": 3}}}),
+            &[
+                "spec.envoy.autoscaling",
+                "envoy.autoscaling.minReplicas must not exceed envoy.autoscaling.maxReplicas",
+            ],
+        ),
+        (
+            "autoscaling with maxReplicas 0",
+            json!({"envoy": {"resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"maxReplicas": 0}}}),
+            &["spec.envoy.autoscaling.maxReplicas"],
+        ),
+        (
+            "autoscaling on CPU without a CPU request",
+            json!({"envoy": {"autoscaling": {"maxReplicas": 3}}}),
+            &["spec.envoy", "envoy.resources.requests.cpu"],
+        ),
+        (
+            "autoscaling on memory without a memory request",
+            json!({"envoy": {"resources": {"requests": {"cpu": "100m"}}, "autoscaling": {"maxReplicas": 3, "memoryUtilization": 80}}}),
+            &["spec.envoy", "envoy.resources.requests.memory"],
+        ),
+        (
+            "a disruption budget with both minAvailable and maxUnavailable",
+            json!({"envoy": {"disruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}}),
+            &[
+                "spec.envoy.disruptionBudget",
+                "exactly one of minAvailable and maxUnavailable",
+            ],
+        ),
+        (
+            "a disruption budget with neither",
+            json!({"envoy": {"disruptionBudget": {}}}),
+            &[
+                "spec.envoy.disruptionBudget",
+                "exactly one of minAvailable and maxUnavailable",
+            ],
+        ),
+        (
+            "a disruption budget of 150%",
+            json!({"envoy": {"disruptionBudget": {"minAvailable": "150%"}}}),
+            &[
+                "spec.envoy.disruptionBudget.minAvailable",
+                "a number of pods (0 or more) or a percentage",
+            ],
+        ),
+        (
+            "a disruption budget of -1 pods",
+            json!({"envoy": {"disruptionBudget": {"maxUnavailable": -1}}}),
+            &["spec.envoy.disruptionBudget.maxUnavailable"],
+        ),
+        (
+            "a pod label that overrides the selector",
+            json!({"envoy": {"pod": {"labels": {"app.kubernetes.io/instance": "other"}}}}),
+            &[
+                "spec.envoy.pod.labels",
+                "must not set the labels the operator selects the pods by",
+            ],
+        ),
+        (
+            "a pod annotation of the operator's",
+            json!({"envoy": {"pod": {"annotations": {"hostrouter.io/bootstrap-sha256": "x"}}}}),
+            &[
+                "spec.envoy.pod.annotations",
+                "must not set hostrouter.io/ keys",
+            ],
+        ),
+        (
+            "env that sets POD_NAME",
+            json!({"envoy": {"pod": {"env": [{"name": "POD_NAME", "value": "x"}]}}}),
+            &[
+                "spec.envoy.pod.env",
+                "must not set POD_NAME or POD_NAMESPACE",
+            ],
+        ),
+        (
+            "env that names a variable twice",
+            json!({"envoy": {"pod": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}}}),
+            &["spec.envoy.pod.env[1]: Duplicate value"],
+        ),
+        (
+            "a priority class name that is not a DNS name",
+            json!({"envoy": {"pod": {"priorityClassName": "Edge_Critical"}}}),
+            &["spec.envoy.pod.priorityClassName"],
+        ),
+        (
+            "a Service label of the operator's",
+            json!({"service": {"labels": {"app.kubernetes.io/managed-by": "me"}}}),
+            &["spec.service.labels", "must not set the operator's labels"],
+        ),
+        (
+            "a load balancer class on a ClusterIP Service",
+            json!({"service": {"type": "ClusterIP", "loadBalancerClass": "example.com/lb"}}),
+            &["spec.service", "apply only to service.type LoadBalancer"],
+        ),
+        (
+            "source ranges on a NodePort Service",
+            json!({"service": {"type": "NodePort", "loadBalancerSourceRanges": ["10.0.0.0/8"]}}),
+            &["spec.service", "apply only to service.type LoadBalancer"],
+        ),
+        (
+            "a source range that is not a CIDR",
+            json!({"service": {"loadBalancerSourceRanges": ["10.0.0.300/8"]}}),
+            &["spec.service.loadBalancerSourceRanges", "must be CIDRs"],
+        ),
+        (
+            "externalTrafficPolicy on a ClusterIP Service",
+            json!({"service": {"type": "ClusterIP", "externalTrafficPolicy": "Local"}}),
+            &[
+                "spec.service",
+                "externalTrafficPolicy applies only to service.type LoadBalancer or NodePort",
+            ],
+        ),
+        (
+            "an Envoy fleet with the Gateway API backend",
+            json!({"backend": {"type": "GatewayAPI", "gatewayAPI": {"gatewayClassName": "eg"}}, "envoy": {"pod": {"labels": {"team": "a"}}}}),
+            &["envoy configures the Envoy Deployment the operator runs for Gloo"],
         ),
         (
             "tls port 70000",
