@@ -178,17 +178,33 @@ impl World {
         status: &str,
         reason: &str,
     ) -> Result<()> {
-        let what = format!("{namespace}/{name} {type_}={status} ({reason})");
-        wait_until(&what, CONVERGE, || async {
-            let got = self.condition(namespace, name, type_).await?;
-            Ok(if got.0 == status && got.1 == reason {
+        wait_condition_on(&self.client, namespace, name, type_, status, reason, None).await
+    }
+}
+
+/// Waits until the router's condition `type_` has `status` and `reason`, and a message that
+/// contains `message` when given.
+pub async fn wait_condition_on(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: Option<&str>,
+) -> Result<()> {
+    let what = format!("{namespace}/{name} {type_}={status} ({reason})");
+    wait_until(&what, CONVERGE, || async {
+        let got = condition(client, namespace, name, type_).await?;
+        Ok(
+            if got.0 == status && got.1 == reason && message.is_none_or(|m| got.2.contains(m)) {
                 Progress::Done(())
             } else {
                 Progress::pending(got)
-            })
-        })
-        .await
-    }
+            },
+        )
+    })
+    .await
 }
 
 pub async fn condition(

@@ -14,12 +14,15 @@
 //! - [`rbac`]: every verb of the chart's RBAC is needed;
 //! - [`status`]: status and Events that tell the truth;
 //! - [`gateway_api`]: the Gateway API backend's objects, before an implementation judges them;
-//! - [`tenancy`]: which namespaces a router may publish.
+//! - [`tenancy`]: which namespaces a router may publish;
+//! - [`fleet`]: the Envoy fleet's autoscaler, disruption budget, pod and Service knobs, with
+//!   the controllers that act on them.
 
 mod admission;
 mod churn;
 mod crash;
 mod faults;
+mod fleet;
 mod gateway_api;
 mod lifecycle;
 mod ownership;
@@ -67,6 +70,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         suite.trial(
             "operator::gateway_api_backend_writes_switches_and_cleans_up",
             |cx| async move { gateway_api::writes_switches_and_cleans_up(&cx).await },
+        ),
+        suite.trial(
+            "operator::envoy_fleet_autoscales_keeps_a_budget_and_rolls_only_on_pod_changes",
+            |cx| async move { fleet::production_fleet(&cx).await },
         ),
         suite.trial(
             "operator::rejects_invalid_specs_at_admission",

@@ -9,7 +9,8 @@
 //! (Secrets); drift of the Proxy reverted twice (an Event, then its series: `create`, `patch`
 //! Events); the Envoy Deployment deleted and written again; a certificate Secret of the wrong
 //! type named (the Secret's metadata is read: `get` Secrets); the proxy name changed (the old
-//! objects deleted); the router moved to the Gateway API backend (its Gateway and HTTPRoute
+//! objects deleted); an autoscaler and a disruption budget for its Envoy fleet, written and then
+//! deleted with their fields; the router moved to the Gateway API backend (its Gateway and HTTPRoute
 //! written, Gloo's objects deleted), an HTTPRoute's drift reverted, and back to Gloo (the
 //! Gateway and HTTPRoute deleted); the router deleted (the finalizer deletes the Proxy); leader election
 //! throughout (the Lease created, read, and renewed at least once). Runs on a control plane of
@@ -31,9 +32,11 @@ use hostrouter_e2e::resources::{
 use hostrouter_e2e::toolchain::project_crds;
 use hostrouter_e2e::{ControlPlane, ControlPlaneOptions, Progress, TestContext, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -343,12 +346,14 @@ async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
 /// Verbs that write nothing.
 const READS: [&str; 3] = ["get", "list", "watch"];
 /// What the operator writes (and the reviews every account may ask for about itself).
-const WRITABLE: [&str; 13] = [
+const WRITABLE: [&str; 15] = [
     "hostrouters.hostrouter.io",
     "hostrouters.hostrouter.io/status",
     "services",
     "configmaps",
     "deployments.apps",
+    "horizontalpodautoscalers.autoscaling",
+    "poddisruptionbudgets.policy",
     "proxies.gloo.solo.io",
     "gateways.gateway.networking.k8s.io",
     "httproutes.gateway.networking.k8s.io",
@@ -663,6 +668,35 @@ async fn exercise(
         let new_there =
             objects_exist(client, &new).await? && proxies.get_opt(&new).await?.is_some();
         Ok((old_gone && new_there).then_some(()))
+    })
+    .await?;
+
+    at("the Envoy fleet's HorizontalPodAutoscaler and PodDisruptionBudget, then without them");
+    let autoscalers: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), EDGE);
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), EDGE);
+    let mut fleet = spec(&new, json!([{"secretName": "cert"}]));
+    fleet["spec"]["envoy"] = json!({
+        "resources": {"requests": {"cpu": "100m"}},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 3},
+        "disruptionBudget": {"maxUnavailable": 1},
+    });
+    hr.patch(&router, &pp, &Patch::Apply(&fleet)).await?;
+    wait_for(STEP, "the autoscaler and the budget written", || async {
+        let written =
+            autoscalers.get_opt(&new).await?.is_some() && budgets.get_opt(&new).await?.is_some();
+        Ok(written.then_some(()))
+    })
+    .await?;
+    hr.patch(
+        &router,
+        &pp,
+        &Patch::Apply(&spec(&new, json!([{"secretName": "cert"}]))),
+    )
+    .await?;
+    wait_for(STEP, "the autoscaler and the budget deleted", || async {
+        let gone =
+            autoscalers.get_opt(&new).await?.is_none() && budgets.get_opt(&new).await?.is_none();
+        Ok(gone.then_some(()))
     })
     .await?;
 

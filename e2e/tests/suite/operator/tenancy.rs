@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Result, ensure};
+use anyhow::Result;
 use hostrouter_e2e::operator::{Operator, TRIAL_LABEL};
 use hostrouter_e2e::resources::{proxies as proxy_api, routers, wait_event};
 use hostrouter_e2e::{Progress, Suite, TestContext, wait_until};
@@ -108,15 +108,20 @@ async fn tenants(cx: &TestContext) -> Result<()> {
             "the greedy router to publish only its own and consenting namespaces",
         )
         .await?;
-        let hr = routers(&client, &app).get("greedy").await?;
-        let refused = hr.data["status"]["namespacesWithoutConsent"]
-            .as_i64()
-            .unwrap_or(0);
-        ensure!(
-            refused >= 2,
-            "namespacesWithoutConsent: {}",
-            hr.data["status"]
-        );
+        // The status follows the writes.
+        wait_until(
+            "the status to count the namespaces without consent",
+            CONVERGE,
+            || async {
+                let hr = routers(&client, &app).get("greedy").await?;
+                let status = &hr.data["status"];
+                Ok(match status["namespacesWithoutConsent"].as_i64() {
+                    Some(n) if n >= 2 => Progress::Done(()),
+                    _ => Progress::pending(format!("status {status}")),
+                })
+            },
+        )
+        .await?;
         wait_event(
             &client,
             &app,
