@@ -191,6 +191,13 @@ struct SettingsArgs {
     /// managed by the same instance. Default: every HostRouter.
     #[arg(long, env = "HOSTROUTER_ROUTER_SELECTOR")]
     router_selector: Option<String>,
+
+    /// At most one reconcile of a router per window: a change after a quiet window is
+    /// reconciled at once, changes that follow within it together at its end. Longer windows
+    /// mean fewer writes of a large Proxy during a deploy storm, and a wait of up to one window
+    /// for changes during one. `0s` reconciles every change.
+    #[arg(long, env = "HOSTROUTER_COALESCE_WINDOW", default_value = "1s", value_parser = humantime::parse_duration)]
+    coalesce_window: Duration,
 }
 
 impl SettingsArgs {
@@ -426,6 +433,7 @@ async fn lead(
         client,
         settings,
         args.settings.router_selector.as_deref(),
+        args.settings.coalesce_window,
         metrics.clone(),
         move |stores| {
             let _ = stores_cell.set(stores);

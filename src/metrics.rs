@@ -27,6 +27,7 @@ pub struct Metrics {
     sweeps: IntCounterVec,
     leader: IntGauge,
     watch_healthy: IntGaugeVec,
+    queue_depth: IntGauge,
     routers: Arc<OnceLock<Store<HostRouter>>>,
 }
 
@@ -119,6 +120,11 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let queue_depth = IntGauge::new(
+            "hostrouter_reconcile_queue_depth",
+            "Routers whose reconcile is held back to coalesce changes (see --coalesce-window)",
+        )?;
+        registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(watch_healthy.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(reconcile_total.clone()))?;
@@ -153,6 +159,7 @@ impl Metrics {
             sweeps,
             leader,
             watch_healthy,
+            queue_depth,
             routers,
         })
     }
@@ -165,6 +172,11 @@ impl Metrics {
     /// Whether this replica is the one reconciling.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Routers held back by coalescing.
+    pub fn set_queue_depth(&self, n: usize) {
+        self.queue_depth.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Whether the watch of `kind` works.

@@ -10,6 +10,7 @@
 mod apply;
 pub mod claims;
 mod cleanup;
+pub mod coalesce;
 mod context;
 mod events;
 mod finalizer;
@@ -20,11 +21,13 @@ mod reconcile;
 mod report;
 pub mod status;
 pub mod triggers;
+mod trim;
 mod watch_health;
 mod watches;
 mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::channel::mpsc::unbounded;
 use futures::{StreamExt, future};
@@ -52,6 +55,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     router_selector: Option<&str>,
+    coalesce_window: Duration,
     metrics: Arc<Metrics>,
     on_stores: impl FnOnce(Stores),
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -71,7 +75,9 @@ pub async fn run(
         reporter,
     ));
 
-    let (queue, requested) = unbounded::<ObjectRef<HostRouter>>();
+    // Changes reach the routers through the coalescer (see `coalesce`).
+    let (queue, changes) = unbounded::<ObjectRef<HostRouter>>();
+    let (coalesced, requested) = unbounded::<ObjectRef<HostRouter>>();
     let janitor_wake = Arc::new(Notify::new());
     // Dropped when this function returns: nothing of this run keeps writing afterwards.
     let mut tasks = watches::Tasks::default();
@@ -84,6 +90,12 @@ pub async fn run(
         &mut tasks,
     );
     tasks.add(tokio::spawn(janitor::run(ctx.clone(), janitor_wake, queue)));
+    tasks.add(tokio::spawn(coalesce::run(
+        coalesce_window,
+        changes,
+        coalesced,
+        ctx.metrics.clone(),
+    )));
 
     info!("controller started");
     Controller::for_stream(router_stream, stores.routers)

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use super::apply::Namespaced;
 use super::context::{Context, Stores};
-use super::triggers;
+use super::{triggers, trim};
 use crate::api::HostRouter;
 use crate::api::{gateway, gloo};
 use crate::error::is_missing_resource_type;
@@ -207,7 +207,14 @@ fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> J
 fn services(ctx: &Arc<Context>, writer: Writer<Service>, queue: &Queue) -> JoinHandle<()> {
     let namespaces = ctx.stores.namespaces.clone();
     let tenancy = ctx.settings.tenancy.clone();
-    let stream = mirrored(Api::<Service>::all(ctx.client.clone()), all(), writer);
+    let api = Api::<Service>::all(ctx.client.clone());
+    // Routed Services are cached with only what routing reads; the operator's own whole.
+    let trimmed = strip(retrying(watch(api, all()))).modify(|svc| {
+        if !triggers::is_managed(svc) {
+            *svc = trim::routed_service(std::mem::take(svc));
+        }
+    });
+    let stream = reflect(writer, trimmed);
     spawn_triggers("Service", stream, ctx, queue, move |routers, svc, _| {
         if triggers::is_managed(svc) {
             return triggers::owner(svc).into_iter().collect();
