@@ -23,6 +23,11 @@ pub fn proxy_resource() -> ApiResource {
 }
 
 /// `spec` of a Gloo Proxy.
+///
+/// The fields of these types are declared in the order of their JSON names, so that serialising
+/// them directly gives the same bytes as serialising their `serde_json::Value` (whose maps are
+/// sorted): the Proxy is encoded without building a `Value` of it first (see
+/// `render::gloo::proxy`; a test keeps the two equal).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySpec {
@@ -32,10 +37,10 @@ pub struct ProxySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Listener {
-    pub name: String,
     pub bind_address: String,
     pub bind_port: u32,
     pub http_listener: HttpListener,
+    pub name: String,
     /// TLS: one filter chain per entry, chosen by SNI. Empty for plain HTTP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssl_configurations: Vec<SslConfiguration>,
@@ -44,9 +49,9 @@ pub struct Listener {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpListener {
-    pub virtual_hosts: Vec<VirtualHost>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<HttpListenerOptions>,
+    pub virtual_hosts: Vec<VirtualHost>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -66,18 +71,18 @@ pub struct HttpConnectionManagerSettings {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SslConfiguration {
-    pub secret_ref: ResourceRef,
-    pub sni_domains: Vec<String>,
     /// Without it, a Secret that also carries `ca.crt` (cert-manager writes one) would make
     /// Gloo require client certificates.
     pub one_way_tls: bool,
+    pub secret_ref: ResourceRef,
+    pub sni_domains: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualHost {
-    pub name: String,
     pub domains: Vec<String>,
+    pub name: String,
     pub routes: Vec<Route>,
 }
 
@@ -86,10 +91,11 @@ pub struct VirtualHost {
 pub struct Route {
     /// A route matches when any matcher does.
     pub matchers: Vec<Matcher>,
-    #[serde(flatten)]
-    pub action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<RouteOptions>,
+    /// `redirectAction` or `routeAction`, after `options`.
+    #[serde(flatten)]
+    pub action: Action,
 }
 
 /// Exactly one of the fields is set.
@@ -151,9 +157,9 @@ pub enum Destination {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct KubeDestination {
+    pub port: u32,
     #[serde(rename = "ref")]
     pub ref_: ResourceRef,
-    pub port: u32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
