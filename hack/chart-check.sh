@@ -16,7 +16,7 @@
 #       it the Deployment is a single-replica Recreate one; the restricted securityContext;
 #       selectors match pod labels; the
 #       ServiceMonitor selects the metrics Service, names one of its ports, uses only known
-#       fields and valid durations; and the Grafana dashboard ConfigMap (the one object allowed
+#       fields and valid durations, and honours the scraped labels (a router's `namespace`); and the Grafana dashboard ConfigMap (the one object allowed
 #       outside the release namespace, in grafanaDashboard.namespace) carries the sidecar label
 #       and exactly charts/hostrouter/dashboards/hostrouter.json, whose panels all read the
 #       dashboard's data source variable. (The e2e trial
@@ -325,6 +325,8 @@ for sm in sms:
             err(f"{name(sm)}: endpoint port {ep.get('port')!r} is not a port name of {name(targets[0])}")
         if ep.get("path") != "/metrics":
             err(f"{name(sm)}: endpoint path {ep.get('path')!r}, want /metrics")
+        if ep.get("honorLabels") is not True:
+            err(f"{name(sm)}: honorLabels must be true (the per-router series' namespace label)")
         for k in ("interval", "scrapeTimeout"):
             if k in ep and not DURATION.match(str(ep[k])):
                 err(f"{name(sm)}: {k} {ep[k]!r} is not a Prometheus duration")
