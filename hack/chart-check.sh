@@ -2,9 +2,9 @@
 # Checks the Helm chart in charts/hostrouter (called by `make chart-check`):
 #
 #  1. `helm lint --strict` with the default values and with hack/testdata/full-values.yaml.
-#  2. `helm template --include-crds` for three value sets (defaults; ServiceMonitor enabled;
-#     hack/testdata/full-values.yaml, which sets every knob; replicaCount=3 with leader election;
-#     leader election off), then for each render:
+#  2. `helm template --include-crds` for these value sets (defaults; ServiceMonitor enabled;
+#     Grafana dashboard enabled; hack/testdata/full-values.yaml, which sets every knob;
+#     replicaCount=3 with leader election; leader election off), then for each render:
 #     - kubernetes-validate --strict against Kubernetes $KUBE_VERSION for every object except
 #       the ServiceMonitor. ServiceMonitor is a prometheus-operator CRD that kubernetes-validate
 #       has no schema for (it would only print a WARN and pass), so it is left out of that run
@@ -14,9 +14,14 @@
 #       ClusterRole has exactly the least-privilege rules; with leader election a Lease Role and
 #       RoleBinding exist and the Deployment rolls with RollingUpdate (maxUnavailable 0), without
 #       it the Deployment is a single-replica Recreate one; the restricted securityContext;
-#       selectors match pod labels; and the
+#       selectors match pod labels; the
 #       ServiceMonitor selects the metrics Service, names one of its ports, uses only known
-#       fields and valid durations.
+#       fields and valid durations, and honours the scraped labels (a router's `namespace`); and the Grafana dashboard ConfigMap (the one object allowed
+#       outside the release namespace, in grafanaDashboard.namespace) carries the sidecar label
+#       and exactly charts/hostrouter/dashboards/hostrouter.json, whose panels all read the
+#       dashboard's data source variable. (The e2e trial
+#       operator::grafana_dashboard_queries_use_only_exported_metrics checks every query against
+#       the operator's real /metrics.)
 #  3. config/samples: demo-services.yaml passes kubernetes-validate --strict; every HostRouter
 #     sample's spec passes the openAPIV3Schema of the chart's CRD (unknown fields rejected, as
 #     the API server's pruning would drop them; CEL rules are not evaluated here).
@@ -85,7 +90,11 @@ import sys
 
 import yaml
 
+import json
+
 rendered, out, namespace, want_sm = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+# The dashboard ConfigMaps wanted, and their namespace; the dashboard file they must hold.
+want_dash, dash_namespace, dash_file = int(sys.argv[5]), sys.argv[6], sys.argv[7]
 docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
 errors = []
 
@@ -103,11 +112,52 @@ def subset(small, big):
 
 
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+DASHBOARD_KEY = "hostrouter.json"
+
+
+def is_dashboard(d):
+    return d.get("kind") == "ConfigMap" and DASHBOARD_KEY in (d.get("data") or {})
+
+
 by_kind = {}
 for d in docs:
     by_kind.setdefault(d.get("kind"), []).append(d)
-    if d.get("kind") not in CLUSTER_SCOPED and d["metadata"].get("namespace") != namespace:
-        err(f"{name(d)}: metadata.namespace is {d['metadata'].get('namespace')!r}, want {namespace!r}")
+    want_ns = dash_namespace if is_dashboard(d) else namespace
+    if d.get("kind") not in CLUSTER_SCOPED and d["metadata"].get("namespace") != want_ns:
+        err(f"{name(d)}: metadata.namespace is {d['metadata'].get('namespace')!r}, want {want_ns!r}")
+
+# The Grafana dashboard for the sidecar: the chart's file, verbatim, under the sidecar label.
+dashboards = [d for d in docs if is_dashboard(d)]
+if len(dashboards) != want_dash:
+    err(f"want {want_dash} Grafana dashboard ConfigMap, got {len(dashboards)}")
+shipped = json.load(open(dash_file))
+for cm in dashboards:
+    if cm["metadata"].get("labels", {}).get("grafana_dashboard") != "1":
+        err(f"{name(cm)}: no sidecar label grafana_dashboard: \"1\"")
+    try:
+        dash = json.loads(cm["data"][DASHBOARD_KEY])
+    except ValueError as e:
+        err(f"{name(cm)}: {DASHBOARD_KEY} is not JSON: {e}")
+        continue
+    if dash != shipped:
+        err(f"{name(cm)}: {DASHBOARD_KEY} differs from {dash_file}")
+    variables = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+    if variables.get("datasource", {}).get("type") != "datasource" or variables["datasource"].get("query") != "prometheus":
+        err(f"{name(cm)}: no Prometheus data source variable named datasource")
+    ids = set()
+    panels = [p for top in dash.get("panels", []) for p in [top, *top.get("panels", [])]]
+    for p in panels:
+        where = f"{name(cm)}: panel {p.get('title')!r}"
+        if p.get("id") in ids:
+            err(f"{where}: duplicate id {p.get('id')}")
+        ids.add(p.get("id"))
+        if p.get("type") == "row":
+            continue
+        if not p.get("targets"):
+            err(f"{where}: no query")
+        for t in [p, *p.get("targets", [])]:
+            if t.get("datasource") != {"type": "prometheus", "uid": "${datasource}"}:
+                err(f"{where}: data source {t.get('datasource')}, want the ${{datasource}} variable")
 
 # The chart ships the generated HostRouter CRD (charts/hostrouter/crds/).
 crds = [c for c in by_kind.get("CustomResourceDefinition", []) if c["metadata"]["name"] == "hostrouters.hostrouter.io"]
@@ -275,6 +325,8 @@ for sm in sms:
             err(f"{name(sm)}: endpoint port {ep.get('port')!r} is not a port name of {name(targets[0])}")
         if ep.get("path") != "/metrics":
             err(f"{name(sm)}: endpoint path {ep.get('path')!r}, want /metrics")
+        if ep.get("honorLabels") is not True:
+            err(f"{name(sm)}: honorLabels must be true (the per-router series' namespace label)")
         for k in ("interval", "scrapeTimeout"):
             if k in ep and not DURATION.match(str(ep[k])):
                 err(f"{name(sm)}: {k} {ep[k]!r} is not a Prometheus duration")
@@ -289,13 +341,16 @@ kinds = ", ".join(f"{len(v)} {k}" for k, v in sorted(by_kind.items()))
 print(f"OK structure: {kinds}")
 PY
 
+# Arguments: label, ServiceMonitors wanted, dashboard ConfigMaps wanted and their namespace,
+# then helm's value flags.
 render_and_validate() {
-  local label=$1 want_sm=$2
-  shift 2
+  local label=$1 want_sm=$2 want_dash=$3 dash_namespace=$4
+  shift 4
   step "helm template ($label) | kubernetes-validate --strict --kubernetes-version $KUBE_VERSION"
   "$HELM" template "$release" "$chart" --include-crds --namespace "$namespace" \
     --kube-version "$KUBE_VERSION" "$@" >"$work/rendered.yaml"
-  "$PYTHON" "$work/check.py" "$work/rendered.yaml" "$work/validate.yaml" "$namespace" "$want_sm" ||
+  "$PYTHON" "$work/check.py" "$work/rendered.yaml" "$work/validate.yaml" "$namespace" "$want_sm" \
+    "$want_dash" "$dash_namespace" "$chart/dashboards/hostrouter.json" ||
     fail "structural checks failed for $label"
   local out rc=0
   out=$("$KUBERNETES_VALIDATE" --strict --kubernetes-version "$KUBE_VERSION" "$work/validate.yaml" 2>&1) || rc=$?
@@ -305,11 +360,12 @@ render_and_validate() {
   fi
 }
 
-render_and_validate "default values" 0
-render_and_validate "metrics.serviceMonitor.enabled=true" 1 --set metrics.serviceMonitor.enabled=true
-render_and_validate "hack/testdata/full-values.yaml" 1 -f "$testdata/full-values.yaml"
-render_and_validate "replicaCount=3 with leader election" 0 --set replicaCount=3
-render_and_validate "leaderElection.enabled=false" 0 --set leaderElection.enabled=false
+render_and_validate "default values" 0 0 -
+render_and_validate "metrics.serviceMonitor.enabled=true" 1 0 - --set metrics.serviceMonitor.enabled=true
+render_and_validate "grafanaDashboard.enabled=true" 0 1 "$namespace" --set grafanaDashboard.enabled=true
+render_and_validate "hack/testdata/full-values.yaml" 1 1 monitoring -f "$testdata/full-values.yaml"
+render_and_validate "replicaCount=3 with leader election" 0 0 - --set replicaCount=3
+render_and_validate "leaderElection.enabled=false" 0 0 - --set leaderElection.enabled=false
 
 # ---------------------------------------------------------------------------------------------
 step "config/samples: demo-services.yaml | kubernetes-validate --strict; HostRouters against the CRD schema"
@@ -404,5 +460,7 @@ expect_rejected "--set leaderElection.leaseDuration=15" "leaseDuration.*(got num
   --set leaderElection.leaseDuration=15
 expect_rejected "--set leaderElection.leaseDuration=2500ms" "leaseDuration.*(does not match pattern|pattern)" \
   --set leaderElection.leaseDuration=2500ms
+expect_rejected "--set grafanaDashboard.namespace=Monitoring" "namespace.*(does not match pattern|pattern)" \
+  --set grafanaDashboard.enabled=true --set grafanaDashboard.namespace=Monitoring
 
 echo "chart-check: OK"

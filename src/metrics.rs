@@ -26,8 +26,8 @@ pub struct Metrics {
     writes: IntCounterVec,
     sweeps: IntCounterVec,
     leader: IntGauge,
-    watch_healthy: IntGaugeVec,
     queue_depth: IntGauge,
+    watch_healthy: IntGaugeVec,
     routers: Arc<OnceLock<Store<HostRouter>>>,
 }
 
@@ -124,15 +124,21 @@ impl Metrics {
             "hostrouter_reconcile_queue_depth",
             "Routers whose reconcile is held back to coalesce changes (see --coalesce-window)",
         )?;
-        registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(watch_healthy.clone()))?;
         registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(reconcile_total.clone()))?;
         registry.register(Box::new(sweeps.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_time.clone()))?;
         registry.register(Box::new(writes.clone()))?;
         registry.register(Box::new(RouterCollector::new(routers.clone())?))?;
+        // The process' own resource use (process_resident_memory_bytes, process_cpu_seconds_total,
+        // open file descriptors...), read from /proc: the prometheus crate has it on Linux only.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         // Initialise the result series so that rate() works from the first scrape.
         for result in ["success", "error", "requeue"] {
             reconcile_total.with_label_values(&[CONTROLLER, result]);
@@ -158,8 +164,8 @@ impl Metrics {
             writes,
             sweeps,
             leader,
-            watch_healthy,
             queue_depth,
+            watch_healthy,
             routers,
         })
     }
@@ -314,5 +320,45 @@ impl Collector for RouterCollector {
             .iter()
             .flat_map(Collector::collect)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn queue_depth_is_exported_from_the_start_and_follows_set() {
+        let m = Metrics::new().unwrap();
+        let text = m.render().unwrap();
+        assert_eq!(
+            sample(&text, "hostrouter_reconcile_queue_depth"),
+            Some(0.0),
+            "{text}"
+        );
+        m.set_queue_depth(7);
+        let text = m.render().unwrap();
+        assert_eq!(
+            sample(&text, "hostrouter_reconcile_queue_depth"),
+            Some(7.0),
+            "{text}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_are_exported_on_linux() {
+        let text = Metrics::new().unwrap().render().unwrap();
+        let rss = sample(&text, "process_resident_memory_bytes").unwrap_or(0.0);
+        assert!(rss > 0.0, "{text}");
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter"),
+            "{text}"
+        );
     }
 }

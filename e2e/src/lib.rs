@@ -35,6 +35,7 @@ pub mod node;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod promql;
 pub mod relay;
 pub mod resources;
 pub mod rng;

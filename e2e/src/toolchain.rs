@@ -54,6 +54,9 @@ pub mod vars {
     pub const PAUSE_IMAGE_TAR: &str = "PAUSE_IMAGE_TAR";
     pub const ENVOY_IMAGE_TAR: &str = "ENVOY_IMAGE_TAR";
     pub const OPERATOR_IMAGE_TAR: &str = "OPERATOR_IMAGE_TAR";
+    /// Prometheus' promtool (from Debian's prometheus package, unpacked): lints `/metrics` and
+    /// parses the Grafana dashboard's queries.
+    pub const PROMTOOL: &str = "PROMTOOL";
 }
 
 /// The path named by the environment variable `var`, checked to exist.

@@ -16,11 +16,13 @@
 //! - [`gateway_api`]: the Gateway API backend's objects, before an implementation judges them;
 //! - [`tenancy`]: which namespaces a router may publish;
 //! - [`fleet`]: the Envoy fleet's autoscaler, disruption budget, pod and Service knobs, with
-//!   the controllers that act on them.
+//!   the controllers that act on them;
+//! - [`dashboard`]: the chart's Grafana dashboard reads only what `/metrics` exports.
 
 mod admission;
 mod churn;
 mod crash;
+mod dashboard;
 mod faults;
 mod fleet;
 mod gateway_api;
@@ -126,6 +128,10 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         suite.trial(
             "operator::every_verb_of_the_charts_rbac_is_needed",
             |cx| async move { rbac::every_verb_is_needed(&cx).await },
+        ),
+        suite.trial(
+            "operator::grafana_dashboard_queries_use_only_exported_metrics",
+            |cx| async move { dashboard::queries_use_only_exported_metrics(&cx).await },
         ),
         suite.trial(
             "operator::recovers_when_gloos_crd_appears",
