@@ -211,6 +211,36 @@ impl Operator {
             .sum())
     }
 
+    /// Successful reconciles so far, once the operator is quiet: no reconcile held back for
+    /// coalescing (`hostrouter_reconcile_queue_depth` 0) and the count unchanged for longer
+    /// than the default coalescing window. A count read right after a change would miss the
+    /// reconcile the coalescer still holds.
+    pub async fn settled_reconciles(&self) -> Result<f64> {
+        const QUIET: Duration = Duration::from_millis(1500);
+        let count = || {
+            self.metric(
+                "controller_runtime_reconcile_total",
+                &[("result", "success")],
+            )
+        };
+        wait_until(
+            "the operator to be quiet",
+            Duration::from_secs(30),
+            || async {
+                let before = count().await?;
+                tokio::time::sleep(QUIET).await;
+                let held = self.metric("hostrouter_reconcile_queue_depth", &[]).await?;
+                let after = count().await?;
+                Ok(if held == 0.0 && after == before {
+                    Progress::Done(after)
+                } else {
+                    Progress::pending(format!("{held} held, {before} -> {after} reconciles"))
+                })
+            },
+        )
+        .await
+    }
+
     pub async fn wait_ready(&self) -> Result<()> {
         wait_until(
             "the operator to report ready on /readyz",

@@ -343,13 +343,7 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
     eprintln!("namespace deselected -> Proxy updated in {t:?}");
 
     // A namespace relabel that changes no router's selection reconciles nothing.
-    let settled = w
-        .operator
-        .metric(
-            "controller_runtime_reconcile_total",
-            &[("result", "success")],
-        )
-        .await?;
+    let settled = w.operator.settled_reconciles().await?;
     ensure!(
         settled > reconciles_before,
         "changes must have been reconciled"
