@@ -6,14 +6,11 @@
 //! `x-kubernetes-validations`). As on the API server, CEL rules run only on a schema-valid
 //! object.
 
-use kube::CustomResourceExt;
 use serde_json::Value;
-
-use crate::api::HostRouter;
 
 /// The CRD's OpenAPI schema of `v1alpha1`, as JSON.
 fn schema() -> Result<Value, String> {
-    let crd = HostRouter::crd();
+    let crd = crate::api::crd::definition().map_err(|e| e.to_string())?;
     let schema = crd
         .spec
         .versions

@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
 use futures::future::Shared;
-use kube::CustomResourceExt;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -278,7 +277,11 @@ pub fn main() -> ExitCode {
 
 /// The CRD as YAML: what `crds/` and the chart hold.
 pub fn crd_yaml() -> Result<String> {
-    let yaml = serde_yaml::to_string(&HostRouter::crd()).map_err(|e| Error::Parse {
+    let crd = crate::api::crd::definition().map_err(|e| Error::Parse {
+        what: "the CRD".into(),
+        message: e.to_string(),
+    })?;
+    let yaml = serde_yaml::to_string(&crd).map_err(|e| Error::Parse {
         what: "the CRD".into(),
         message: e.to_string(),
     })?;

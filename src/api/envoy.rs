@@ -28,7 +28,8 @@ pub struct EnvoySpec {
     #[x_kube(validation = Rule::new(format!("self.matches(r'{IMAGE_PATTERN}')")).message("image must be a container image reference, such as quay.io/solo-io/gloo-envoy-wrapper:1.22.1 or registry.example.com:5000/envoy@sha256:<64 hex digits>"))]
     pub image: Option<String>,
 
-    /// Number of Envoy pods. Defaults to 1. Not used while `autoscaling` is set.
+    /// Number of Envoy pods. Defaults to 1. Not used while `autoscaling` is set; removing
+    /// `autoscaling` sets the Deployment back to this number (1 when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
@@ -257,18 +258,27 @@ pub struct DisruptionBudget {
     /// Pods that must stay available: a number (`1`) or a percentage of the desired pods
     /// (`50%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(INT_OR_PERCENT).message("envoy.disruptionBudget.minAvailable must be a number of pods (0 or more) or a percentage such as 50%"))]
+    #[schemars(schema_with = "pods_or_percent")]
     pub min_available: Option<IntOrString>,
 
     /// Pods that may be unavailable at once: a number (`1`) or a percentage of the desired
     /// pods (`25%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(INT_OR_PERCENT).message("envoy.disruptionBudget.maxUnavailable must be a number of pods (0 or more) or a percentage such as 25%"))]
+    #[schemars(schema_with = "pods_or_percent")]
     pub max_unavailable: Option<IntOrString>,
 }
 
-/// CEL: an int-or-string is a count (≥ 0) or a percentage (0%–100%).
-const INT_OR_PERCENT: &str = "string(self).matches('^([0-9]+|(100|[1-9]?[0-9])%)$')";
+/// A count of pods (a 32-bit integer ≥ 0) or a percentage (`0%`–`100%`), as a
+/// PodDisruptionBudget takes them: a number in a string (`"5"`) is refused.
+fn pods_or_percent(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // `minimum`/`maximum` apply to a number only, `pattern` to a string only.
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "minimum": 0,
+        "maximum": i32::MAX,
+        "pattern": "^(100|[1-9]?[0-9])%$",
+    })
+}
 
 /// The Envoy pods: metadata, placement and environment.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -300,13 +310,17 @@ pub struct PodOptions {
 
     /// Nodes the pods may run on, by node label, e.g. `{node-role.example.com/edge: "true"}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend(
+        "maxProperties" = 64,
+        "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN}
+    ))]
     #[x_kube(validation = Rule::new(qualified_keys_rule()).message("envoy.pod.nodeSelector keys must be valid label keys"))]
     pub node_selector: BTreeMap<String, String>,
 
     /// Taints the pods tolerate, e.g. nodes dedicated to the edge.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new(TOLERATIONS_RULE).message("envoy.pod.tolerations: operator must be Exists or Equal, effect NoSchedule, PreferNoSchedule or NoExecute; Exists takes no value, an empty key needs Exists, tolerationSeconds needs NoExecute"))]
     pub tolerations: Vec<Toleration>,
 
     /// Node and pod affinity of the pods.
@@ -317,13 +331,15 @@ pub struct PodOptions {
     /// or `autoscaling.maxReplicas` above 1): at most one pod more in any zone
     /// (`topology.kubernetes.io/zone`) and on any node (`kubernetes.io/hostname`) than in
     /// another, as a preference (`ScheduleAnyway`), so that a cluster with one zone or few
-    /// nodes still runs every pod. `[]`: no spread.
+    /// nodes still runs every pod. `[]`: no spread. Crossing from one possible pod to more (or
+    /// back) adds (or removes) the default, which changes the pod template: the pods roll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 8))]
+    #[x_kube(validation = Rule::new(SPREAD_RULE).message("envoy.pod.topologySpreadConstraints: maxSkew must be at least 1, whenUnsatisfiable DoNotSchedule or ScheduleAnyway, and minDomains at least 1 and only with DoNotSchedule"))]
     pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
 
-    /// PriorityClass of the pods, e.g. `system-cluster-critical` for an edge that must not be
-    /// preempted.
+    /// PriorityClass of the pods (one the cluster defines), e.g. a class for the edge that ranks
+    /// above ordinary workloads so that it is not preempted by them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 253),
@@ -341,6 +357,13 @@ pub struct PodOptions {
     #[x_kube(validation = Rule::new("self.all(e, e.name != 'POD_NAME' && e.name != 'POD_NAMESPACE')").message("envoy.pod.env must not set POD_NAME or POD_NAMESPACE: the operator sets them"))]
     pub env: Vec<EnvVar>,
 }
+
+/// CEL: tolerations Kubernetes accepts in a pod (its own validation, checked at admission so
+/// that a router never reaches the API server with a Deployment it refuses).
+const TOLERATIONS_RULE: &str = "self.all(t, (!has(t.operator) || t.operator == 'Exists' || t.operator == 'Equal') && (!has(t.effect) || t.effect == '' || t.effect == 'NoSchedule' || t.effect == 'PreferNoSchedule' || t.effect == 'NoExecute') && (!has(t.operator) || t.operator != 'Exists' || !has(t.value) || size(t.value) == 0) && ((has(t.key) && size(t.key) > 0) || (has(t.operator) && t.operator == 'Exists')) && (!has(t.tolerationSeconds) || (has(t.effect) && t.effect == 'NoExecute')))";
+
+/// CEL: topology spread constraints Kubernetes accepts in a pod.
+const SPREAD_RULE: &str = "self.all(c, c.maxSkew >= 1 && (c.whenUnsatisfiable == 'DoNotSchedule' || c.whenUnsatisfiable == 'ScheduleAnyway') && (!has(c.minDomains) || (c.minDomains >= 1 && c.whenUnsatisfiable == 'DoNotSchedule')))";
 
 impl PodOptions {
     pub fn is_empty(&self) -> bool {

@@ -26,8 +26,9 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
 /// Service under a path prefix, and `spec.tls` adds HTTPS with an optional redirect.
 ///
 /// The operator writes a Gloo Proxy (in the proxy namespace, Gloo's write namespace), and in the
-/// HostRouter's own namespace a ConfigMap with the Envoy bootstrap, a Deployment running Envoy
-/// and a Service exposing the listener. All of them are named after `spec.proxyName`.
+/// HostRouter's own namespace a ConfigMap with the Envoy bootstrap, a Deployment running Envoy,
+/// a Service exposing the listener and, when asked for, a HorizontalPodAutoscaler and a
+/// PodDisruptionBudget. All of them are named after `spec.proxyName`.
 // The derive repeats `type_` across print columns, which clippy mistakes for duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -87,11 +88,13 @@ pub const DEFAULT_ADMIN_PORT: i32 = 19000;
     validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.envoy) || (!has(self.envoy.image) && !has(self.envoy.replicas) && !has(self.envoy.resources) && !has(self.envoy.adminPort) && !has(self.envoy.autoscaling) && !has(self.envoy.disruptionBudget) && !has(self.envoy.pod))")).message("envoy configures the Envoy Deployment the operator runs for Gloo; with backend.type GatewayAPI the implementation runs the proxies: configure them there (Envoy Gateway: an EnvoyProxy on the GatewayClass)"),
     validation = Rule::new(format!("{NOT_GATEWAY_API} || !has(self.service) || (self.service.type == 'LoadBalancer' && (!has(self.service.annotations) || size(self.service.annotations) == 0) && (!has(self.service.labels) || size(self.service.labels) == 0) && !has(self.service.loadBalancerClass) && !has(self.service.loadBalancerSourceRanges) && !has(self.service.externalTrafficPolicy))")).message("service configures the Service the operator writes for Gloo; with backend.type GatewayAPI the implementation writes it"),
     validation = Rule::new("!has(self.backend) || !has(self.backend.gatewayAPI) || !has(self.backend.gatewayAPI.gateway) || !has(self.tls)").message("tls does not apply to an existing Gateway (backend.gatewayAPI.gateway): its owner configures its listeners and certificates"),
+    validation = Rule::new(format!("!({NOT_GATEWAY_API}) || !({OLD_NOT_GATEWAY_API}) || self.proxyName != oldSelf.proxyName || self.service.type != 'LoadBalancer' || oldSelf.service.type != 'LoadBalancer' || (has(self.service.loadBalancerClass) ? self.service.loadBalancerClass : '') == (has(oldSelf.service.loadBalancerClass) ? oldSelf.service.loadBalancerClass : '')")).message("service.loadBalancerClass cannot change while the Envoy Service stays a LoadBalancer (Kubernetes does not allow it): set service.type to ClusterIP or NodePort and let the operator apply it first, or change proxyName (a new Service)"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HostRouterSpec {
-    /// Name of the Gloo Proxy this router writes. The Envoy Deployment, its Service and the
-    /// bootstrap ConfigMap (`<proxyName>-envoy-bootstrap`) get the same name, and Envoy asks Gloo
+    /// Name of the Gloo Proxy this router writes. The Envoy Deployment, its Service, its
+    /// autoscaler and disruption budget, and the bootstrap ConfigMap
+    /// (`<proxyName>-envoy-bootstrap`) get the same name, and Envoy asks Gloo
     /// for its configuration as `<proxyNamespace>~<proxyName>`. Lowercase letters, digits and
     /// '-', starting with a letter, at most 40 characters.
     #[schemars(
@@ -160,6 +163,8 @@ pub struct HostRouterSpec {
 
 /// CEL: the router does not use the Gateway API backend.
 const NOT_GATEWAY_API: &str = "!has(self.backend) || self.backend.type != 'GatewayAPI'";
+/// CEL, in a transition rule: the router did not use the Gateway API backend before.
+const OLD_NOT_GATEWAY_API: &str = "!has(oldSelf.backend) || oldSelf.backend.type != 'GatewayAPI'";
 
 impl HostRouterSpec {
     /// The backend in effect.

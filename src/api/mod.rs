@@ -1,6 +1,7 @@
 //! API types: HostRouter (ours) and the parts of Gloo's Proxy we write and read.
 
 pub mod backend;
+pub mod crd;
 pub mod envoy;
 pub mod gateway;
 pub mod gloo;

@@ -17,7 +17,6 @@ use super::selector::{
 #[x_kube(
     validation = Rule::new("self.type == 'LoadBalancer' || (!has(self.loadBalancerClass) && !has(self.loadBalancerSourceRanges))").message("service.loadBalancerClass and service.loadBalancerSourceRanges apply only to service.type LoadBalancer"),
     validation = Rule::new("self.type != 'ClusterIP' || !has(self.externalTrafficPolicy)").message("service.externalTrafficPolicy applies only to service.type LoadBalancer or NodePort"),
-    validation = Rule::new("self.type != 'LoadBalancer' || oldSelf.type != 'LoadBalancer' || (has(self.loadBalancerClass) ? self.loadBalancerClass : '') == (has(oldSelf.loadBalancerClass) ? oldSelf.loadBalancerClass : '')").message("service.loadBalancerClass cannot change while the Service is a LoadBalancer (Kubernetes does not allow it): set service.type to ClusterIP or NodePort first, then back with the new class"),
 )]
 pub struct ServiceSpec {
     /// Service type: `LoadBalancer` (default), `NodePort` or `ClusterIP`.

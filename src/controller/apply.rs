@@ -213,11 +213,39 @@ pub async fn delete_exact<K>(
 where
     K: Resource + Clone + Debug + DeserializeOwned,
 {
+    delete_if(api, metrics, kind, obj, Same::Version).await
+}
+
+/// How much of `obj` a delete requires to be unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Same {
+    /// The same object at the same version: nobody changed it since we looked.
+    Version,
+    /// The same object (uid), at any version: for objects whose status changes all the time
+    /// (an autoscaler's, a disruption budget's), where a version precondition would rarely
+    /// hold.
+    Object,
+}
+
+/// Deletes `obj` if it is still the same object (and version, per `same`).
+pub async fn delete_if<K>(
+    api: &Api<K>,
+    metrics: &Metrics,
+    kind: &'static str,
+    obj: &K,
+    same: Same,
+) -> Result<bool>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
     let name = obj.name_any();
     let params = DeleteParams {
         preconditions: Some(Preconditions {
             uid: obj.uid(),
-            resource_version: obj.resource_version(),
+            resource_version: match same {
+                Same::Version => obj.resource_version(),
+                Same::Object => None,
+            },
         }),
         ..DeleteParams::background()
     };

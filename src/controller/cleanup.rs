@@ -163,18 +163,35 @@ where
 {
     let keep = keep.map(ObjectRef::from_obj);
     for obj in store.state() {
-        if !labelled_for(router, obj.as_ref())
-            || keep.as_ref() == Some(&ObjectRef::from_obj(obj.as_ref()))
-        {
-            continue;
+        if keep.as_ref() != Some(&ObjectRef::from_obj(obj.as_ref())) {
+            delete_labelled(router, ctx, kind, obj.as_ref()).await?;
         }
-        let ns = obj.namespace().unwrap_or_default();
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-        if apply::delete_exact(&api, &ctx.metrics, kind, obj.as_ref()).await? {
-            let note = format!("Deleted {kind} {ns}/{}", obj.name_any());
-            ctx.event(router, EventType::Normal, "Deleted", "Cleanup", note)
-                .await;
-        }
+    }
+    Ok(())
+}
+
+/// Deletes `obj` (of `kind`, as cached) if it is labelled for `router`, with an Event. An
+/// autoscaler's or a budget's status changes all the time: those are deleted as long as they
+/// are the same object, whatever their version.
+pub async fn delete_labelled<K: Namespaced>(
+    router: &HostRouter,
+    ctx: &Context,
+    kind: &'static str,
+    obj: &K,
+) -> Result<()> {
+    if !labelled_for(router, obj) {
+        return Ok(());
+    }
+    let same = match kind {
+        "HorizontalPodAutoscaler" | "PodDisruptionBudget" => apply::Same::Object,
+        _ => apply::Same::Version,
+    };
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    if apply::delete_if(&api, &ctx.metrics, kind, obj, same).await? {
+        let note = format!("Deleted {kind} {ns}/{}", obj.name_any());
+        ctx.event(router, EventType::Normal, "Deleted", "Cleanup", note)
+            .await;
     }
     Ok(())
 }

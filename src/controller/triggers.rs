@@ -137,6 +137,25 @@ pub fn routers_using_gateway<K: kube::Resource>(
 }
 
 /// The router that controls an object through its owner reference.
+/// A hash of what the operator writes in an object: everything but its status and the
+/// metadata the API server maintains. Equal prints: nothing the operator cares about changed.
+/// `None` when the object cannot be serialised (then every change counts).
+pub fn written_fingerprint<K: kube::Resource + serde::Serialize>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut value = serde_json::to_value(obj).ok()?;
+    if let Some(map) = value.as_object_mut() {
+        map.remove("status");
+    }
+    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        for volatile in ["resourceVersion", "managedFields", "generation"] {
+            meta.remove(volatile);
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut h);
+    Some(h.finish())
+}
+
 pub fn owner<K: kube::Resource>(obj: &K) -> Option<ObjectRef<HostRouter>> {
     let namespace = obj.meta().namespace.as_deref()?;
     obj.owner_references()
@@ -360,5 +379,29 @@ mod tests {
             names(competitors(&rs, &after, Some(&before), &s)),
             ["routed", "team"]
         );
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::written_fingerprint;
+    use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
+
+    #[test]
+    fn only_what_the_operator_writes_changes_the_print() {
+        let mut pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "edge", "namespace": "a", "resourceVersion": "1", "labels": {"x": "1"}},
+            "spec": {"minAvailable": 1},
+        }))
+        .unwrap();
+        let first = written_fingerprint(&pdb);
+        pdb.status = Some(PodDisruptionBudgetStatus {
+            current_healthy: Some(3),
+            ..Default::default()
+        });
+        pdb.metadata.resource_version = Some("2".into());
+        assert_eq!(written_fingerprint(&pdb), first, "status and version only");
+        pdb.metadata.labels = Some([("x".to_string(), "2".to_string())].into());
+        assert_ne!(written_fingerprint(&pdb), first, "a label");
     }
 }

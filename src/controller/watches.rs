@@ -109,8 +109,13 @@ pub fn start(
     tasks.add(services(ctx, w.services, queue));
     tasks.add(owned("ConfigMap", ctx, w.config_maps, queue));
     tasks.add(owned("Deployment", ctx, w.deployments, queue));
-    tasks.add(owned("HorizontalPodAutoscaler", ctx, w.autoscalers, queue));
-    tasks.add(owned(
+    tasks.add(owned_by_spec(
+        "HorizontalPodAutoscaler",
+        ctx,
+        w.autoscalers,
+        queue,
+    ));
+    tasks.add(owned_by_spec(
         "PodDisruptionBudget",
         ctx,
         w.disruption_budgets,
@@ -240,6 +245,41 @@ fn owned<K: Namespaced>(
     let stream = mirrored(Api::<K>::all(ctx.client.clone()), managed(), writer);
     spawn_triggers(kind, stream, ctx, queue, |_, o, _| {
         triggers::owner(o).into_iter().collect()
+    })
+}
+
+/// Like [`owned`], for objects whose status nobody reads and which change it all the time (an
+/// autoscaler every sync, a budget with each pod's readiness): only a change of what the
+/// operator writes (the spec, labels, annotations, owners) or a deletion reaches the owner.
+fn owned_by_spec<K: Namespaced>(
+    kind: &'static str,
+    ctx: &Arc<Context>,
+    writer: Writer<K>,
+    queue: &Queue,
+) -> JoinHandle<()> {
+    let stream = mirrored(Api::<K>::all(ctx.client.clone()), managed(), writer);
+    let seen: Mutex<HashMap<ObjectRef<K>, u64>> = Mutex::default();
+    spawn_triggers(kind, stream, ctx, queue, move |_, o, change| {
+        let key = ObjectRef::from_obj(o);
+        let mut seen = match seen.lock() {
+            Ok(seen) => seen,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let news = match change {
+            Change::Deleted => {
+                seen.remove(&key);
+                true
+            }
+            Change::Applied | Change::Listed => match triggers::written_fingerprint(o) {
+                Some(print) => seen.insert(key, print) != Some(print),
+                None => true,
+            },
+        };
+        if news {
+            triggers::owner(o).into_iter().collect()
+        } else {
+            Vec::new()
+        }
     })
 }
 

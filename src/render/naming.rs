@@ -31,6 +31,11 @@ pub const BOOTSTRAP_HASH_ANNOTATION: &str = "hostrouter.io/bootstrap-sha256";
 /// Annotation on every generated object: a hash of what the operator applied. A changed spec
 /// changes the hash, so fields the operator stopped setting are removed by the next apply.
 pub const APPLIED_HASH_ANNOTATION: &str = "hostrouter.io/applied-hash";
+/// On an Envoy Deployment whose replica count is its HorizontalPodAutoscaler's: the operator
+/// applies it without `spec.replicas` (and hands the count over once, when this appears).
+pub const REPLICAS_FROM_ANNOTATION: &str = "hostrouter.io/replicas-from";
+/// The value of [`REPLICAS_FROM_ANNOTATION`].
+pub const REPLICAS_FROM_AUTOSCALER: &str = "HorizontalPodAutoscaler";
 /// Finalizer that removes the Proxy, which lives in another namespace, before the router goes.
 pub const FINALIZER: &str = "hostrouter.io/proxy-cleanup";
 

@@ -16,11 +16,11 @@ use crate::api::gloo;
 use crate::api::hostrouter::ProxyRef;
 use crate::controller::apply;
 use crate::controller::context::Context;
-use crate::controller::finalizer;
+use crate::controller::{cleanup, finalizer};
 use crate::error::{Error, Result, is_missing_resource_type};
 use crate::metrics::WriteOp;
 use crate::render::gloo::Objects;
-use crate::render::naming::{APPLIED_HASH_ANNOTATION, FIELD_MANAGER};
+use crate::render::naming::{FIELD_MANAGER, REPLICAS_FROM_ANNOTATION};
 
 /// Looks at the Envoy ConfigMap, Service and Deployment and at the Proxy; writes them unless
 /// one is held by another.
@@ -99,18 +99,23 @@ pub(super) async fn write(
         });
     }
 
-    // Then write what differs.
+    // Then write what differs: the Envoy fleet, the Proxy, and last the fleet's optional
+    // objects, so that a refusal of those never holds the routes back.
     converge(router, ctx, cm).await?;
     converge(router, ctx, svc).await?;
-    hand_replicas_over(ctx, &dep).await?;
+    if r.autoscaler.is_none() {
+        // Before the Deployment takes its own count again: an autoscaler left running would
+        // set it back.
+        if let Some(hpa) = s.autoscalers.get(
+            &ObjectRef::new(&r.deployment.name_any())
+                .within(&r.deployment.namespace().unwrap_or_default()),
+        ) {
+            cleanup::delete_labelled(router, ctx, "HorizontalPodAutoscaler", hpa.as_ref()).await?;
+        }
+    }
+    let dep = hand_replicas_over(router, ctx, dep).await?;
     let dep = converge(router, ctx, dep).await?;
     envoy = envoy_state(Some(&dep));
-    if let Some(hpa) = hpa {
-        converge(router, ctx, hpa).await?;
-    }
-    if let Some(pdb) = pdb {
-        converge(router, ctx, pdb).await?;
-    }
     let proxy = match proxy {
         Err(missing) => missing,
         Ok(proxy) => {
@@ -126,6 +131,12 @@ pub(super) async fn write(
             ))
         }
     };
+    if let Some(hpa) = hpa {
+        converge(router, ctx, hpa).await?;
+    }
+    if let Some(pdb) = pdb {
+        converge(router, ctx, pdb).await?;
+    }
     Ok(Written {
         conflict: None,
         backend: BackendWrite::Gloo { proxy, envoy },
@@ -168,34 +179,44 @@ async fn plan_proxy<'a>(
 /// operator to an autoscaler.
 const REPLICAS_HANDOVER_MANAGER: &str = "hostrouter-replicas-handover";
 
-/// Before the Deployment is applied without `spec.replicas` (an autoscaler sets it), another
-/// field manager applies the current count. Otherwise server-side apply would remove the
-/// field the operator owned, the API server would default it to 1, and the edge would shrink
-/// to one pod until the autoscaler scales it up again. Done whenever the Deployment is about
-/// to change (its applied hash differs) under an autoscaler: cheap, and right whatever the
-/// operator applied before. The autoscaler's own scale updates take the field from both.
-async fn hand_replicas_over(ctx: &Context, dep: &Planned<'_, Deployment>) -> Result<()> {
+/// Hands the Deployment's replica count to its new autoscaler, once: when the Deployment is
+/// about to be applied without `spec.replicas` for the first time (the desired object carries
+/// [`REPLICAS_FROM_ANNOTATION`], the current one not yet). Server-side apply would otherwise
+/// remove the field the operator owned, the API server would default it to 1, and the edge
+/// would shrink to one pod until the autoscaler acts. Another field manager applies the count
+/// first (at least 1: an autoscaler leaves a target at 0 alone), guarded by the
+/// resourceVersion; the operator's apply then leaves the field to it, and the autoscaler's
+/// updates (into its range first of all) take it over. Returns the plan with the Deployment as
+/// it now is.
+async fn hand_replicas_over<'a>(
+    router: &HostRouter,
+    ctx: &Context,
+    mut dep: Planned<'a, Deployment>,
+) -> Result<Planned<'a, Deployment>> {
+    let marked = |d: &Deployment| d.annotations().contains_key(REPLICAS_FROM_ANNOTATION);
     let Some(current) = dep.current.as_deref() else {
-        return Ok(());
+        return Ok(dep);
     };
-    let stamp = |d: &Deployment| d.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
-    let (Some(replicas), None) = (current.spec.replicas, dep.desired.spec.replicas) else {
-        return Ok(());
+    let (Some(replicas), false, true) =
+        (current.spec.replicas, marked(current), marked(dep.desired))
+    else {
+        return Ok(dep);
     };
-    if stamp(current) == stamp(dep.desired) {
-        return Ok(());
+    if router.spec.envoy.autoscaling.is_none() {
+        return Ok(dep);
     }
     let name = current.name_any();
     let keep = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {"replicas": replicas},
+        "metadata": {"name": name, "resourceVersion": current.resource_version()},
+        "spec": {"replicas": replicas.max(1)},
     });
-    dep.api
+    let handed = dep
+        .api
         .patch(
             &name,
-            &PatchParams::apply(REPLICAS_HANDOVER_MANAGER),
+            &PatchParams::apply(REPLICAS_HANDOVER_MANAGER).force(),
             &Patch::Apply(&keep),
         )
         .await
@@ -209,5 +230,6 @@ async fn hand_replicas_over(ctx: &Context, dep: &Planned<'_, Deployment>) -> Res
             )
         })?;
     ctx.metrics.write("Deployment", WriteOp::Apply);
-    Ok(())
+    dep.current = Some(std::sync::Arc::new(handed));
+    Ok(dep)
 }

@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::HostRouterSpec;
 use crate::render::naming::{
-    BOOTSTRAP_HASH_ANNOTATION, BOOTSTRAP_KEY, bootstrap_config_map_name, selector_labels,
+    BOOTSTRAP_HASH_ANNOTATION, BOOTSTRAP_KEY, REPLICAS_FROM_ANNOTATION, REPLICAS_FROM_AUTOSCALER,
+    bootstrap_config_map_name, selector_labels,
 };
 use crate::render::routes::{HTTP, HTTPS};
 use crate::render::{Identity, Settings};
@@ -144,8 +145,15 @@ pub fn deployment(
     );
     let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
 
+    let mut metadata = id.local_meta(id.proxy.name.clone());
+    if spec.envoy.autoscaling.is_some() {
+        metadata.annotations = Some(BTreeMap::from([(
+            REPLICAS_FROM_ANNOTATION.to_owned(),
+            REPLICAS_FROM_AUTOSCALER.to_owned(),
+        )]));
+    }
     Deployment {
-        metadata: id.local_meta(id.proxy.name.clone()),
+        metadata,
         spec: DeploymentSpec {
             // With an autoscaler the replica count is its to set.
             replicas: spec.envoy.autoscaling.is_none().then(|| spec.replicas()),

@@ -346,15 +346,68 @@ pub(super) async fn rejects_invalid_specs(cx: &TestContext) -> Result<()> {
         (
             "a disruption budget of 150%",
             json!({"envoy": {"disruptionBudget": {"minAvailable": "150%"}}}),
-            &[
-                "spec.envoy.disruptionBudget.minAvailable",
-                "a number of pods (0 or more) or a percentage",
-            ],
+            &["spec.envoy.disruptionBudget.minAvailable"],
         ),
         (
             "a disruption budget of -1 pods",
             json!({"envoy": {"disruptionBudget": {"maxUnavailable": -1}}}),
             &["spec.envoy.disruptionBudget.maxUnavailable"],
+        ),
+        (
+            "a disruption budget of a number in a string",
+            json!({"envoy": {"disruptionBudget": {"minAvailable": "5"}}}),
+            &["spec.envoy.disruptionBudget.minAvailable"],
+        ),
+        (
+            "a disruption budget beyond 32 bits",
+            json!({"envoy": {"disruptionBudget": {"minAvailable": 3_000_000_000_i64}}}),
+            &["spec.envoy.disruptionBudget.minAvailable"],
+        ),
+        (
+            "a spread whose maxSkew is beyond 32 bits",
+            json!({"envoy": {"pod": {"topologySpreadConstraints": [{"maxSkew": 3_000_000_000_i64, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]}}}),
+            &["spec.envoy.pod.topologySpreadConstraints[0].maxSkew"],
+        ),
+        (
+            "a spread with maxSkew 0 and minDomains without DoNotSchedule",
+            json!({"envoy": {"pod": {"topologySpreadConstraints": [{"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway", "minDomains": 2}]}}}),
+            &[
+                "spec.envoy.pod.topologySpreadConstraints",
+                "maxSkew must be at least 1",
+            ],
+        ),
+        (
+            "a toleration with an unknown operator",
+            json!({"envoy": {"pod": {"tolerations": [{"key": "edge", "operator": "Matches", "effect": "NoSchedule"}]}}}),
+            &[
+                "spec.envoy.pod.tolerations",
+                "operator must be Exists or Equal",
+            ],
+        ),
+        (
+            "a toleration with Exists and a value",
+            json!({"envoy": {"pod": {"tolerations": [{"key": "edge", "operator": "Exists", "value": "x"}]}}}),
+            &["spec.envoy.pod.tolerations", "Exists takes no value"],
+        ),
+        (
+            "a toleration with tolerationSeconds and NoSchedule",
+            json!({"envoy": {"pod": {"tolerations": [{"key": "edge", "effect": "NoSchedule", "tolerationSeconds": 30}]}}}),
+            &[
+                "spec.envoy.pod.tolerations",
+                "tolerationSeconds needs NoExecute",
+            ],
+        ),
+        (
+            "a node selector value that is no label value",
+            json!({"envoy": {"pod": {"nodeSelector": {"edge": "not a value"}}}}),
+            &["spec.envoy.pod.nodeSelector.edge"],
+        ),
+        (
+            "an affinity weight beyond 32 bits",
+            json!({"envoy": {"pod": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 3_000_000_000_i64, "preference": {}}]}}}}}),
+            &[
+                "spec.envoy.pod.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight",
+            ],
         ),
         (
             "a pod label that overrides the selector",

@@ -131,15 +131,25 @@ async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
         "an autoscaler without spec.envoy.autoscaling"
     );
 
-    // With the autoscaler: every value the Deployment's count takes on the way is recorded.
+    // With the autoscaler: every value the Deployment's count takes on the way is recorded,
+    // from the fixed count on.
     let counts = f.record_replicas();
-    f.apply(&full).await?;
     let counts_seen = || counts.lock().map(|c| c.clone()).unwrap_or_default();
+    wait_until("the recorder to see the fixed count", STEP, || async {
+        let seen = counts_seen();
+        Ok(if seen == [2] {
+            Progress::Done(())
+        } else {
+            Progress::pending(format!("counts {seen:?}"))
+        })
+    })
+    .await?;
+    f.apply(&full).await?;
     f.wait_replicas(3, "the autoscaler's minimum").await?;
     let seen = counts_seen();
     ensure!(
-        !seen.contains(&1),
-        "the replica count dropped to 1 while the autoscaler took it over: {seen:?}"
+        seen == [2, 3],
+        "the replica count should go from 2 to the autoscaler's minimum 3 and nowhere else (no drop to 1 while the autoscaler takes it over, no watch gap): {seen:?}"
     );
     let owner = f.replicas_manager().await?;
     ensure!(
@@ -205,6 +215,13 @@ async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
         replicas == Some(4),
         "the count set by someone else was changed to {replicas:?} when the pod template changed"
     );
+    // Nor did writing the Deployment fail on the way (a conflict over the count, say).
+    let log = std::fs::read_to_string(operator.process().log_path())?;
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reconcile failed"))
+        .collect();
+    ensure!(failures.is_empty(), "reconciles failed: {failures:#?}");
     eprintln!("{}: pod-template hashes {before:?} -> {after:?}", cx.name());
 
     // A Service annotation change changes the Service only.
@@ -369,8 +386,14 @@ impl Fleet {
         let stream = watcher(self.deployments.clone(), config).applied_objects();
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            while let Some(Ok(d)) = stream.next().await {
-                if let (Some(n), Ok(mut seen)) = (d.spec.replicas, sink.lock())
+            while let Some(event) = stream.next().await {
+                // A failed watch relists; a count it missed meanwhile would go unseen: say so
+                // in the record (-1), which then fails the check.
+                let n = match event {
+                    Ok(d) => d.spec.replicas,
+                    Err(_) => Some(-1),
+                };
+                if let (Some(n), Ok(mut seen)) = (n, sink.lock())
                     && seen.last() != Some(&n)
                 {
                     seen.push(n);
