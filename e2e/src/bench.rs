@@ -568,6 +568,81 @@ impl OperatorMetrics {
     }
 }
 
+// --- The API server's metrics ----------------------------------------------------------
+
+/// `apiserver_request_duration_seconds` count and sum by `VERB resource[/subresource]`, of
+/// the requests that end (watches and other long-running requests left out).
+pub fn apiserver_request_time(text: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (is_count, rest) =
+            if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_count{") {
+                (true, r)
+            } else if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
+                (false, r)
+            } else {
+                continue;
+            };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let label = |key: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                .map(|v| v.trim_end_matches('"'))
+                .unwrap_or_default()
+        };
+        let verb = label("verb");
+        if matches!(verb, "WATCH" | "WATCHLIST" | "CONNECT") {
+            continue;
+        }
+        let subresource = label("subresource");
+        let key = if subresource.is_empty() {
+            format!("{verb} {}", label("resource"))
+        } else {
+            format!("{verb} {}/{subresource}", label("resource"))
+        };
+        let slot = out.entry(key).or_default();
+        if is_count {
+            slot.0 += value;
+        } else {
+            slot.1 += value;
+        }
+    }
+    out
+}
+
+/// The `top` request kinds by time spent between two [`apiserver_request_time`] readings:
+/// `PATCH proxies 12× 1.2 s`.
+pub fn top_requests(
+    before: &BTreeMap<String, (f64, f64)>,
+    after: &BTreeMap<String, (f64, f64)>,
+    top: usize,
+) -> String {
+    let mut spent: Vec<(String, f64, f64)> = after
+        .iter()
+        .map(|(k, (n, s))| {
+            let (n0, s0) = before.get(k).copied().unwrap_or_default();
+            (k.clone(), n - n0, s - s0)
+        })
+        .filter(|(_, n, _)| *n > 0.0)
+        .collect();
+    spent.sort_by(|a, b| b.2.total_cmp(&a.2));
+    if spent.is_empty() {
+        return "–".into();
+    }
+    spent
+        .iter()
+        .take(top)
+        .map(|(k, n, s)| format!("{k} {n}× {s:.1} s"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 // --- Numbers ----------------------------------------------------------------------------
 
 /// The `q` quantile (0–1) of `values` by nearest rank; zero for no values.
@@ -761,6 +836,23 @@ mod tests {
             "hostrouter_object_writes_total{kind=\"Proxy\",operation=\"apply\"} 1\n",
         ));
         assert_eq!(d.writes_summary(), "3 (HostRouter/status=1, Proxy/apply=2)");
+    }
+
+    #[test]
+    fn apiserver_request_time_by_verb_and_resource() {
+        let text = "apiserver_request_duration_seconds_sum{component=\"apiserver\",group=\"\",resource=\"services\",scope=\"resource\",subresource=\"\",verb=\"POST\",version=\"v1\"} 2.5\n\
+                    apiserver_request_duration_seconds_count{component=\"apiserver\",group=\"\",resource=\"services\",scope=\"resource\",subresource=\"\",verb=\"POST\",version=\"v1\"} 10\n\
+                    apiserver_request_duration_seconds_sum{resource=\"hostrouters\",subresource=\"status\",verb=\"APPLY\"} 1\n\
+                    apiserver_request_duration_seconds_count{resource=\"hostrouters\",subresource=\"status\",verb=\"APPLY\"} 4\n\
+                    apiserver_request_duration_seconds_sum{resource=\"services\",subresource=\"\",verb=\"WATCH\"} 99\n";
+        let after = apiserver_request_time(text);
+        assert_eq!(after.get("POST services"), Some(&(10.0, 2.5)));
+        assert_eq!(after.get("APPLY hostrouters/status"), Some(&(4.0, 1.0)));
+        assert!(!after.contains_key("WATCH services"));
+        assert_eq!(
+            top_requests(&BTreeMap::new(), &after, 1),
+            "POST services 10× 2.5 s"
+        );
     }
 
     #[test]

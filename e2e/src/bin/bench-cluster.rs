@@ -51,6 +51,8 @@ const USAGE: &str = "usage: bench-cluster [options]
   --restart-settle-secs N after a restart, how long writes are counted [default 60]
   --size-timeout-mins N   give up a size after this long, keeping what was measured
                           [env BENCH_SIZE_TIMEOUT_MINS; default 40]
+  --cluster-ip            the benchmark's Services get ClusterIPs [env BENCH_CLUSTER_IP=1];
+                          default: headless (clusterIP: None), see the results file for why
   --no-gloo               leave out Gloo and Envoy (part 6)
   --results PATH          results file [env BENCH_RESULTS; default e2e/bench/cluster-results.md]
 
@@ -109,6 +111,8 @@ struct Args {
     routers: usize,
     restart_settle: Duration,
     size_timeout: Duration,
+    /// The benchmark's Services get ClusterIPs (else they are headless).
+    cluster_ip: bool,
     gloo: bool,
     results: PathBuf,
 }
@@ -163,6 +167,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
                 "BENCH_SIZE_TIMEOUT_MINS",
             )?,
         ),
+        cluster_ip: env("BENCH_CLUSTER_IP").is_some_and(|v| v == "1" || v == "true"),
         gloo: true,
         results: env("BENCH_RESULTS")
             .map(PathBuf::from)
@@ -189,6 +194,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
             "--size-timeout-mins" => {
                 args.size_timeout = Duration::from_secs(60 * num(&value()?, flag)?)
             }
+            "--cluster-ip" => args.cluster_ip = true,
             "--no-gloo" => args.gloo = false,
             "--results" => args.results = PathBuf::from(value()?),
             other => bail!("unknown option {other:?}\n{USAGE}"),
@@ -363,9 +369,11 @@ struct Snapshot {
     /// operator, kube-apiserver, etcd, kube-controller-manager, this program.
     cpu: [f64; 5],
     metrics: OperatorMetrics,
+    /// The API server's request time by verb and resource.
+    apiserver: std::collections::BTreeMap<String, (f64, f64)>,
 }
 
-const COST_COLUMNS: [&str; 11] = [
+const COST_COLUMNS: [&str; 12] = [
     "phase",
     "wall s",
     "operator CPU s",
@@ -377,6 +385,7 @@ const COST_COLUMNS: [&str; 11] = [
     "mean reconcile",
     "p50 reconcile ≤",
     "p99 reconcile ≤",
+    "kube-apiserver request time, top 3 (count, seconds)",
 ];
 
 struct Bench<'a> {
@@ -453,8 +462,8 @@ async fn measure(
     let (relists, errors) = recorder.health()?;
     with_report(report, |r| {
         r.note(format!(
-            "watches (re)listed {relists} times (2 at start); {} watch errors{}",
-            errors.len(),
+            "watch errors of the benchmark's Proxy and HostRouter watches (each followed by a \
+             re-list; 0 means no event was missed): {relists}{}",
             errors
                 .first()
                 .map(|e| format!(", first: {e}"))
@@ -526,6 +535,37 @@ impl Bench<'_> {
             fmt_duration(no_operator),
         );
         self.delete_services(&burst).await?;
+        if !self.args.cluster_ip {
+            // What the same burst costs when each Service gets a ClusterIP.
+            let before = self.snapshot().await;
+            let burst = self.burst_names("nc");
+            let t = Instant::now();
+            stream::iter(&burst)
+                .map(|(ns, name)| {
+                    create_service(
+                        &self.client,
+                        ns,
+                        name,
+                        ServiceKind::ClusterIp,
+                        &self.retries,
+                    )
+                })
+                .buffer_unordered(self.args.concurrency)
+                .try_collect::<Vec<()>>()
+                .await?;
+            let took = t.elapsed();
+            say!("created {} ClusterIP Services in {took:.1?}", burst.len());
+            self.cost("burst of ClusterIP Services, no operator", &before)
+                .await;
+            self.set(
+                format!(
+                    "burst of {} ClusterIP Services: create time, no operator (few IPs allocated yet)",
+                    self.args.burst
+                ),
+                fmt_duration(took),
+            );
+            self.delete_services(&burst).await?;
+        }
 
         // The operator and one router.
         self.enter("initial sync");
@@ -731,7 +771,7 @@ impl Bench<'_> {
     async fn create_services(&self, services: &[(String, String)]) -> Result<Duration> {
         let t = Instant::now();
         stream::iter(services)
-            .map(|(ns, name)| create_service(&self.client, ns, name, &self.retries))
+            .map(|(ns, name)| self.create_service(ns, name))
             .buffer_unordered(self.args.concurrency)
             .try_collect::<Vec<()>>()
             .await?;
@@ -743,6 +783,15 @@ impl Bench<'_> {
             self.retries.load(Ordering::Relaxed)
         );
         Ok(took)
+    }
+
+    async fn create_service(&self, ns: &str, name: &str) -> Result<()> {
+        let kind = if self.args.cluster_ip {
+            ServiceKind::ClusterIp
+        } else {
+            ServiceKind::Headless
+        };
+        create_service(&self.client, ns, name, kind, &self.retries).await
     }
 
     async fn delete_services(&self, services: &[(String, String)]) -> Result<()> {
@@ -856,7 +905,17 @@ impl Bench<'_> {
         } else {
             OperatorMetrics::default()
         };
+        let apiserver = match ::http::Request::get("/metrics").body(Vec::new()) {
+            Ok(request) => self
+                .client
+                .request_text(request)
+                .await
+                .map(|text| bench::apiserver_request_time(&text))
+                .unwrap_or_default(),
+            Err(_) => Default::default(),
+        };
         Snapshot {
+            apiserver,
             at: Instant::now(),
             operator_pid,
             cpu: [
@@ -906,6 +965,7 @@ impl Bench<'_> {
             m.reconcile_quantile_bound(0.99)
                 .map_or("–".into(), |b| format!("{b} s")),
         );
+        row.push(bench::top_requests(&before.apiserver, &after.apiserver, 3));
         say!("cost of {}: {}", phase, row[1..].join(" | "));
         with_report(self.report, |r| {
             r.cost_columns = COST_COLUMNS.iter().map(|s| s.to_string()).collect();
@@ -956,7 +1016,7 @@ impl Bench<'_> {
             let name = format!("one-{i:04}");
             let h = host(&ns, &name);
             let t = Instant::now();
-            create_service(&self.client, &ns, &name, &self.retries).await?;
+            self.create_service(&ns, &name).await?;
             let seen = self
                 .recorder
                 .wait_hosts(&proxy, std::slice::from_ref(&h), CONVERGE_LIMIT)
@@ -1071,10 +1131,14 @@ impl Bench<'_> {
             .count("HostRouter", None, &[Action::Modified], t0, t1)?;
         self.set(
             format!(
-                "idle {} s: Proxy / HostRouter MODIFIED; operator writes",
+                "idle {} s (no Gloo): Proxy / HostRouter MODIFIED; operator writes",
                 self.args.idle.as_secs()
             ),
             format!("{p} / {h}; {}", m1.since(&m0).writes_summary()),
+        );
+        self.set(
+            "… reconciles while idle (Gloo not running: verdicts go Pending → NotReported)",
+            format!("{}", m1.since(&m0).reconciles),
         );
         Ok(())
     }
@@ -1244,7 +1308,14 @@ impl Bench<'_> {
         let backend = Backend::start("last", IpAddr::V4(alias.ip()), 0).await?;
         let ns = app_namespace(0);
         let t0 = Instant::now();
-        create_service(&self.client, &ns, "last", &self.retries).await?;
+        create_service(
+            &self.client,
+            &ns,
+            "last",
+            ServiceKind::ClusterIp,
+            &self.retries,
+        )
+        .await?;
         apply_endpoints(&self.client, &ns, "last", &[("http", backend.address())]).await?;
         let h = host(&ns, "last");
         let in_proxy = self
@@ -1265,6 +1336,27 @@ impl Bench<'_> {
                 fmt_duration(accepted.duration_since(t0)),
                 fmt_duration(answered.duration_since(t0))
             ),
+        );
+        // Idle again, now with Gloo reporting on the Proxy.
+        self.quiet().await;
+        let idle = self.args.idle.min(Duration::from_secs(60));
+        let m0 = self.metrics().await?;
+        let t1 = Instant::now();
+        tokio::time::sleep(idle).await;
+        let t2 = Instant::now();
+        let m = self.metrics().await?.since(&m0);
+        let (p, _) = self
+            .recorder
+            .count("Proxy", None, &[Action::Modified], t1, t2)?;
+        let (h, _) = self
+            .recorder
+            .count("HostRouter", None, &[Action::Modified], t1, t2)?;
+        self.set(
+            format!(
+                "idle {} s with Gloo running: Proxy / HostRouter MODIFIED; operator writes; reconciles",
+                idle.as_secs()
+            ),
+            format!("{p} / {h}; {}; {}", m.writes_summary(), m.reconciles),
         );
         let gloo_usage = proc_usage(gloo.pid())?;
         let envoy_usage = proc_usage(envoy.pid())?;
@@ -1308,14 +1400,35 @@ async fn wait_answer(
     }
 }
 
+/// Whether a Service gets a ClusterIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServiceKind {
+    ClusterIp,
+    /// `clusterIP: None`: no address allocated.
+    Headless,
+}
+
 /// Creates a selectorless ClusterIP Service `<ns>/<name>` with one port (`http`, 80),
 /// retrying what the API server may answer under load (429, 5xx, lost connections).
-async fn create_service(client: &Client, ns: &str, name: &str, retries: &AtomicU64) -> Result<()> {
+async fn create_service(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    kind: ServiceKind,
+    retries: &AtomicU64,
+) -> Result<()> {
+    let mut spec = json!({
+        "type": "ClusterIP",
+        "ports": [{"name": "http", "port": SERVICE_PORT, "protocol": "TCP"}],
+    });
+    if kind == ServiceKind::Headless {
+        spec["clusterIP"] = json!("None");
+    }
     let svc: Service = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": ns},
-        "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": SERVICE_PORT, "protocol": "TCP"}]},
+        "spec": spec,
     }))?;
     let api = Api::<Service>::namespaced(client.clone(), ns);
     let mut attempt = 0u32;
@@ -1453,11 +1566,23 @@ fn write_results(args: &Args, machine: &[String], reports: &[(String, Report)]) 
     out.push_str(&format!(
         "- kube-apiserver: the e2e suite's flags, unchanged: default --max-requests-inflight \
          (400) and --max-mutating-requests-inflight (200), --service-cluster-ip-range {} \
-         (65,534 addresses: room for every Service of the largest size); Services are \
-         selectorless ClusterIP Services with one port `http`/80; the benchmark's client is the \
-         admin user (system:masters: exempt from API Priority and Fairness)\n",
+         (65,534 addresses: room for every Service of the largest size); the benchmark's \
+         client is the admin user (system:masters: exempt from API Priority and Fairness)\n",
         hostrouter_e2e::control_plane::SERVICE_CLUSTER_IP_RANGE
     ));
+    out.push_str(if args.cluster_ip {
+        "- Services: selectorless ClusterIP Services with one port `http`/80 (`--cluster-ip`)\n"
+    } else {
+        "- Services: selectorless and **headless** (`clusterIP: None`), one port `http`/80; the \
+         operator routes headless Services like any other (only ExternalName, excluded and its \
+         own Envoy Services are skipped). Why not ClusterIP: kube-apiserver v1.37's ClusterIP \
+         allocator lists every allocated IPAddress twice after each allocation (to update its \
+         `allocated`/`available` metrics: `Used()` and `Free()` in \
+         pkg/registry/core/service/ipallocator/ipallocator.go), so each create costs O(Services) \
+         and creating 50,000 of them is quadratic — API-server time that has nothing to do with \
+         the operator. The row \"burst of … ClusterIP Services\" shows that cost; the Service of \
+         part 6 (\"one more Service\") is a ClusterIP Service\n"
+    });
     out.push_str(&format!(
         "- operator: {} run --gloo-namespace {GLOO_NAMESPACE} --router-selector {ROUTER_LABEL}=true \
          (admin kubeconfig, log level info); HostRouters in `{EDGE_NAMESPACE}` select the \
@@ -1481,7 +1606,8 @@ fn write_results(args: &Args, machine: &[String], reports: &[(String, Report)]) 
         out.push_str(
             "CPU seconds spent by each process during each phase (utime+stime from /proc), \
              and the operator's reconciles in it (controller_runtime_reconcile_time_seconds; \
-             the quantiles are histogram bucket bounds).\n\n",
+             the quantiles are histogram bucket bounds). Phases with the operator end with a \
+             wait for 5 s without any Proxy or HostRouter event, which the wall time includes.\n\n",
         );
         out.push_str(&bench::costs_table(report));
         if !report.notes.is_empty() {
