@@ -6,6 +6,8 @@
 #   make e2e         the end-to-end suite (builds the toolchain first)
 #   make demo        a local cluster left running; make demo-down stops it
 #                    (BACKEND=gateway-api: also through Envoy Gateway)
+#   make bench-cluster  the cluster-scale benchmark of the release operator (prints numbers,
+#                    writes e2e/bench/cluster-results.md; BENCH_SIZES=1000x100 to run small)
 #   make env         print the toolchain's environment variables, to run
 #                    `cargo test -p hostrouter-e2e` by hand: eval "$$(make -s env)"
 #
@@ -157,7 +159,7 @@ TOOLCHAIN_FILES := $(KUBERNETES_BINARIES) $(NODE_FILES) $(ETCD) $(GLOO) \
 	$(KUBERNETES_VALIDATE_STAMP) $(PROMETHEUS_DEBS_STAMP)
 
 .PHONY: test fmt-check clippy unit chart-check e2e soak operator-image toolchain toolchain-regen crds golden fuzz bench \
-	env demo demo-down demo-status
+	env demo demo-down demo-status bench-cluster
 
 # --- Checks -------------------------------------------------------------------------
 
@@ -229,6 +231,18 @@ fuzz:
 # Render time and memory at scale (prints numbers; asserts nothing).
 bench:
 	$(CARGO) bench -p hostrouter --bench render
+
+# The cluster-scale benchmark (issue 15): the release operator against the e2e control plane at
+# 10,000 and 50,000 Services over 1,000 namespaces. Knobs (env or flags, see
+# `bench-cluster --help`): BENCH_SIZES (e.g. 1000x100), BENCH_IDLE_SECS, BENCH_SAMPLES,
+# BENCH_BURST, BENCH_CONCURRENCY, BENCH_ROUTERS, BENCH_SIZE_TIMEOUT_MINS; BENCH_ARGS passes flags.
+# Two builds: one `cargo build` of both packages would unify their dependencies' features and
+# build an operator binary other than the one `operator-image` ships.
+BENCH_ARGS ?=
+bench-cluster: toolchain
+	$(CARGO) build --release -p hostrouter --bin hostrouter
+	$(CARGO) build --release -p hostrouter-e2e --bin bench-cluster
+	$(E2E_ENV) HOSTROUTER_BIN=$(HOSTROUTER_RELEASE_BIN) $(TARGET_DIR)/release/bench-cluster $(BENCH_ARGS)
 
 # --- Local cluster ------------------------------------------------------------------
 

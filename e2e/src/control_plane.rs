@@ -373,6 +373,17 @@ impl ControlPlane {
         }
     }
 
+    /// The name and pid of each control-plane process, in start order (etcd, kube-apiserver,
+    /// kube-controller-manager): to read what they cost from `/proc`.
+    pub async fn pids(&self) -> Vec<(String, u32)> {
+        self.processes
+            .lock()
+            .await
+            .iter()
+            .map(|p| (p.name().to_owned(), p.pid()))
+            .collect()
+    }
+
     /// Fails with the log tail of the first control-plane process that has exited.
     pub async fn ensure_running(&self) -> Result<()> {
         for process in self.processes.lock().await.iter() {

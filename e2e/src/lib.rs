@@ -17,6 +17,7 @@
 //! Binary locations come from environment variables set by `make e2e`; see [`toolchain`].
 
 pub mod backends;
+pub mod bench;
 pub mod cli;
 pub mod command;
 pub mod control_plane;
