@@ -137,6 +137,24 @@ pub fn routers_using_gateway<K: kube::Resource>(
 }
 
 /// The router that controls an object through its owner reference.
+/// A hash of what a reconcile of `router` depends on: its spec (through the generation), its
+/// labels and annotations, and whether it is being deleted. Not its status, which the
+/// operator writes itself, nor its finalizers.
+pub fn router_fingerprint(router: &HostRouter) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let meta = &router.metadata;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        meta.uid.as_deref(),
+        meta.generation,
+        meta.deletion_timestamp.is_some(),
+        &meta.labels,
+        &meta.annotations,
+    )
+        .hash(&mut h);
+    h.finish()
+}
+
 /// A hash of what the operator writes in an object: everything but its status and the
 /// metadata the API server maintains. Equal prints: nothing the operator cares about changed.
 /// `None` when the object cannot be serialised (then every change counts).
@@ -386,6 +404,25 @@ mod tests {
 mod fingerprint_tests {
     use super::written_fingerprint;
     use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
+
+    #[test]
+    fn a_routers_status_and_finalizers_do_not_change_its_print() {
+        use super::router_fingerprint;
+        let mut r = crate::testing::router("a", "edge", "edge");
+        r.metadata.generation = Some(1);
+        let first = router_fingerprint(&r);
+        r.status = Some(Default::default());
+        r.metadata.finalizers = Some(vec!["hostrouter.io/proxy-cleanup".into()]);
+        r.metadata.resource_version = Some("7".into());
+        assert_eq!(router_fingerprint(&r), first);
+        r.metadata.generation = Some(2);
+        assert_ne!(router_fingerprint(&r), first, "a spec change");
+        r.metadata.generation = Some(1);
+        r.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert_ne!(router_fingerprint(&r), first, "deletion");
+    }
 
     #[test]
     fn only_what_the_operator_writes_changes_the_print() {

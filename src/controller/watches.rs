@@ -359,6 +359,7 @@ fn router_stream(
     janitor: Arc<Notify>,
 ) -> impl Stream<Item = Result<HostRouter, watcher::Error>> + Send + 'static {
     let previous: Mutex<HashMap<ObjectRef<HostRouter>, Arc<HostRouter>>> = Mutex::default();
+    let seen: Mutex<HashMap<ObjectRef<HostRouter>, u64>> = Mutex::default();
     let queue = queue.clone();
     let ctx = ctx.clone();
     let config = match router_selector {
@@ -422,6 +423,20 @@ fn router_stream(
         // needs the routers (kube-runtime's applier would hold reconciles behind an error it
         // has not yet passed on).
         .filter(|event| futures::future::ready(event.is_ok()))
+        // A status write (ours, after every reconcile that changed it) or a finalizer patch is
+        // no reason to reconcile again: at 10,000 Services that is a render for nothing.
+        .filter(move |event| {
+            let news = match event {
+                Ok(router) => {
+                    let key = ObjectRef::from_obj(router);
+                    let print = triggers::router_fingerprint(router);
+                    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    seen.insert(key, print) != Some(print)
+                }
+                Err(_) => false,
+            };
+            futures::future::ready(news)
+        })
 }
 
 /// How a failing watch retries: 250 ms, doubling to at most 4 s, from the start again once it
