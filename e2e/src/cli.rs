@@ -71,6 +71,20 @@ impl ToolCommand {
         }
     }
 
+    /// Runs the command and returns whether it succeeded, with its stdout and stderr
+    /// together (for tools that report on either).
+    pub async fn status_and_text(&self) -> Result<(bool, String)> {
+        let output = self.output().await?;
+        Ok((
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ))
+    }
+
     /// Runs the command and returns its stdout; a non-zero exit is an error that shows
     /// stderr and stdout.
     pub async fn run(&self) -> Result<String> {

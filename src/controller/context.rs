@@ -99,6 +99,9 @@ pub struct Context {
     reported_dropped: Mutex<HashMap<ObjectRef<HostRouter>, BTreeSet<DroppedLine>>>,
     /// Per router: consecutive failed reconciles, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<HostRouter>, u32>>,
+    /// The version each object had right after the operator wrote it, until its watch shows
+    /// that version: the echo of our own write is no news (see [`Context::is_own_echo`]).
+    own_writes: Mutex<HashMap<(&'static str, String, String), String>>,
 }
 
 impl Context {
@@ -117,6 +120,7 @@ impl Context {
             metrics,
             reported_dropped: Mutex::default(),
             failures: Mutex::default(),
+            own_writes: Mutex::default(),
         }
     }
 
@@ -190,6 +194,43 @@ impl Context {
     }
 
     /// Drops what is remembered about a router that is going away.
+    /// The operator just wrote `obj` (of `kind`): its watch event at this version is ours.
+    pub fn wrote<K: Resource>(&self, kind: &'static str, obj: &K) {
+        let (Some(version), Some(name)) =
+            (obj.meta().resource_version.clone(), obj.meta().name.clone())
+        else {
+            return;
+        };
+        let key = (kind, obj.meta().namespace.clone().unwrap_or_default(), name);
+        self.own_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, version);
+    }
+
+    /// Whether `obj` (of `kind`), as a watch delivers it, is the echo of the operator's own
+    /// last write: nothing to reconcile, since the write was the reconcile's outcome. Drift,
+    /// a verdict or anything else written after it has another version.
+    pub fn is_own_echo<K: Resource>(&self, kind: &'static str, obj: &K) -> bool {
+        let meta = obj.meta();
+        let (Some(version), Some(name)) = (meta.resource_version.as_ref(), meta.name.as_ref())
+        else {
+            return false;
+        };
+        let key = (
+            kind,
+            meta.namespace.clone().unwrap_or_default(),
+            name.clone(),
+        );
+        let mut writes = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
+        if writes.get(&key) == Some(version) {
+            writes.remove(&key);
+            true
+        } else {
+            false
+        }
+    }
+
     pub fn forget(&self, router: &ObjectRef<HostRouter>) {
         if let Ok(mut seen) = self.reported_dropped.lock() {
             seen.remove(router);

@@ -553,7 +553,15 @@ where
                 watch_works(&ctx, kind);
             }
             let targets = match event {
-                Ok(Event::Apply(o)) => affected(&routers.state(), &o, Change::Applied),
+                Ok(Event::Apply(o)) => {
+                    let targets = affected(&routers.state(), &o, Change::Applied);
+                    // The echo of our own write: the reconcile that wrote it is done.
+                    if ctx.is_own_echo(kind, &o) {
+                        Vec::new()
+                    } else {
+                        targets
+                    }
+                }
                 Ok(Event::Delete(o)) => affected(&routers.state(), &o, Change::Deleted),
                 // The mapper sees listed objects (to remember their state); reconciling waits
                 // for the listing to finish.

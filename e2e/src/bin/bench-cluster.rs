@@ -45,6 +45,9 @@ const USAGE: &str = "usage: bench-cluster [options]
                           [env BENCH_SIZES; default 10000x1000,50000x1000]
   --idle-secs N           idle period counted for writes [env BENCH_IDLE_SECS; default 300]
   --samples N             one-Service samples, and floor PATCHes [env BENCH_SAMPLES; default 50]
+  --sample-gap-ms N       pause before each one-Service sample, so that each is a lone change
+                          and not coalesced with the one before (the operator's default
+                          --coalesce-window is 1s) [env BENCH_SAMPLE_GAP_MS; default 1500]
   --burst N               Services per burst [env BENCH_BURST; default 1000]
   --concurrency N         creates in flight [env BENCH_CONCURRENCY; default 64]
   --routers N             HostRouters of the second burst [env BENCH_ROUTERS; default 5]
@@ -106,6 +109,8 @@ struct Args {
     sizes: Vec<Size>,
     idle: Duration,
     samples: usize,
+    /// Pause before each one-Service sample.
+    sample_gap: Duration,
     burst: usize,
     concurrency: usize,
     routers: usize,
@@ -154,6 +159,10 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
             &env("BENCH_SAMPLES").unwrap_or("50".into()),
             "BENCH_SAMPLES",
         )? as usize,
+        sample_gap: Duration::from_millis(num(
+            &env("BENCH_SAMPLE_GAP_MS").unwrap_or("1500".into()),
+            "BENCH_SAMPLE_GAP_MS",
+        )?),
         burst: num(&env("BENCH_BURST").unwrap_or("1000".into()), "BENCH_BURST")? as usize,
         concurrency: num(
             &env("BENCH_CONCURRENCY").unwrap_or("64".into()),
@@ -185,6 +194,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
             "--sizes" => args.sizes = parse_sizes(&value()?)?,
             "--idle-secs" => args.idle = Duration::from_secs(num(&value()?, flag)?),
             "--samples" => args.samples = num(&value()?, flag)? as usize,
+            "--sample-gap-ms" => args.sample_gap = Duration::from_millis(num(&value()?, flag)?),
             "--burst" => args.burst = num(&value()?, flag)? as usize,
             "--concurrency" => args.concurrency = num(&value()?, flag)? as usize,
             "--routers" => args.routers = num(&value()?, flag)? as usize,
@@ -1015,6 +1025,7 @@ impl Bench<'_> {
             let ns = app_namespace((i * 13) % self.size.namespaces);
             let name = format!("one-{i:04}");
             let h = host(&ns, &name);
+            tokio::time::sleep(self.args.sample_gap).await;
             let t = Instant::now();
             self.create_service(&ns, &name).await?;
             let seen = self
@@ -1548,8 +1559,9 @@ fn write_results(args: &Args, machine: &[String], reports: &[(String, Report)]) 
     }
     out.push_str("\n## Settings\n\n");
     out.push_str(&format!(
-        "- sizes: {}; burst {} Services; {} one-Service samples (floor: {} PATCHes); \
-         {} creates in flight; {} routers in the second burst; idle {} s; restart settle {} s\n",
+        "- sizes: {}; burst {} Services; {} one-Service samples, {} ms apart (floor: {} PATCHes); \
+         {} creates in flight; {} routers in the second burst; idle {} s; restart settle {} s; \
+         operator coalescing window: {}\n",
         args.sizes
             .iter()
             .map(Size::label)
@@ -1557,11 +1569,15 @@ fn write_results(args: &Args, machine: &[String], reports: &[(String, Report)]) 
             .join(", "),
         args.burst,
         args.samples,
+        args.sample_gap.as_millis(),
         args.samples.max(50),
         args.concurrency,
         args.routers,
         args.idle.as_secs(),
         args.restart_settle.as_secs(),
+        std::env::var("HOSTROUTER_COALESCE_WINDOW")
+            .map(|w| format!("{w} (HOSTROUTER_COALESCE_WINDOW)"))
+            .unwrap_or_else(|_| "the default, 1s".into()),
     ));
     out.push_str(&format!(
         "- kube-apiserver: the e2e suite's flags, unchanged: default --max-requests-inflight \

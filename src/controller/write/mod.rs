@@ -248,6 +248,9 @@ where
     }
     Ok(match outcome {
         Outcome::Unchanged(k) => k,
-        Outcome::Created(k) | Outcome::Updated { object: k, .. } => Arc::new(k),
+        Outcome::Created(k) | Outcome::Updated { object: k, .. } => {
+            ctx.wrote(p.kind, &k);
+            Arc::new(k)
+        }
     })
 }

@@ -587,7 +587,7 @@ pub(super) async fn generated_config_is_valid(cx: &TestContext) -> Result<()> {
         .context("no envoy.yaml in the ConfigMap")?;
     let path = cx.log_dir().join("envoy.yaml");
     std::fs::write(&path, bootstrap)?;
-    let out = hostrouter_e2e::cli::ToolCommand::new(tool(vars::ENVOY)?)
+    let (valid, text) = hostrouter_e2e::cli::ToolCommand::new(tool(vars::ENVOY)?)
         .args(["--mode", "validate", "-c"])
         .arg(&path)
         .args([
@@ -596,15 +596,10 @@ pub(super) async fn generated_config_is_valid(cx: &TestContext) -> Result<()> {
             "--service-cluster",
             "validate",
         ])
-        .output()
+        .status_and_text()
         .await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     ensure!(
-        out.status.success() && text.contains("OK"),
+        valid && text.contains("OK"),
         "envoy --mode validate failed:\n{text}"
     );
 

@@ -499,18 +499,13 @@ async fn validate(cx: &TestContext, docs: &[Value]) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?
         .join("---\n");
     std::fs::write(&path, yaml)?;
-    let out = ToolCommand::new(tool(vars::KUBERNETES_VALIDATE)?)
+    let (valid, text) = ToolCommand::new(tool(vars::KUBERNETES_VALIDATE)?)
         .args(["--strict", "--kubernetes-version", "1.37.0"])
         .arg(&path)
-        .output()
+        .status_and_text()
         .await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     ensure!(
-        out.status.success() && !text.contains("WARN") && !text.contains("ERROR"),
+        valid && !text.contains("WARN") && !text.contains("ERROR"),
         "kubernetes-validate refused the rendered fleet:\n{text}"
     );
     eprintln!("{}: kubernetes-validate 1.37: {}", cx.name(), text.trim());
