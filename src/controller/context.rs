@@ -18,6 +18,7 @@ use super::events::Events;
 use crate::api::HostRouter;
 use crate::metrics::Metrics;
 use crate::render::Settings;
+use crate::render::naming::APPLIED_HASH_ANNOTATION;
 use crate::render::tls_secret::TlsSecret;
 
 /// One line of a Warning about names left out: the Event reason, and the line.
@@ -99,9 +100,9 @@ pub struct Context {
     reported_dropped: Mutex<HashMap<ObjectRef<HostRouter>, BTreeSet<DroppedLine>>>,
     /// Per router: consecutive failed reconciles, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<HostRouter>, u32>>,
-    /// The version each object had right after the operator wrote it, until its watch shows
-    /// that version: the echo of our own write is no news (see [`Context::is_own_echo`]).
-    own_writes: Mutex<HashMap<(&'static str, String, String), String>>,
+    /// The operator's writes whose echo its watches have not shown yet (see
+    /// [`Context::is_own_echo`]).
+    own_writes: Mutex<HashMap<(&'static str, String, String), OwnWrite>>,
 }
 
 impl Context {
@@ -194,41 +195,78 @@ impl Context {
     }
 
     /// Drops what is remembered about a router that is going away.
-    /// The operator just wrote `obj` (of `kind`): its watch event at this version is ours.
-    pub fn wrote<K: Resource>(&self, kind: &'static str, obj: &K) {
-        let (Some(version), Some(name)) =
-            (obj.meta().resource_version.clone(), obj.meta().name.clone())
-        else {
+    /// The operator is about to write `desired` (of `kind`): until the write returns, a watch
+    /// event of that object carrying the same applied hash is its echo.
+    pub fn writing<K: Resource>(&self, kind: &'static str, desired: &K) {
+        if let Some(key) = write_key(kind, desired) {
+            let write = OwnWrite {
+                stamp: desired
+                    .meta()
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+                    .cloned(),
+                version: None,
+            };
+            self.own_writes().insert(key, write);
+        }
+    }
+
+    /// The write of `desired` (of `kind`) ended: `written` is the object as the API server
+    /// returned it (its echo has that version), `None` when nothing was written.
+    pub fn written<K: Resource>(&self, kind: &'static str, desired: &K, written: Option<&K>) {
+        let Some(key) = write_key(kind, desired) else {
             return;
         };
-        let key = (kind, obj.meta().namespace.clone().unwrap_or_default(), name);
-        self.own_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, version);
+        let mut writes = self.own_writes();
+        match written.and_then(|w| w.meta().resource_version.clone()) {
+            Some(version) => {
+                if let Some(w) = writes.get_mut(&key) {
+                    w.version = Some(version);
+                }
+            }
+            None => {
+                writes.remove(&key);
+            }
+        }
     }
 
     /// Whether `obj` (of `kind`), as a watch delivers it, is the echo of the operator's own
-    /// last write: nothing to reconcile, since the write was the reconcile's outcome. Drift,
-    /// a verdict or anything else written after it has another version.
+    /// write: nothing to reconcile, since the write was a reconcile's outcome. Drift, a
+    /// verdict or anything else written after it has another version.
     pub fn is_own_echo<K: Resource>(&self, kind: &'static str, obj: &K) -> bool {
-        let meta = obj.meta();
-        let (Some(version), Some(name)) = (meta.resource_version.as_ref(), meta.name.as_ref())
-        else {
+        let Some(key) = write_key(kind, obj) else {
             return false;
         };
-        let key = (
-            kind,
-            meta.namespace.clone().unwrap_or_default(),
-            name.clone(),
-        );
-        let mut writes = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
-        if writes.get(&key) == Some(version) {
+        let meta = obj.meta();
+        let mut writes = self.own_writes();
+        let echo = match writes.get(&key) {
+            Some(OwnWrite {
+                version: Some(version),
+                ..
+            }) => meta.resource_version.as_ref() == Some(version),
+            // The write has not returned yet: the echo carries its applied hash.
+            Some(OwnWrite {
+                stamp: Some(stamp),
+                version: None,
+            }) => {
+                meta.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+                    == Some(stamp)
+            }
+            _ => false,
+        };
+        if echo && writes.get(&key).is_some_and(|w| w.version.is_some()) {
             writes.remove(&key);
-            true
-        } else {
-            false
         }
+        echo
+    }
+
+    fn own_writes(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), OwnWrite>> {
+        self.own_writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn forget(&self, router: &ObjectRef<HostRouter>) {
@@ -297,4 +335,22 @@ mod tests {
             "names coming back is no Warning"
         );
     }
+}
+
+/// A write of the operator whose echo is still to come.
+#[derive(Debug)]
+struct OwnWrite {
+    /// The applied hash the written object carries.
+    stamp: Option<String>,
+    /// Its version, once the write returned.
+    version: Option<String>,
+}
+
+fn write_key<K: Resource>(kind: &'static str, obj: &K) -> Option<(&'static str, String, String)> {
+    let meta = obj.meta();
+    Some((
+        kind,
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone()?,
+    ))
 }

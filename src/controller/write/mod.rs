@@ -210,7 +210,17 @@ where
         .current
         .as_deref()
         .is_some_and(|c| stamped(c).is_some() && stamped(c) == stamped(p.desired));
-    let outcome = apply::converge(&p.api, &ctx.metrics, p.kind, p.desired, p.current).await?;
+    ctx.writing(p.kind, p.desired);
+    let outcome = apply::converge(&p.api, &ctx.metrics, p.kind, p.desired, p.current).await;
+    ctx.written(
+        p.kind,
+        p.desired,
+        match &outcome {
+            Ok(Outcome::Created(k) | Outcome::Updated { object: k, .. }) => Some(k),
+            _ => None,
+        },
+    );
+    let outcome = outcome?;
     let object = format!(
         "{}/{}",
         p.desired.namespace().unwrap_or_default(),
@@ -248,9 +258,6 @@ where
     }
     Ok(match outcome {
         Outcome::Unchanged(k) => k,
-        Outcome::Created(k) | Outcome::Updated { object: k, .. } => {
-            ctx.wrote(p.kind, &k);
-            Arc::new(k)
-        }
+        Outcome::Created(k) | Outcome::Updated { object: k, .. } => Arc::new(k),
     })
 }
