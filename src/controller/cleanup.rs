@@ -145,9 +145,14 @@ async fn sweep_dynamic(
 
 /// Whether the operator wrote `obj` for `router`.
 fn labelled_for(router: &HostRouter, obj: &impl Resource) -> bool {
-    router
-        .uid()
-        .is_some_and(|uid| obj.labels().get(ROUTER_UID_LABEL) == Some(&uid))
+    router.metadata.uid.as_deref().is_some_and(|uid| {
+        obj.meta()
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ROUTER_UID_LABEL))
+            .map(String::as_str)
+            == Some(uid)
+    })
 }
 
 /// Deletes the cached objects of one kind labelled for `router`, except `keep`.
@@ -162,8 +167,11 @@ where
     K: Namespaced,
 {
     let keep = keep.map(ObjectRef::from_obj);
+    // The label first: the Services cache holds every Service of the cluster.
     for obj in store.state() {
-        if keep.as_ref() != Some(&ObjectRef::from_obj(obj.as_ref())) {
+        if labelled_for(router, obj.as_ref())
+            && keep.as_ref() != Some(&ObjectRef::from_obj(obj.as_ref()))
+        {
             delete_labelled(router, ctx, kind, obj.as_ref()).await?;
         }
     }
