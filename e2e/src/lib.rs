@@ -50,6 +50,17 @@ pub use control_plane::{Component, ControlPlane, ControlPlaneOptions};
 /// The `tracing` filter used when `RUST_LOG` is unset: the harness's progress, and no
 /// kube-client errors for the requests that readiness polling expects to fail.
 pub const DEFAULT_LOG_FILTER: &str = "warn,hostrouter_e2e=info,kube_client=off";
+
+/// Logging of the harness's programs to stderr: `RUST_LOG`, else [`DEFAULT_LOG_FILTER`].
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
 pub use namespace::TestNamespace;
 pub use process::{Process, ProcessBuilder};
 pub use suite::{Suite, TestContext};

@@ -220,13 +220,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| hostrouter_e2e::DEFAULT_LOG_FILTER.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    hostrouter_e2e::init_logging();
     started();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&argv) {

@@ -39,13 +39,7 @@ const USAGE: &str = "usage: dev-cluster <up|demo-up|down|status|kubeconfig|demo-
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| hostrouter_e2e::DEFAULT_LOG_FILTER.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    hostrouter_e2e::init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args).await {
         Ok(code) => code,
