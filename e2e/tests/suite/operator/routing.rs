@@ -342,7 +342,17 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
         .await?;
     eprintln!("namespace deselected -> Proxy updated in {t:?}");
 
-    // A namespace relabel that changes no router's selection reconciles nothing.
+    // A namespace relabel that changes no router's selection reconciles nothing. Counted once
+    // the router has no timed reconcile ahead: without Gloo, ProxyAccepted turns NotReported
+    // by a reconcile 10 s after the last Proxy write.
+    w.wait_condition(
+        w.app.name(),
+        "edge",
+        "ProxyAccepted",
+        "Unknown",
+        "GlooNotReported",
+    )
+    .await?;
     let settled = w.operator.settled_reconciles().await?;
     ensure!(
         settled > reconciles_before,
