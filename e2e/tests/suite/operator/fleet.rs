@@ -134,7 +134,7 @@ async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
     // With the autoscaler: every value the Deployment's count takes on the way is recorded,
     // from the fixed count on.
     let counts = f.record_replicas();
-    let counts_seen = || counts.lock().map(|c| c.clone()).unwrap_or_default();
+    let counts_seen = || counts.seen.lock().map(|c| c.clone()).unwrap_or_default();
     wait_until("the recorder to see the fixed count", STEP, || async {
         let seen = counts_seen();
         Ok(if seen == [2] {
@@ -316,6 +316,19 @@ async fn check(cx: &TestContext, cluster: &ControlPlane) -> Result<()> {
     Ok(())
 }
 
+/// The replica counts a watch has seen; the watch stops when this is dropped (it would retry
+/// for ever once the trial's control plane is gone).
+struct Recorder {
+    seen: Arc<Mutex<Vec<i32>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Handles on the fleet's objects in the router's namespace.
 struct Fleet {
     routers: Api<DynamicObject>,
@@ -378,13 +391,16 @@ impl Fleet {
         .await
     }
 
-    /// Every `spec.replicas` the Deployment takes from now on, as a watch sees it.
-    fn record_replicas(&self) -> Arc<Mutex<Vec<i32>>> {
+    /// Every `spec.replicas` the Deployment takes from now on, as a watch sees it. The watch
+    /// ends with the returned recorder.
+    fn record_replicas(&self) -> Recorder {
         let seen: Arc<Mutex<Vec<i32>>> = Arc::default();
         let sink = seen.clone();
         let config = watcher::Config::default().fields(&format!("metadata.name={PROXY}"));
-        let stream = watcher(self.deployments.clone(), config).applied_objects();
-        tokio::spawn(async move {
+        let stream = watcher(self.deployments.clone(), config)
+            .default_backoff()
+            .applied_objects();
+        let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 // A failed watch relists; a count it missed meanwhile would go unseen: say so
@@ -400,7 +416,7 @@ impl Fleet {
                 }
             }
         });
-        seen
+        Recorder { seen, task }
     }
 
     /// The field managers of the Deployment's `spec.replicas`.
