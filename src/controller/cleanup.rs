@@ -12,7 +12,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info};
 
-use super::apply::{self, Namespaced};
+use super::apply::{self, Namespaced, Same};
 use super::context::Context;
 use super::finalizer;
 use crate::api::HostRouter;
@@ -38,6 +38,7 @@ pub async fn delete_leftovers(
         &s.config_maps,
         "ConfigMap",
         gloo.map(|o| &o.config_map),
+        Same::Version,
     )
     .await?;
     sweep(
@@ -46,6 +47,7 @@ pub async fn delete_leftovers(
         &s.services,
         "Service",
         gloo.map(|o| &o.service),
+        Same::Version,
     )
     .await?;
     sweep(
@@ -54,6 +56,7 @@ pub async fn delete_leftovers(
         &s.deployments,
         "Deployment",
         gloo.map(|o| &o.deployment),
+        Same::Version,
     )
     .await?;
     sweep(
@@ -62,6 +65,7 @@ pub async fn delete_leftovers(
         &s.autoscalers,
         "HorizontalPodAutoscaler",
         gloo.and_then(|o| o.autoscaler.as_ref()),
+        Same::Object,
     )
     .await?;
     sweep(
@@ -70,6 +74,7 @@ pub async fn delete_leftovers(
         &s.disruption_budgets,
         "PodDisruptionBudget",
         gloo.and_then(|o| o.disruption_budget.as_ref()),
+        Same::Object,
     )
     .await?;
     let proxy = gloo.map(|o| &o.proxy);
@@ -155,13 +160,15 @@ fn labelled_for(router: &HostRouter, obj: &impl Resource) -> bool {
     })
 }
 
-/// Deletes the cached objects of one kind labelled for `router`, except `keep`.
+/// Deletes the cached objects of one kind labelled for `router`, except `keep`, if still
+/// `same` (see [`Same`]).
 async fn sweep<K>(
     router: &HostRouter,
     ctx: &Context,
     store: &Store<K>,
     kind: &'static str,
     keep: Option<&K>,
+    same: Same,
 ) -> Result<()>
 where
     K: Namespaced,
@@ -172,28 +179,24 @@ where
         if labelled_for(router, obj.as_ref())
             && keep.as_ref() != Some(&ObjectRef::from_obj(obj.as_ref()))
         {
-            delete_labelled(router, ctx, kind, obj.as_ref()).await?;
+            delete_labelled(router, ctx, kind, obj.as_ref(), same).await?;
         }
     }
     Ok(())
 }
 
-/// Deletes `obj` (of `kind`, as cached) if it is labelled for `router`, with an Event. An
-/// autoscaler's or a budget's status changes all the time: those are deleted as long as they
-/// are the same object, whatever their version.
+/// Deletes `obj` (of `kind`, as cached) if it is labelled for `router` and still `same`, with
+/// an Event.
 pub async fn delete_labelled<K: Namespaced>(
     router: &HostRouter,
     ctx: &Context,
     kind: &'static str,
     obj: &K,
+    same: Same,
 ) -> Result<()> {
     if !labelled_for(router, obj) {
         return Ok(());
     }
-    let same = match kind {
-        "HorizontalPodAutoscaler" | "PodDisruptionBudget" => apply::Same::Object,
-        _ => apply::Same::Version,
-    };
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     if apply::delete_if(&api, &ctx.metrics, kind, obj, same).await? {

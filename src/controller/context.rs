@@ -194,7 +194,6 @@ impl Context {
         }
     }
 
-    /// Drops what is remembered about a router that is going away.
     /// The operator is about to write `desired` (of `kind`): until the write returns, a watch
     /// event of that object carrying the same applied hash is its echo.
     pub fn writing<K: Resource>(&self, kind: &'static str, desired: &K) {
@@ -269,6 +268,7 @@ impl Context {
         self.own_writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Drops what is remembered about a router that is going away.
     pub fn forget(&self, router: &ObjectRef<HostRouter>) {
         if let Ok(mut seen) = self.reported_dropped.lock() {
             seen.remove(router);

@@ -258,20 +258,15 @@ fn owned_by_spec<K: Namespaced>(
     queue: &Queue,
 ) -> JoinHandle<()> {
     let stream = mirrored(Api::<K>::all(ctx.client.clone()), managed(), writer);
-    let seen: Mutex<HashMap<ObjectRef<K>, u64>> = Mutex::default();
+    let seen = Prints::default();
     spawn_triggers(kind, stream, ctx, queue, move |_, o, change| {
-        let key = ObjectRef::from_obj(o);
-        let mut seen = match seen.lock() {
-            Ok(seen) => seen,
-            Err(poisoned) => poisoned.into_inner(),
-        };
         let news = match change {
             Change::Deleted => {
-                seen.remove(&key);
+                seen.forget(o);
                 true
             }
             Change::Applied | Change::Listed => match triggers::written_fingerprint(o) {
-                Some(print) => seen.insert(key, print) != Some(print),
+                Some(print) => seen.changed(o, print),
                 None => true,
             },
         };
@@ -359,7 +354,7 @@ fn router_stream(
     janitor: Arc<Notify>,
 ) -> impl Stream<Item = Result<HostRouter, watcher::Error>> + Send + 'static {
     let previous: Mutex<HashMap<ObjectRef<HostRouter>, Arc<HostRouter>>> = Mutex::default();
-    let seen: Mutex<HashMap<ObjectRef<HostRouter>, u64>> = Mutex::default();
+    let seen = Prints::default();
     let queue = queue.clone();
     let ctx = ctx.clone();
     let config = match router_selector {
@@ -427,16 +422,34 @@ fn router_stream(
         // no reason to reconcile again: at 10,000 Services that is a render for nothing.
         .filter(move |event| {
             let news = match event {
-                Ok(router) => {
-                    let key = ObjectRef::from_obj(router);
-                    let print = triggers::router_fingerprint(router);
-                    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    seen.insert(key, print) != Some(print)
-                }
+                Ok(router) => seen.changed(router, triggers::router_fingerprint(router)),
                 Err(_) => false,
             };
             futures::future::ready(news)
         })
+}
+
+/// The last fingerprint seen of each object (see `triggers::router_fingerprint`,
+/// `triggers::written_fingerprint`), to tell news from changes nobody acts on.
+struct Prints<K: Resource<DynamicType = ()>>(Mutex<HashMap<ObjectRef<K>, u64>>);
+
+impl<K: Resource<DynamicType = ()>> Default for Prints<K> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Prints<K> {
+    /// Records `print` for `obj`: whether it differs from the one seen before.
+    fn changed(&self, obj: &K, print: u64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(ObjectRef::from_obj(obj), print) != Some(print)
+    }
+
+    fn forget(&self, obj: &K) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.remove(&ObjectRef::from_obj(obj));
+    }
 }
 
 /// How a failing watch retries: 250 ms, doubling to at most 4 s, from the start again once it

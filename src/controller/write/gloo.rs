@@ -110,10 +110,17 @@ pub(super) async fn write(
             &ObjectRef::new(&r.deployment.name_any())
                 .within(&r.deployment.namespace().unwrap_or_default()),
         ) {
-            cleanup::delete_labelled(router, ctx, "HorizontalPodAutoscaler", hpa.as_ref()).await?;
+            cleanup::delete_labelled(
+                router,
+                ctx,
+                "HorizontalPodAutoscaler",
+                hpa.as_ref(),
+                apply::Same::Object,
+            )
+            .await?;
         }
     }
-    let dep = hand_replicas_over(router, ctx, dep).await?;
+    let dep = hand_replicas_over(ctx, dep).await?;
     let dep = converge(router, ctx, dep).await?;
     envoy = envoy_state(Some(&dep));
     let proxy = match proxy {
@@ -189,7 +196,6 @@ const REPLICAS_HANDOVER_MANAGER: &str = "hostrouter-replicas-handover";
 /// updates (into its range first of all) take it over. Returns the plan with the Deployment as
 /// it now is.
 async fn hand_replicas_over<'a>(
-    router: &HostRouter,
     ctx: &Context,
     mut dep: Planned<'a, Deployment>,
 ) -> Result<Planned<'a, Deployment>> {
@@ -202,9 +208,6 @@ async fn hand_replicas_over<'a>(
     else {
         return Ok(dep);
     };
-    if router.spec.envoy.autoscaling.is_none() {
-        return Ok(dep);
-    }
     let name = current.name_any();
     let keep = serde_json::json!({
         "apiVersion": "apps/v1",
