@@ -1,6 +1,7 @@
 //! `hostrouter run | crd | render`.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -169,6 +170,12 @@ struct SettingsArgs {
     #[arg(long, env = "HOSTROUTER_COMPRESS_PROXY_ABOVE_BYTES", default_value_t = 256 * 1024)]
     compress_proxy_above_bytes: usize,
 
+    /// A compressed Proxy is compressed in pieces that the next write reuses; on average one
+    /// virtual host in this many starts a piece. Smaller: less compressed again when a Service
+    /// changes; larger: a slightly smaller Proxy.
+    #[arg(long, env = "HOSTROUTER_COMPRESS_PIECE_HOSTS", default_value_t = crate::render::gloo::compressed_spec::CUT_EVERY)]
+    compress_piece_hosts: NonZeroU64,
+
     /// Namespaces whose HostRouters may publish every namespace their selector matches (a
     /// platform team's), comma-separated. Routers elsewhere publish only their own namespace and
     /// namespaces labelled `hostrouter.io/expose=true`.
@@ -215,6 +222,7 @@ impl SettingsArgs {
             xds_port: self.gloo_xds_port,
             envoy_image: self.envoy_image.clone(),
             compress_proxy_above_bytes: self.compress_proxy_above_bytes,
+            compress_piece_hosts: self.compress_piece_hosts,
             shard: self.router_selector.as_deref().map(naming::shard),
             tenancy: Tenancy {
                 trusted_namespaces: self

@@ -17,9 +17,9 @@ use kube::{Client, Resource};
 use super::events::Events;
 use crate::api::HostRouter;
 use crate::metrics::Metrics;
-use crate::render::Settings;
 use crate::render::naming::APPLIED_HASH_ANNOTATION;
 use crate::render::tls_secret::TlsSecret;
+use crate::render::{self, Settings};
 
 /// One line of a Warning about names left out: the Event reason, and the line.
 pub type DroppedLine = (&'static str, String);
@@ -103,6 +103,8 @@ pub struct Context {
     /// The operator's writes whose echo its watches have not shown yet (see
     /// [`Context::is_own_echo`]).
     own_writes: Mutex<HashMap<(&'static str, String, String), OwnWrite>>,
+    /// Per router: what its next render may reuse of its last one (see [`render::Memo`]).
+    memos: Mutex<HashMap<ObjectRef<HostRouter>, render::Memo>>,
 }
 
 impl Context {
@@ -122,6 +124,7 @@ impl Context {
             reported_dropped: Mutex::default(),
             failures: Mutex::default(),
             own_writes: Mutex::default(),
+            memos: Mutex::default(),
         }
     }
 
@@ -192,6 +195,22 @@ impl Context {
         if let Ok(mut f) = self.failures.lock() {
             f.retain(|k, _| present.contains(k));
         }
+        self.memos().retain(|k, _| present.contains(k));
+    }
+
+    /// Takes the router's render memo (an empty one the first time); [`Context::keep_memo`]
+    /// gives it back. A router is never reconciled twice at once, so nothing else wants it
+    /// meanwhile.
+    pub fn take_memo(&self, router: &ObjectRef<HostRouter>) -> render::Memo {
+        self.memos().remove(router).unwrap_or_default()
+    }
+
+    pub fn keep_memo(&self, router: ObjectRef<HostRouter>, memo: render::Memo) {
+        self.memos().insert(router, memo);
+    }
+
+    fn memos(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<HostRouter>, render::Memo>> {
+        self.memos.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The operator is about to write `desired` (of `kind`): until the write returns, a watch
@@ -273,6 +292,7 @@ impl Context {
         if let Ok(mut seen) = self.reported_dropped.lock() {
             seen.remove(router);
         }
+        self.memos().remove(router);
         self.backoff_reset(router);
     }
 }

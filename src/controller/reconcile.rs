@@ -290,7 +290,11 @@ fn render_router(router: &HostRouter, ctx: &Context) -> Result<Rendered, render:
         services: services.iter().map(|s| s.as_ref()).collect(),
         tls_secrets: secrets.iter().map(|s| s.as_ref()).collect(),
     };
-    render::render(router, &view, &ctx.settings)
+    let key = ObjectRef::from_obj(router);
+    let mut memo = ctx.take_memo(&key);
+    let rendered = render::render_with(router, &view, &ctx.settings, &mut memo);
+    ctx.keep_memo(key, memo);
+    rendered
 }
 
 /// The certificate problems, with "not found" told apart from "of another type": the cache

@@ -51,6 +51,9 @@ pub struct Settings {
     pub envoy_image: String,
     /// Proxies whose JSON spec is larger than this are written in Gloo's compressed form.
     pub compress_proxy_above_bytes: usize,
+    /// On average one virtual host in this many starts a piece of a compressed Proxy (see
+    /// [`gloo::compressed_spec`]).
+    pub compress_piece_hosts: std::num::NonZeroU64,
     /// Value of the [`naming::SHARD_LABEL`] on the Proxies this operator instance writes (see
     /// [`naming::shard`]); `None` for an instance that manages every HostRouter.
     pub shard: Option<String>,
@@ -93,6 +96,7 @@ impl Default for Settings {
             xds_port: 9977,
             envoy_image: format!("quay.io/solo-io/gloo-envoy-wrapper:{GLOO_VERSION}"),
             compress_proxy_above_bytes: 256 * 1024,
+            compress_piece_hosts: gloo::compressed_spec::CUT_EVERY,
             shard: None,
             tenancy: Tenancy::default(),
         }
@@ -223,10 +227,30 @@ pub fn proxy_ref(router: &HostRouter, settings: &Settings) -> ProxyRef {
     }
 }
 
+/// What a render may reuse from the same router's previous render. It changes how long a render
+/// takes, never what it returns: `render_with` gives the same output with an empty memo.
+#[derive(Clone, Debug, Default)]
+pub struct Memo {
+    /// The compressed pieces of the router's last Proxy spec.
+    pub proxy_pieces: gloo::compressed_spec::Pieces,
+}
+
+/// Renders a router from scratch.
 pub fn render(
     router: &HostRouter,
     view: &ClusterView<'_>,
     settings: &Settings,
+) -> Result<Rendered, RenderError> {
+    render_with(router, view, settings, &mut Memo::default())
+}
+
+/// Renders a router, reusing what `memo` holds of its previous render and leaving in it what
+/// the next render may reuse.
+pub fn render_with(
+    router: &HostRouter,
+    view: &ClusterView<'_>,
+    settings: &Settings,
+    memo: &mut Memo,
 ) -> Result<Rendered, RenderError> {
     let namespace = router
         .metadata
@@ -292,7 +316,13 @@ pub fn render(
         proxy: proxy.clone(),
     };
     let objects = match spec.gateway_api() {
-        None => Objects::Gloo(Box::new(gloo::objects(&id, spec, &table, settings)?)),
+        None => Objects::Gloo(Box::new(gloo::objects(
+            &id,
+            spec,
+            &table,
+            settings,
+            &mut memo.proxy_pieces,
+        )?)),
         Some(backend) => Objects::GatewayApi(Box::new(gateway_api::objects(
             &id, spec, backend, &table, settings,
         )?)),

@@ -8,6 +8,7 @@
 //! - [`disruption_budget`]: the PodDisruptionBudget of the pods, with `envoy.disruptionBudget`.
 
 pub mod autoscaler;
+pub mod compressed_spec;
 pub mod configmap;
 pub mod deployment;
 pub mod disruption_budget;
@@ -44,8 +45,9 @@ pub fn objects(
     spec: &HostRouterSpec,
     table: &RouteTable,
     settings: &Settings,
+    memo: &mut compressed_spec::Pieces,
 ) -> Result<Objects, RenderError> {
-    let (mut proxy, proxy_compressed) = proxy::proxy(id, table, spec.destination, settings)?;
+    let (mut proxy, proxy_compressed) = proxy::proxy(id, table, spec.destination, settings, memo)?;
     let (mut config_map, bootstrap_sha256) = configmap::config_map(id, spec, settings)?;
     let mut deployment = deployment::deployment(id, spec, settings, &bootstrap_sha256);
     let mut service = service::service(id, spec);

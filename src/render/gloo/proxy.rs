@@ -2,11 +2,8 @@
 //! what is routed; see `render::routes`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use base64::Engine;
-use flate2::Compression;
-use flate2::write::ZlibEncoder;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::DynamicObject;
 use serde_json::json;
@@ -21,12 +18,16 @@ use crate::render::naming::{self, ROUTER_ANNOTATION, SHARD_LABEL};
 use crate::render::routes::{self, Action, Backend, PathPrefix, RouteTable};
 use crate::render::{Identity, RenderError, Settings};
 
-/// The Proxy, and whether its spec was compressed.
+use super::compressed_spec;
+
+/// The Proxy, and whether its spec was compressed. `pieces` holds the compressed pieces of the
+/// router's previous Proxy (see [`compressed_spec`]); they change the time taken, not the output.
 pub fn proxy(
     id: &Identity<'_>,
     table: &RouteTable,
     destination: hostrouter::Destination,
     settings: &Settings,
+    pieces: &mut compressed_spec::Pieces,
 ) -> Result<(DynamicObject, bool), RenderError> {
     let translate = Translate {
         destination,
@@ -42,12 +43,19 @@ pub fn proxy(
     let mut annotations = BTreeMap::from([(ROUTER_ANNOTATION.to_owned(), id.router_key())]);
     // The same bytes as the spec's `Value` would give (see `ProxySpec`), without building it:
     // at 10,000 virtual hosts building, encoding and dropping a `Value` was most of the render.
-    let encoded =
-        serde_json::to_vec(&proxy_spec).map_err(|e| RenderError::serialize("Proxy", e))?;
+    // Sized like the last spec: growing the buffer by doubling copied it and held up to three
+    // times its size at once.
+    let mut encoded = Vec::with_capacity(pieces.text_len() + pieces.text_len() / 64);
+    serde_json::to_writer(&mut encoded, &proxy_spec)
+        .map_err(|e| RenderError::serialize("Proxy", e))?;
+    drop(proxy_spec);
     let (spec_value, compressed) = if encoded.len() > settings.compress_proxy_above_bytes {
         annotations.insert(gloo::COMPRESS_ANNOTATION.to_owned(), "true".to_owned());
-        (json!({ "compressedSpec": compress(&encoded)? }), true)
+        let zlib = compressed_spec::zlib(&encoded, settings.compress_piece_hosts, pieces)?;
+        let base64 = base64::engine::general_purpose::STANDARD.encode(zlib);
+        (json!({ "compressedSpec": base64 }), true)
     } else {
+        *pieces = compressed_spec::Pieces::uncompressed(encoded.len());
         let plain =
             serde_json::from_slice(&encoded).map_err(|e| RenderError::serialize("Proxy", e))?;
         (plain, false)
@@ -172,16 +180,6 @@ fn matchers(path: &PathPrefix) -> Vec<Matcher> {
             Matcher::Prefix(format!("{}/", path.0)),
         ]
     }
-}
-
-/// Gloo's compressed form: base64 of the zlib-compressed JSON spec.
-fn compress(json: &[u8]) -> Result<String, RenderError> {
-    let mut enc = ZlibEncoder::new(Vec::new(), Compression::default());
-    let bytes = enc
-        .write_all(json)
-        .and_then(|()| enc.finish())
-        .map_err(|e| RenderError::serialize("compressed Proxy spec", e))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// Inverse of the compressed form, for reading a Proxy back (tests and `hostrouter render`).

@@ -5,8 +5,7 @@
 //! for it, so a new Service can never take traffic from an existing one. The router's own
 //! `spec.paths.host` is claimed before any Service.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use kube::core::Selector;
 
@@ -48,9 +47,7 @@ pub fn build(
 
     let mut names = Names::default();
     if let Some(host) = spec.paths.as_ref().and_then(|p| p.host.as_deref()) {
-        names
-            .domains
-            .insert(host.to_owned(), "spec.paths.host".to_owned());
+        names.domains.insert(host.to_owned(), Holder::PathsHost);
     }
     for svc in &services {
         names.add_service(input, svc);
@@ -66,16 +63,16 @@ pub fn build(
         let mut routed: Vec<(&str, &str)> = hosts
             .keys()
             .chain(paths.values())
-            .map(|b| (b.namespace.as_str(), b.service.as_str()))
+            .map(|p| (p.namespace, p.service))
             .collect();
-        routed.sort();
+        routed.sort_unstable();
         routed.dedup();
         routed.len()
     };
 
     let mut virtual_hosts: Vec<VirtualHost> = hosts
         .into_iter()
-        .filter_map(|(backend, domains)| host_virtual_host(backend, domains))
+        .filter_map(|(port, domains)| host_virtual_host(port.backend(), domains))
         .collect();
     if let Some(paths_spec) = &spec.paths
         && !paths.is_empty()
@@ -86,7 +83,8 @@ pub fn build(
             .unwrap_or_else(|| ANY_HOST.to_owned());
         virtual_hosts.push(path_virtual_host(domain, paths));
     }
-    virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    // The order of a hash map is not; names are unique in a listener.
+    virtual_hosts.sort_unstable_by(|a, b| a.name.cmp(&b.name));
 
     // A router that uses none of the routing fields renders exactly as before.
     let strip_host_port = spec.hosts.is_some() || spec.paths.is_some() || spec.tls.is_some();
@@ -142,36 +140,70 @@ pub fn build(
     Ok((RouteTable { listeners }, findings))
 }
 
+/// Who holds a name: the router's own `spec.paths.host`, or a Service port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Holder<'a> {
+    PathsHost,
+    Port(PortRef<'a>),
+}
+
+/// A Service port, borrowed from the cluster view (a [`Backend`] without its allocations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct PortRef<'a> {
+    namespace: &'a str,
+    service: &'a str,
+    port: u16,
+}
+
+impl PortRef<'_> {
+    fn backend(&self) -> Backend {
+        Backend {
+            namespace: self.namespace.to_owned(),
+            service: self.service.to_owned(),
+            port: self.port,
+        }
+    }
+}
+
+impl std::fmt::Display for Holder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PathsHost => f.write_str("spec.paths.host"),
+            // As `Backend` displays itself.
+            Self::Port(p) => write!(f, "{}/{}:{}", p.namespace, p.service, p.port),
+        }
+    }
+}
+
 /// Names claimed so far, and the names each Service port got.
 #[derive(Default)]
-struct Names {
+struct Names<'a> {
     /// Hostname → who has it (for the "kept" of a duplicate).
-    domains: BTreeMap<String, String>,
+    domains: HashMap<String, Holder<'a>>,
     /// Path prefix → who has it.
-    prefixes: BTreeMap<String, String>,
+    prefixes: HashMap<String, Holder<'a>>,
     /// Per Service port: its template hostname (if it got it), then its extra hostnames.
-    hosts: BTreeMap<Backend, (Option<String>, Vec<String>)>,
+    hosts: HashMap<PortRef<'a>, (Option<String>, Vec<String>)>,
     /// Path prefix → Service port.
-    paths: BTreeMap<String, Backend>,
+    paths: BTreeMap<String, PortRef<'a>>,
     dropped: Vec<Dropped>,
 }
 
-impl Names {
-    fn add_service(&mut self, input: &Input<'_>, svc: &Selected<'_>) {
-        let source = format!("{}/{}", svc.namespace, svc.name);
+impl<'a> Names<'a> {
+    fn add_service(&mut self, input: &Input<'_>, svc: &Selected<'a>) {
         let ports = select::tcp_ports(svc.service);
         let primary = match select::primary_port(svc.service, &ports) {
             Ok(p) => p,
             Err(value) => {
                 self.dropped.push(Dropped {
-                    source: source.clone(),
+                    source: format!("{}/{}", svc.namespace, svc.name),
                     name: value,
                     reason: DropReason::PortNotFound,
                 });
                 None
             }
         };
-        let chosen = |template: &Template| -> Vec<Port<'_>> {
+        let chosen = |template: &Template| -> Vec<Port<'a>> {
             if template.per_port() {
                 ports.clone()
             } else {
@@ -180,20 +212,20 @@ impl Names {
         };
 
         for port in chosen(input.host_template) {
-            let backend = backend(svc, port);
+            let holder = holder(svc, port);
             let domain = input.host_template.render(&values(svc, port));
             if let Some(why) = names::hostname_problem(&domain, false) {
-                self.drop(&backend, domain, DropReason::Invalid(why));
+                self.drop(holder, domain, DropReason::Invalid(why));
                 continue;
             }
-            match claim(&mut self.domains, &domain, &backend) {
-                Ok(()) => self.hosts.entry(backend).or_default().0 = Some(domain),
-                Err(kept) => self.drop(&backend, domain, DropReason::Duplicate { kept }),
+            match claim(&mut self.domains, &domain, holder) {
+                Ok(()) => self.hosts.entry(holder).or_default().0 = Some(domain),
+                Err(kept) => self.drop(holder, domain, DropReason::Duplicate { kept }),
             }
         }
 
         if let Some(port) = primary {
-            let backend = backend(svc, port);
+            let holder = holder(svc, port);
             let suffixes = input
                 .spec
                 .hosts
@@ -205,68 +237,68 @@ impl Names {
                     DropReason::Invalid(why)
                 } else if !names::allowed(&name, suffixes) {
                     DropReason::NotAllowed
-                } else if self.domains.get(&name) == Some(&backend.to_string()) {
+                } else if self.domains.get(&name) == Some(&Holder::Port(holder)) {
                     // The Service's own template name, or listed twice.
                     continue;
                 } else {
-                    match claim(&mut self.domains, &name, &backend) {
+                    match claim(&mut self.domains, &name, holder) {
                         Ok(()) => {
-                            self.hosts.entry(backend.clone()).or_default().1.push(name);
+                            self.hosts.entry(holder).or_default().1.push(name);
                             continue;
                         }
                         Err(kept) => DropReason::Duplicate { kept },
                     }
                 };
-                self.drop(&backend, name, reason);
+                self.drop(holder, name, reason);
             }
         }
 
         if let Some(template) = input.path_template {
             for port in chosen(template) {
-                let backend = backend(svc, port);
+                let holder = holder(svc, port);
                 let prefix = template.render(&values(svc, port));
                 if let Some(why) = names::path_problem(&prefix) {
-                    self.drop(&backend, prefix, DropReason::Invalid(why));
+                    self.drop(holder, prefix, DropReason::Invalid(why));
                     continue;
                 }
-                match claim(&mut self.prefixes, &prefix, &backend) {
+                match claim(&mut self.prefixes, &prefix, holder) {
                     Ok(()) => {
-                        self.paths.insert(prefix, backend);
+                        self.paths.insert(prefix, holder);
                     }
-                    Err(kept) => self.drop(&backend, prefix, DropReason::Duplicate { kept }),
+                    Err(kept) => self.drop(holder, prefix, DropReason::Duplicate { kept }),
                 }
             }
         }
     }
 
-    fn drop(&mut self, backend: &Backend, name: String, reason: DropReason) {
+    fn drop(&mut self, holder: PortRef<'_>, name: String, reason: DropReason) {
         self.dropped.push(Dropped {
-            source: backend.to_string(),
+            source: Holder::Port(holder).to_string(),
             name,
             reason,
         });
     }
 }
 
-/// Gives `name` to `backend` unless someone has it: then `Err` says who.
-fn claim(
-    claims: &mut BTreeMap<String, String>,
+/// Gives `name` to `holder` unless someone has it: then `Err` says who.
+fn claim<'a>(
+    claims: &mut HashMap<String, Holder<'a>>,
     name: &str,
-    backend: &Backend,
+    holder: PortRef<'a>,
 ) -> Result<(), String> {
-    match claims.entry(name.to_owned()) {
-        Entry::Vacant(slot) => {
-            slot.insert(backend.to_string());
+    match claims.get(name) {
+        Some(kept) => Err(kept.to_string()),
+        None => {
+            claims.insert(name.to_owned(), Holder::Port(holder));
             Ok(())
         }
-        Entry::Occupied(holder) => Err(holder.get().clone()),
     }
 }
 
-fn backend(svc: &Selected<'_>, port: Port<'_>) -> Backend {
-    Backend {
-        namespace: svc.namespace.to_owned(),
-        service: svc.name.to_owned(),
+fn holder<'a>(svc: &Selected<'a>, port: Port<'_>) -> PortRef<'a> {
+    PortRef {
+        namespace: svc.namespace,
+        service: svc.name,
         port: port.number,
     }
 }
@@ -323,13 +355,13 @@ fn host_virtual_host(
 
 /// The virtual host of path routing: one route per prefix, longest first, each stripping its
 /// prefix.
-fn path_virtual_host(domain: String, paths: BTreeMap<String, Backend>) -> VirtualHost {
+fn path_virtual_host(domain: String, paths: BTreeMap<String, PortRef<'_>>) -> VirtualHost {
     let mut routes: Vec<Route> = paths
         .into_iter()
-        .map(|(prefix, backend)| Route {
+        .map(|(prefix, port)| Route {
             path: PathPrefix(prefix),
             action: Action::Forward {
-                backend,
+                backend: port.backend(),
                 replace_prefix: Some("/".to_owned()),
             },
         })

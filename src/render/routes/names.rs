@@ -101,18 +101,20 @@ impl Template {
     }
 
     pub fn render(&self, v: &Values<'_>) -> String {
-        let mut out = String::new();
+        use std::fmt::Write;
+        let mut out = String::with_capacity(64);
         for part in &self.parts {
-            match part {
-                Part::Literal(l) => out.push_str(l),
-                Part::Var(Var::Namespace) => out.push_str(v.namespace),
-                Part::Var(Var::Service) => out.push_str(v.service),
-                Part::Var(Var::Port) => out.push_str(&v.port.to_string()),
+            // Writing to a String cannot fail.
+            let _ = match part {
+                Part::Literal(l) => out.write_str(l),
+                Part::Var(Var::Namespace) => out.write_str(v.namespace),
+                Part::Var(Var::Service) => out.write_str(v.service),
+                Part::Var(Var::Port) => write!(out, "{}", v.port),
                 Part::Var(Var::PortName) => match v.port_name {
-                    Some(name) if !name.is_empty() => out.push_str(name),
-                    _ => out.push_str(&v.port.to_string()),
+                    Some(name) if !name.is_empty() => out.write_str(name),
+                    _ => write!(out, "{}", v.port),
                 },
-            }
+            };
         }
         out
     }

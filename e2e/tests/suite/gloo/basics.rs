@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use hostrouter_e2e::TestContext;
 use hostrouter_e2e::backends::{Backend, apply_backend_service, delete_backend_service};
+use hostrouter_e2e::bench::proxy_domains;
 use hostrouter_e2e::gloo::{gloo_status, upstream_resource};
 use kube::api::{Api, DynamicObject};
 use serde_json::json;
@@ -221,12 +222,19 @@ async fn routes_to_upstreams(cx: &TestContext) -> Result<()> {
 }
 
 /// (e) With `--compress-proxy-above-bytes 1` the Proxy carries only `compressedSpec`, and Gloo
-/// still routes: it reads our compressed form.
+/// still routes: it reads our compressed form. With `--compress-piece-hosts 1` every virtual
+/// host is a piece of its own, compressed with the text before it as its dictionary: Gloo reads
+/// the joined stream, also after a new Service, when the pieces of the others are reused.
 async fn routes_compressed(cx: &TestContext) -> Result<()> {
     let lab = Lab::new(
         cx,
         Options {
-            operator_args: vec!["--compress-proxy-above-bytes", "1"],
+            operator_args: vec![
+                "--compress-proxy-above-bytes",
+                "1",
+                "--compress-piece-hosts",
+                "1",
+            ],
             ..Options::default()
         },
     )
@@ -245,6 +253,25 @@ async fn routes_compressed(cx: &TestContext) -> Result<()> {
         "spec keys: {:?}",
         spec.keys().collect::<Vec<_>>()
     );
+    let domains = proxy_domains(&proxy)?;
+    ensure!(domains.len() >= 2, "one piece only: {domains:?}");
     lab.check_routing().await?;
+
+    // One more Service: a new Proxy whose other pieces are those of the last one.
+    let late = Backend::start("late", lab.alias.ip().into(), 0).await?;
+    apply_backend_service(&lab.client, lab.app.name(), "late", 80, late.address()).await?;
+    let host = lab.host("late", 80);
+    time_until(&format!("{host} to answer 200"), CONVERGE, || async {
+        let r = lab.get(&host, "/").await?;
+        Ok(r.status == 200 && r.body == "late")
+    })
+    .await?;
+    let after = proxy_domains(&lab.proxy().await?)?;
+    ensure!(
+        after.len() == domains.len() + 1 && after.contains(&host),
+        "domains before {domains:?}, after {after:?}"
+    );
+    lab.check_routing().await?;
+    drop(late);
     lab.finish().await
 }

@@ -1,0 +1,343 @@
+//! Gloo's compressed Proxy spec (`compressedSpec`: base64 of a zlib stream of the spec's JSON),
+//! built from pieces that are compressed once and reused by the router's next render.
+//!
+//! A deflate stream is a sequence of blocks, and a block may refer back to the last 32 KiB of
+//! text whichever block wrote it. A piece compressed on its own, with the text just before it
+//! as its preset dictionary, and ended with a sync flush, is a run of non-final blocks that ends
+//! on a byte boundary; pieces compressed so can be joined: zlib header, the pieces in order, an
+//! empty final block, and the Adler-32 of the whole text (combined from the pieces'). Any zlib
+//! reader (Gloo's Go `compress/zlib`) reads the joined stream as one, and it is about as small
+//! as one compressed in a single pass.
+//!
+//! The JSON is cut just before some of the virtual hosts: those whose first domain hashes to 0
+//! modulo `cut_every` ([`CUT_EVERY`] by default), so that adding or removing a virtual host moves no other cut. A piece
+//! depends on its text and the text before it (its dictionary: the end of the previous piece),
+//! so a change of one Service changes at most two pieces; every other piece is found in the
+//! [`Pieces`] of the previous render. The output depends on the JSON alone: the same bytes
+//! with an empty memo or a warm one.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+
+use flate2::{Compress, Compression, FlushCompress, Status};
+use sha2::{Digest, Sha256};
+
+use crate::render::RenderError;
+
+/// On average one virtual host in this many starts a piece (about 110 KiB of JSON per piece
+/// with the default host template). Smaller pieces are quicker to redo but each adds a block
+/// header (about 100 bytes) to the stream.
+pub const CUT_EVERY: NonZeroU64 = NonZeroU64::new(512).expect("not zero");
+/// Deflate's window: how far back a piece may refer.
+const WINDOW: usize = 32 * 1024;
+
+/// Where the JSON of a virtual host other than the first of its list starts: the spec is
+/// encoded with sorted keys, and a virtual host's first key is `domains`.
+const VIRTUAL_HOST_START: &[u8] = b"},{\"domains\":[\"";
+
+/// zlib's two header bytes: deflate with a 32 KiB window, default level, no dictionary.
+const ZLIB_HEADER: [u8; 2] = [0x78, 0x9c];
+/// An empty final block (fixed Huffman codes: BFINAL 1, BTYPE 01, end-of-block code 0000000),
+/// starting on a byte boundary, as every piece ends on one.
+const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// The compressed pieces of a router's last render, by the SHA-256 of the digests of their
+/// text and of the text of the piece before them.
+#[derive(Clone, Debug, Default)]
+pub struct Pieces {
+    by_digest: HashMap<[u8; 32], Piece>,
+    /// How many pieces the last stream had to compress (the others were reused).
+    compressed: usize,
+    /// The length of the last text.
+    text_len: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Piece {
+    deflated: Vec<u8>,
+    adler: u32,
+    len: usize,
+}
+
+impl Pieces {
+    /// How many pieces are kept.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    /// How many pieces the last stream had to compress; the others were reused.
+    pub fn compressed(&self) -> usize {
+        self.compressed
+    }
+
+    /// The length of the last text, compressed or not.
+    pub fn text_len(&self) -> usize {
+        self.text_len
+    }
+
+    /// No pieces, after a text of `len` bytes that was not compressed.
+    pub fn uncompressed(len: usize) -> Self {
+        Self {
+            text_len: len,
+            ..Self::default()
+        }
+    }
+}
+
+/// The zlib stream of `json` cut before one virtual host in about `cut_every`, reusing the
+/// pieces of `memo` and leaving in it exactly the pieces of this stream.
+pub fn zlib(json: &[u8], cut_every: NonZeroU64, memo: &mut Pieces) -> Result<Vec<u8>, RenderError> {
+    let mut kept = HashMap::with_capacity(memo.by_digest.len());
+    let mut out = Vec::with_capacity(json.len() / 16);
+    out.extend_from_slice(&ZLIB_HEADER);
+    let mut adler: Option<u32> = None;
+    let mut compressed = 0;
+    let (mut before, mut before_digest): (&[u8], [u8; 32]) = (&[], [0; 32]);
+    for text in pieces(json, cut_every) {
+        let digest: [u8; 32] = Sha256::digest(text).into();
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(before_digest)
+            .chain_update(digest)
+            .finalize()
+            .into();
+        let piece = match kept.get(&key) {
+            Some(p) => p,
+            None => {
+                let piece = match memo.by_digest.remove(&key) {
+                    Some(p) => p,
+                    None => {
+                        compressed += 1;
+                        deflate(text, &before[before.len().saturating_sub(WINDOW)..])?
+                    }
+                };
+                kept.entry(key).or_insert(piece)
+            }
+        };
+        out.extend_from_slice(&piece.deflated);
+        adler = Some(match adler {
+            None => piece.adler,
+            Some(so_far) => adler32_combine(so_far, piece.adler, piece.len),
+        });
+        (before, before_digest) = (text, digest);
+    }
+    out.extend_from_slice(&FINAL_EMPTY_BLOCK);
+    out.extend_from_slice(&adler.unwrap_or(1).to_be_bytes());
+    *memo = Pieces {
+        by_digest: kept,
+        compressed,
+        text_len: json.len(),
+    };
+    Ok(out)
+}
+
+/// `json` cut before the virtual hosts chosen by [`cuts_before`].
+fn pieces(json: &[u8], cut_every: NonZeroU64) -> impl Iterator<Item = &[u8]> {
+    let mut cuts: Vec<usize> = memchr::memmem::find_iter(json, VIRTUAL_HOST_START)
+        .map(|at| at + 2)
+        .filter(|&start| cuts_before(&json[start + VIRTUAL_HOST_START.len() - 2..], cut_every))
+        .collect();
+    cuts.push(json.len());
+    let mut from = 0;
+    cuts.into_iter().filter_map(move |to| {
+        let piece = &json[from..to];
+        from = to;
+        (!piece.is_empty()).then_some(piece)
+    })
+}
+
+/// Whether a piece starts at the virtual host whose first domain begins `rest` (up to the
+/// closing quote): FNV-1a of the domain, modulo `cut_every`.
+fn cuts_before(rest: &[u8], cut_every: NonZeroU64) -> bool {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in rest.iter().take_while(|&&b| b != b'"') {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash % cut_every == 0
+}
+
+/// One piece as raw deflate blocks that may refer to `dictionary` (the text just before it),
+/// ended by a sync flush.
+fn deflate(text: &[u8], dictionary: &[u8]) -> Result<Piece, RenderError> {
+    let error = |e: flate2::CompressError| RenderError::serialize("compressed Proxy spec", e);
+    let mut c = Compress::new(Compression::default(), false);
+    if !dictionary.is_empty() {
+        c.set_dictionary(dictionary).map_err(error)?;
+    }
+    let mut out = Vec::with_capacity(text.len() / 8 + 64);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(text.len() / 8 + 64);
+        }
+        let consumed = usize::try_from(c.total_in()).unwrap_or(usize::MAX);
+        let rest = text.get(consumed..).unwrap_or_default();
+        let status = c
+            .compress_vec(rest, &mut out, FlushCompress::Sync)
+            .map_err(error)?;
+        // The flush is complete once all input is taken and the output was not filled.
+        let done = usize::try_from(c.total_in()).ok() == Some(text.len());
+        if done && out.len() < out.capacity() || status == Status::StreamEnd {
+            break;
+        }
+    }
+    Ok(Piece {
+        deflated: out,
+        adler: adler2::adler32_slice(text),
+        len: text.len(),
+    })
+}
+
+const ADLER_MOD: u64 = 65521;
+
+/// The Adler-32 of `a` followed by `b`, from their checksums and the length of `b`.
+///
+/// With `A = 1 + Σ bytes` and `B = Σ` of `A` after each byte (both mod 65521), appending `b`
+/// (`n` bytes) adds `A_b - 1` to `A`, and to `B` adds `B_b` plus `n · (A_a - 1)`.
+fn adler32_combine(a: u32, b: u32, b_len: usize) -> u32 {
+    let (a_lo, a_hi) = (u64::from(a & 0xffff), u64::from(a >> 16));
+    let (b_lo, b_hi) = (u64::from(b & 0xffff), u64::from(b >> 16));
+    let n = (b_len as u64) % ADLER_MOD;
+    let lo = (a_lo + b_lo + ADLER_MOD - 1) % ADLER_MOD;
+    let hi = (a_hi + b_hi + n * ((a_lo + ADLER_MOD - 1) % ADLER_MOD)) % ADLER_MOD;
+    ((hi << 16) | lo) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn inflate(zlib: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(zlib)
+            .read_to_end(&mut out)
+            .expect("a valid zlib stream");
+        out
+    }
+
+    /// JSON shaped like a Proxy spec's virtual host list.
+    fn spec(hosts: impl IntoIterator<Item = String>) -> Vec<u8> {
+        let hosts: Vec<String> = hosts
+            .into_iter()
+            .map(|h| format!(r#"{{"domains":["{h}"],"name":"{h}","routes":[{{"matchers":[{{"prefix":"/"}}]}}]}}"#))
+            .collect();
+        format!(
+            r#"{{"listeners":[{{"bindAddress":"::","httpListener":{{"virtualHosts":[{}]}}}}]}}"#,
+            hosts.join(",")
+        )
+        .into_bytes()
+    }
+
+    fn names(range: std::ops::Range<usize>) -> impl Iterator<Item = String> {
+        range.map(|i| format!("team-{}-svc-{i}-80", i % 7))
+    }
+
+    #[test]
+    fn adler32_of_a_concatenation_is_combined_from_its_parts() {
+        let text = b"Adler-32 is the sum of sums of the bytes, modulo the largest prime below 2^16";
+        for cut in [0, 1, 7, 40, text.len()] {
+            let (a, b) = text.split_at(cut);
+            assert_eq!(
+                adler32_combine(adler2::adler32_slice(a), adler2::adler32_slice(b), b.len()),
+                adler2::adler32_slice(text),
+                "cut at {cut}"
+            );
+        }
+        let long = vec![0xffu8; 200_000];
+        let (a, b) = long.split_at(70_001);
+        assert_eq!(
+            adler32_combine(adler2::adler32_slice(a), adler2::adler32_slice(b), b.len()),
+            adler2::adler32_slice(&long)
+        );
+    }
+
+    #[test]
+    fn the_joined_stream_inflates_to_the_json() {
+        for json in [
+            Vec::new(),
+            b"{}".to_vec(),
+            spec(names(0..1)),
+            spec(names(0..20_000)),
+        ] {
+            let zlib = zlib(&json, CUT_EVERY, &mut Pieces::default()).unwrap();
+            assert_eq!(inflate(&zlib), json);
+        }
+    }
+
+    #[test]
+    fn a_large_spec_is_cut_into_pieces_at_virtual_hosts() {
+        let json = spec(names(0..5_000));
+        let pieces: Vec<&[u8]> = pieces(&json, CUT_EVERY).collect();
+        assert!(pieces.len() > 3, "{} pieces", pieces.len());
+        assert_eq!(pieces.concat(), json);
+        for p in &pieces[1..] {
+            assert!(
+                p.starts_with(b"{\"domains\":[\""),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+    }
+
+    #[test]
+    fn a_warm_memo_gives_the_same_bytes_and_keeps_only_the_last_pieces() {
+        let before = spec(names(0..20_000));
+        let after = spec(
+            names(0..10_000)
+                .chain(["added-svc-80".to_owned()])
+                .chain(names(10_000..20_000)),
+        );
+        let mut memo = Pieces::default();
+        zlib(&before, CUT_EVERY, &mut memo).unwrap();
+        let kept_before = memo.len();
+        let warm = zlib(&after, CUT_EVERY, &mut memo).unwrap();
+        // The piece with the new host, and the one after it (its dictionary changed).
+        assert!(
+            memo.compressed() <= 2,
+            "{} compressed again",
+            memo.compressed()
+        );
+        assert_eq!(
+            warm,
+            zlib(&after, CUT_EVERY, &mut Pieces::default()).unwrap()
+        );
+        assert_eq!(inflate(&warm), after);
+        assert_eq!(memo.len(), pieces(&after, CUT_EVERY).count());
+        assert!(kept_before > 2);
+    }
+
+    #[test]
+    fn pieces_compress_about_as_well_as_one_pass() {
+        let json = spec(names(0..20_000));
+        let joined = zlib(&json, CUT_EVERY, &mut Pieces::default()).unwrap();
+        let mut one_pass = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+        std::io::Write::write_all(&mut one_pass, &json).unwrap();
+        let one_pass = one_pass.finish().unwrap();
+        assert!(pieces(&json, CUT_EVERY).count() > 5);
+        // Within 5 %: what the block headers of the pieces add.
+        assert!(
+            joined.len() * 100 <= one_pass.len() * 105,
+            "{} bytes in pieces, {} in one pass",
+            joined.len(),
+            one_pass.len()
+        );
+    }
+
+    #[test]
+    fn one_added_host_changes_one_piece_of_text() {
+        let before = spec(names(0..20_000));
+        let after = spec(
+            names(0..10_000)
+                .chain(["added-svc-80".to_owned()])
+                .chain(names(10_000..20_000)),
+        );
+        let old: std::collections::HashSet<&[u8]> = pieces(&before, CUT_EVERY).collect();
+        let new: Vec<&[u8]> = pieces(&after, CUT_EVERY).collect();
+        assert_eq!(new.iter().filter(|p| !old.contains(*p)).count(), 1);
+    }
+}
