@@ -6,7 +6,9 @@
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use serde::Serialize;
 use serde_json::Value;
 
 pub const GROUP: &str = "gloo.solo.io";
@@ -22,45 +24,46 @@ pub fn proxy_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
 }
 
-/// `spec` of a Gloo Proxy.
+/// `spec` of a Gloo Proxy, as HostRouter writes it: a view that borrows its strings from the
+/// route table, made only to be serialised.
 ///
 /// The fields of these types are declared in the order of their JSON names, so that serialising
 /// them directly gives the same bytes as serialising their `serde_json::Value` (whose maps are
 /// sorted): the Proxy is encoded without building a `Value` of it first (see
 /// `render::gloo::proxy`; a test keeps the two equal).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ProxySpec {
-    pub listeners: Vec<Listener>,
+pub struct ProxySpec<'a> {
+    pub listeners: Vec<Listener<'a>>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Listener {
-    pub bind_address: String,
+pub struct Listener<'a> {
+    pub bind_address: &'a str,
     pub bind_port: u32,
-    pub http_listener: HttpListener,
-    pub name: String,
+    pub http_listener: HttpListener<'a>,
+    pub name: &'a str,
     /// TLS: one filter chain per entry, chosen by SNI. Empty for plain HTTP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ssl_configurations: Vec<SslConfiguration>,
+    pub ssl_configurations: Vec<SslConfiguration<'a>>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct HttpListener {
+pub struct HttpListener<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<HttpListenerOptions>,
-    pub virtual_hosts: Vec<VirtualHost>,
+    pub virtual_hosts: Vec<VirtualHost<'a>>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpListenerOptions {
     pub http_connection_manager_settings: HttpConnectionManagerSettings,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpConnectionManagerSettings {
     /// Envoy's `strip_any_host_port`: `Host: a:8080` is routed (and redirected) as `Host: a`.
@@ -68,62 +71,62 @@ pub struct HttpConnectionManagerSettings {
 }
 
 /// `ssl.proto` `SslConfig`: a certificate from a Kubernetes TLS Secret, for some SNI names.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct SslConfiguration {
+pub struct SslConfiguration<'a> {
     /// Without it, a Secret that also carries `ca.crt` (cert-manager writes one) would make
     /// Gloo require client certificates.
     pub one_way_tls: bool,
-    pub secret_ref: ResourceRef,
-    pub sni_domains: Vec<String>,
+    pub secret_ref: ResourceRef<'a>,
+    pub sni_domains: &'a [String],
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct VirtualHost {
-    pub domains: Vec<String>,
-    pub name: String,
-    pub routes: Vec<Route>,
+pub struct VirtualHost<'a> {
+    pub domains: &'a [String],
+    pub name: &'a str,
+    pub routes: Vec<Route<'a>>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Route {
+pub struct Route<'a> {
     /// A route matches when any matcher does.
-    pub matchers: Vec<Matcher>,
+    pub matchers: Vec<Matcher<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub options: Option<RouteOptions>,
+    pub options: Option<RouteOptions<'a>>,
     /// `redirectAction` or `routeAction`, after `options`.
     #[serde(flatten)]
-    pub action: Action,
+    pub action: Action<'a>,
 }
 
 /// Exactly one of the fields is set.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub enum Matcher {
+pub enum Matcher<'a> {
     /// Paths starting with this.
-    Prefix(String),
+    Prefix(Cow<'a, str>),
     /// Exactly this path (the query string aside).
-    Exact(String),
+    Exact(&'a str),
 }
 
 /// What a route does; exactly one of the fields is set.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub enum Action {
-    RouteAction(RouteAction),
+pub enum Action<'a> {
+    RouteAction(RouteAction<'a>),
     RedirectAction(RedirectAction),
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct RouteAction {
-    pub single: Destination,
+pub struct RouteAction<'a> {
+    pub single: Destination<'a>,
 }
 
 /// `proxy.proto` `RedirectAction`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RedirectAction {
     pub https_redirect: bool,
@@ -131,41 +134,42 @@ pub struct RedirectAction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_redirect: Option<u32>,
     /// `MOVED_PERMANENTLY` (301), `FOUND`, `SEE_OTHER`, `TEMPORARY_REDIRECT`, `PERMANENT_REDIRECT`.
-    pub response_code: String,
+    pub response_code: &'static str,
 }
 
 /// The response code of HostRouter's redirects: 301, understood by every client.
 pub const MOVED_PERMANENTLY: &str = "MOVED_PERMANENTLY";
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct RouteOptions {
+pub struct RouteOptions<'a> {
     /// Replaces the matched prefix (or exact path) before the request is forwarded.
-    pub prefix_rewrite: String,
+    pub prefix_rewrite: &'a str,
 }
 
 /// Exactly one of the fields is set.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub enum Destination {
+pub enum Destination<'a> {
     /// A Kubernetes Service port, resolved by Gloo without discovery.
-    Kube(KubeDestination),
+    Kube(KubeDestination<'a>),
     /// A Gloo Upstream.
-    Upstream(ResourceRef),
+    Upstream(ResourceRef<'a>),
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct KubeDestination {
+pub struct KubeDestination<'a> {
     pub port: u32,
     #[serde(rename = "ref")]
-    pub ref_: ResourceRef,
+    pub ref_: ResourceRef<'a>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ResourceRef {
-    pub name: String,
-    pub namespace: String,
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRef<'a> {
+    /// Borrowed, or made for the reference (an Upstream's name).
+    pub name: Cow<'a, str>,
+    pub namespace: &'a str,
 }
 
 /// Gloo's verdict on a Proxy, from `status.statuses.<gloo namespace>`.
@@ -310,7 +314,7 @@ mod tests {
         let kube = Destination::Kube(KubeDestination {
             ref_: ResourceRef {
                 name: "petstore".into(),
-                namespace: "default".into(),
+                namespace: "default",
             },
             port: 8080,
         });
@@ -320,7 +324,7 @@ mod tests {
         );
         let up = Destination::Upstream(ResourceRef {
             name: "default-petstore-8080".into(),
-            namespace: "gloo-system".into(),
+            namespace: "gloo-system",
         });
         assert_eq!(
             serde_json::to_value(&up).unwrap(),

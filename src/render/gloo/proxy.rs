@@ -1,6 +1,7 @@
 //! The Gloo Proxy: the route table, translated into Gloo's vocabulary. Decides nothing about
 //! what is routed; see `render::routes`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -76,17 +77,18 @@ pub fn proxy(
     Ok((obj, compressed))
 }
 
-/// Route table → Gloo, for one router.
+/// Route table → Gloo, for one router: a view of the table in Gloo's shapes that borrows its
+/// strings.
 struct Translate<'a> {
     destination: hostrouter::Destination,
     proxy_namespace: &'a str,
 }
 
-impl Translate<'_> {
-    fn listener(&self, l: &routes::Listener) -> gloo::Listener {
+impl<'a> Translate<'a> {
+    fn listener(&self, l: &'a routes::Listener) -> gloo::Listener<'a> {
         gloo::Listener {
-            name: l.name.to_owned(),
-            bind_address: l.bind_address.clone(),
+            name: l.name,
+            bind_address: &l.bind_address,
             bind_port: u32::from(l.port),
             http_listener: HttpListener {
                 virtual_hosts: l
@@ -105,25 +107,25 @@ impl Translate<'_> {
                 .iter()
                 .map(|c| SslConfiguration {
                     secret_ref: ResourceRef {
-                        name: c.secret_name.clone(),
-                        namespace: c.secret_namespace.clone(),
+                        name: Cow::Borrowed(&c.secret_name),
+                        namespace: &c.secret_namespace,
                     },
-                    sni_domains: c.server_names.clone(),
+                    sni_domains: &c.server_names,
                     one_way_tls: true,
                 })
                 .collect(),
         }
     }
 
-    fn virtual_host(&self, vh: &routes::VirtualHost) -> gloo::VirtualHost {
+    fn virtual_host(&self, vh: &'a routes::VirtualHost) -> gloo::VirtualHost<'a> {
         gloo::VirtualHost {
-            name: vh.name.clone(),
-            domains: vh.domains.clone(),
+            name: &vh.name,
+            domains: &vh.domains,
             routes: vh.routes.iter().map(|r| self.route(r)).collect(),
         }
     }
 
-    fn route(&self, r: &routes::Route) -> gloo::Route {
+    fn route(&self, r: &'a routes::Route) -> gloo::Route<'a> {
         let (action, options) = match &r.action {
             Action::Forward {
                 backend,
@@ -132,15 +134,15 @@ impl Translate<'_> {
                 gloo::Action::RouteAction(RouteAction {
                     single: self.destination(backend),
                 }),
-                replace_prefix.as_ref().map(|p| RouteOptions {
-                    prefix_rewrite: p.clone(),
-                }),
+                replace_prefix
+                    .as_deref()
+                    .map(|p| RouteOptions { prefix_rewrite: p }),
             ),
             Action::RedirectToHttps { port } => (
                 gloo::Action::RedirectAction(RedirectAction {
                     https_redirect: true,
                     port_redirect: port.map(u32::from),
-                    response_code: gloo::MOVED_PERMANENTLY.to_owned(),
+                    response_code: gloo::MOVED_PERMANENTLY,
                 }),
                 None,
             ),
@@ -152,18 +154,18 @@ impl Translate<'_> {
         }
     }
 
-    fn destination(&self, b: &Backend) -> Destination {
+    fn destination(&self, b: &'a Backend) -> Destination<'a> {
         match self.destination {
             hostrouter::Destination::Kube => Destination::Kube(KubeDestination {
                 ref_: ResourceRef {
-                    name: b.service.clone(),
-                    namespace: b.namespace.clone(),
+                    name: Cow::Borrowed(&b.service),
+                    namespace: &b.namespace,
                 },
                 port: u32::from(b.port),
             }),
             hostrouter::Destination::Upstream => Destination::Upstream(ResourceRef {
-                name: naming::gloo_upstream_name(&b.namespace, &b.service, b.port),
-                namespace: self.proxy_namespace.to_owned(),
+                name: Cow::Owned(naming::gloo_upstream_name(&b.namespace, &b.service, b.port)),
+                namespace: self.proxy_namespace,
             }),
         }
     }
@@ -171,13 +173,13 @@ impl Translate<'_> {
 
 /// Gloo has no segment-aware prefix: `/a/b` becomes the exact path `/a/b` or the prefix `/a/b/`
 /// (a rewrite then replaces either with its value); `/` stays one prefix.
-fn matchers(path: &PathPrefix) -> Vec<Matcher> {
+fn matchers(path: &PathPrefix) -> Vec<Matcher<'_>> {
     if path.is_root() {
-        vec![Matcher::Prefix(path.0.clone())]
+        vec![Matcher::Prefix(Cow::Borrowed(&path.0))]
     } else {
         vec![
-            Matcher::Exact(path.0.clone()),
-            Matcher::Prefix(format!("{}/", path.0)),
+            Matcher::Exact(&path.0),
+            Matcher::Prefix(Cow::Owned(format!("{}/", path.0))),
         ]
     }
 }

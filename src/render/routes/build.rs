@@ -49,8 +49,14 @@ pub fn build(
     if let Some(host) = spec.paths.as_ref().and_then(|p| p.host.as_deref()) {
         names.domains.insert(host.to_owned(), Holder::PathsHost);
     }
+    // A Service is reachable when it got at least one name.
+    let mut routed_services = 0;
     for svc in &services {
+        let claimed = names.claimed;
         names.add_service(input, svc);
+        if names.claimed > claimed {
+            routed_services += 1;
+        }
     }
     let Names {
         hosts,
@@ -58,17 +64,6 @@ pub fn build(
         mut dropped,
         ..
     } = names;
-
-    let routed_services = {
-        let mut routed: Vec<(&str, &str)> = hosts
-            .keys()
-            .chain(paths.values())
-            .map(|p| (p.namespace, p.service))
-            .collect();
-        routed.sort_unstable();
-        routed.dedup();
-        routed.len()
-    };
 
     let mut virtual_hosts: Vec<VirtualHost> = hosts
         .into_iter()
@@ -187,6 +182,8 @@ struct Names<'a> {
     /// Path prefix → Service port.
     paths: BTreeMap<String, PortRef<'a>>,
     dropped: Vec<Dropped>,
+    /// Names given so far.
+    claimed: usize,
 }
 
 impl<'a> Names<'a> {
@@ -219,7 +216,10 @@ impl<'a> Names<'a> {
                 continue;
             }
             match claim(&mut self.domains, &domain, holder) {
-                Ok(()) => self.hosts.entry(holder).or_default().0 = Some(domain),
+                Ok(()) => {
+                    self.claimed += 1;
+                    self.hosts.entry(holder).or_default().0 = Some(domain);
+                }
                 Err(kept) => self.drop(holder, domain, DropReason::Duplicate { kept }),
             }
         }
@@ -243,6 +243,7 @@ impl<'a> Names<'a> {
                 } else {
                     match claim(&mut self.domains, &name, holder) {
                         Ok(()) => {
+                            self.claimed += 1;
                             self.hosts.entry(holder).or_default().1.push(name);
                             continue;
                         }
@@ -263,6 +264,7 @@ impl<'a> Names<'a> {
                 }
                 match claim(&mut self.prefixes, &prefix, holder) {
                     Ok(()) => {
+                        self.claimed += 1;
                         self.paths.insert(prefix, holder);
                     }
                     Err(kept) => self.drop(holder, prefix, DropReason::Duplicate { kept }),

@@ -104,7 +104,8 @@ pub fn services<'a>(
         })
         .collect();
     // Objects without a timestamp (offline input) sort after dated ones.
-    services.sort_by(|(ta, a), (tb, b)| {
+    // Namespace and name are unique: an unstable sort gives the one order.
+    services.sort_unstable_by(|(ta, a), (tb, b)| {
         (ta.is_none(), ta, a.namespace, a.name).cmp(&(tb.is_none(), tb, b.namespace, b.name))
     });
     services.into_iter().map(|(_, s)| s).collect()
