@@ -666,6 +666,14 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// Durations as `336.3 ms, 1.02 s`, in order.
+pub fn fmt_durations(ds: &[Duration]) -> String {
+    ds.iter()
+        .map(|d| fmt_duration(*d))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `b - a` in seconds, negative when `b` came first.
 pub fn signed_secs(a: Instant, b: Instant) -> f64 {
     if b >= a {

@@ -23,11 +23,11 @@ use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
 use hostrouter_e2e::backends::{Backend, apply_endpoints};
 use hostrouter_e2e::bench::{
-    self, Action, OperatorMetrics, Recorder, Report, fmt_bytes, fmt_duration, percentile,
-    proc_usage, signed_secs,
+    self, Action, OperatorMetrics, Recorder, Report, fmt_bytes, fmt_duration, fmt_durations,
+    percentile, proc_usage, signed_secs,
 };
 use hostrouter_e2e::envoy::envoy_command;
-use hostrouter_e2e::gloo::GlooConfig;
+use hostrouter_e2e::gloo::{GlooConfig, proxy_resource};
 use hostrouter_e2e::loopback::{LoopbackAlias, unique_backend_ip};
 use hostrouter_e2e::net::{LOOPBACK, free_port, free_ports};
 use hostrouter_e2e::process::{Process, ProcessBuilder};
@@ -49,6 +49,8 @@ const USAGE: &str = "usage: bench-cluster [options]
                           and not coalesced with the one before (the operator's default
                           --coalesce-window is 1s) [env BENCH_SAMPLE_GAP_MS; default 1500]
   --burst N               Services per burst [env BENCH_BURST; default 1000]
+  --burst-reps N          bursts whose create time is measured, with and without the
+                          operator; the medians are compared [env BENCH_BURST_REPS; default 3]
   --concurrency N         creates in flight [env BENCH_CONCURRENCY; default 64]
   --routers N             HostRouters of the second burst [env BENCH_ROUTERS; default 5]
   --restart-settle-secs N after a restart, how long writes are counted [default 60]
@@ -112,6 +114,8 @@ struct Args {
     /// Pause before each one-Service sample.
     sample_gap: Duration,
     burst: usize,
+    /// Bursts whose create time is measured, per setting (the median is reported).
+    burst_reps: usize,
     concurrency: usize,
     routers: usize,
     restart_settle: Duration,
@@ -164,6 +168,10 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
             "BENCH_SAMPLE_GAP_MS",
         )?),
         burst: num(&env("BENCH_BURST").unwrap_or("1000".into()), "BENCH_BURST")? as usize,
+        burst_reps: num(
+            &env("BENCH_BURST_REPS").unwrap_or("3".into()),
+            "BENCH_BURST_REPS",
+        )? as usize,
         concurrency: num(
             &env("BENCH_CONCURRENCY").unwrap_or("64".into()),
             "BENCH_CONCURRENCY",
@@ -196,6 +204,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
             "--samples" => args.samples = num(&value()?, flag)? as usize,
             "--sample-gap-ms" => args.sample_gap = Duration::from_millis(num(&value()?, flag)?),
             "--burst" => args.burst = num(&value()?, flag)? as usize,
+            "--burst-reps" => args.burst_reps = num(&value()?, flag)? as usize,
             "--concurrency" => args.concurrency = num(&value()?, flag)? as usize,
             "--routers" => args.routers = num(&value()?, flag)? as usize,
             "--restart-settle-secs" => {
@@ -212,8 +221,12 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
     }
     anyhow::ensure!(!args.sizes.is_empty(), "no sizes to run");
     anyhow::ensure!(
-        args.samples > 0 && args.burst > 0 && args.concurrency > 0 && args.routers > 0,
-        "--samples, --burst, --concurrency and --routers must be positive"
+        args.samples > 0
+            && args.burst > 0
+            && args.burst_reps > 0
+            && args.concurrency > 0
+            && args.routers > 0,
+        "--samples, --burst, --burst-reps, --concurrency and --routers must be positive"
     );
     Ok(Some(args))
 }
@@ -372,15 +385,18 @@ struct Snapshot {
     operator_pid: u32,
     /// operator, kube-apiserver, etcd, kube-controller-manager, this program.
     cpu: [f64; 5],
+    /// The operator's resident set now and at its peak so far (VmRSS, VmHWM), bytes.
+    operator_rss: (u64, u64),
     metrics: OperatorMetrics,
     /// The API server's request time by verb and resource.
     apiserver: std::collections::BTreeMap<String, (f64, f64)>,
 }
 
-const COST_COLUMNS: [&str; 12] = [
+const COST_COLUMNS: [&str; 13] = [
     "phase",
     "wall s",
     "operator CPU s",
+    "operator RSS at end / peak so far",
     "kube-apiserver CPU s",
     "etcd CPU s",
     "kube-controller-manager CPU s",
@@ -531,14 +547,25 @@ impl Bench<'_> {
 
         self.enter("burst without operator");
         let before = self.snapshot().await;
-        let burst = self.burst_names("nb");
-        let no_operator = self.create_services(&burst).await?;
+        let mut times = Vec::with_capacity(self.args.burst_reps);
+        for rep in 0..self.args.burst_reps {
+            let burst = self.burst_names(&format!("nb{rep}"));
+            times.push(self.create_services(&burst).await?);
+            self.delete_services(&burst).await?;
+        }
         self.cost("burst, no operator", &before).await;
+        let no_operator = percentile(&times, 0.5);
         self.set(
-            format!("burst of {}: create time, no operator", self.args.burst),
-            fmt_duration(no_operator),
+            format!(
+                "burst of {}: create time, no operator (median of {})",
+                self.args.burst, self.args.burst_reps
+            ),
+            format!(
+                "{} of [{}]",
+                fmt_duration(no_operator),
+                fmt_durations(&times)
+            ),
         );
-        self.delete_services(&burst).await?;
         if !self.args.cluster_ip {
             // What the same burst costs when each Service gets a ClusterIP.
             let before = self.snapshot().await;
@@ -616,9 +643,28 @@ impl Bench<'_> {
 
         self.enter("one Service");
         let before = self.snapshot().await;
-        self.one_service(floor).await?;
+        let (one, one99) = self.one_service(floor).await?;
         self.quiet().await;
         self.cost("one Service × samples (1 router)", &before).await;
+
+        self.enter("floor of a Proxy write");
+        let (proxy_floor, proxy_floor99) = self.proxy_floor().await?;
+        self.set(
+            "floor of a Proxy write: server-side apply of a copy of the Proxy, p50 / p99",
+            format!(
+                "{} / {}",
+                fmt_duration(proxy_floor),
+                fmt_duration(proxy_floor99)
+            ),
+        );
+        self.set(
+            "… one Service → Proxy, p50 / p99 as multiples of it",
+            format!(
+                "{:.1}× / {:.1}×",
+                one.as_secs_f64() / proxy_floor.as_secs_f64(),
+                one99.as_secs_f64() / proxy_floor.as_secs_f64()
+            ),
+        );
 
         self.enter("burst, 1 router");
         let before = self.snapshot().await;
@@ -899,11 +945,13 @@ impl Bench<'_> {
                 .map_or(0.0, |u| u.cpu_secs)
         };
         let operator_pid = self.operator.as_ref().map_or(0, |o| o.process.pid());
-        let operator_cpu = if operator_pid == 0 {
-            0.0
-        } else {
-            proc_usage(operator_pid).map_or(0.0, |u| u.cpu_secs)
-        };
+        let operator = (operator_pid != 0)
+            .then(|| proc_usage(operator_pid).ok())
+            .flatten();
+        let operator_cpu = operator.as_ref().map_or(0.0, |u| u.cpu_secs);
+        let operator_rss = operator
+            .as_ref()
+            .map_or((0, 0), |u| (u.rss_bytes, u.rss_peak_bytes));
         let metrics = if self.operator.is_some() {
             self.metrics().await.unwrap_or_default()
         } else {
@@ -922,6 +970,7 @@ impl Bench<'_> {
             apiserver,
             at: Instant::now(),
             operator_pid,
+            operator_rss,
             cpu: [
                 operator_cpu,
                 cpu_of("kube-apiserver"),
@@ -949,6 +998,14 @@ impl Bench<'_> {
                 after.cpu[i] - before.cpu[i]
             };
             row.push(format!("{spent:.1}"));
+            if i == 0 {
+                row.push(if after.operator_pid == 0 {
+                    "–".into()
+                } else {
+                    let (now, peak) = after.operator_rss;
+                    format!("{} / {}", fmt_bytes(now), fmt_bytes(peak))
+                });
+            }
         }
         let m = if same_operator {
             after.metrics.since(&before.metrics)
@@ -1012,7 +1069,8 @@ impl Bench<'_> {
     }
 
     /// `--samples` Services, one at a time: created → the main Proxy holds its host.
-    async fn one_service(&mut self, floor: Duration) -> Result<()> {
+    /// One Service at a time → the Proxy holds its host: p50 and p99.
+    async fn one_service(&mut self, floor: Duration) -> Result<(Duration, Duration)> {
         let proxy = router_name(0);
         let mut samples = Vec::with_capacity(self.args.samples);
         for i in 0..self.args.samples {
@@ -1046,7 +1104,44 @@ impl Bench<'_> {
                 p99.as_secs_f64() / floor.as_secs_f64()
             ),
         );
-        Ok(())
+        Ok((p50, p99))
+    }
+
+    /// `--samples` (at least 50) server-side applies of a copy of router 0's Proxy, one at a
+    /// time, each changing an annotation: the whole object sent, as the operator sends it. What
+    /// the API server and etcd take to store a Proxy of this size, without the operator's part.
+    /// The copy lives in the edge namespace, outside the operator's and Gloo's watches.
+    async fn proxy_floor(&self) -> Result<(Duration, Duration)> {
+        let original = proxies(&self.client, GLOO_NAMESPACE)
+            .get(&router_name(0))
+            .await
+            .context("reading the Proxy to copy")?;
+        let copies = proxies(&self.client, EDGE_NAMESPACE);
+        let name = "bench-floor-proxy";
+        let mut copy = DynamicObject::new(name, &proxy_resource()).within(EDGE_NAMESPACE);
+        copy.data = json!({ "spec": original.data["spec"].clone() });
+        let params = PatchParams::apply("bench-floor").force();
+        let n = self.args.samples.max(50);
+        let mut samples = Vec::with_capacity(n);
+        // The first apply creates the copy and is not counted.
+        for i in 0..=n {
+            copy.metadata.annotations = Some([("bench-seq".to_owned(), i.to_string())].into());
+            let t = Instant::now();
+            copies
+                .patch(name, &params, &Patch::Apply(&copy))
+                .await
+                .with_context(|| format!("applying Proxy {EDGE_NAMESPACE}/{name}"))?;
+            if i > 0 {
+                samples.push(t.elapsed());
+            }
+        }
+        copies
+            .delete(name, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting Proxy {EDGE_NAMESPACE}/{name}"))?;
+        let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+        say!("Proxy write floor over {n} applies: p50 {p50:.1?}, p99 {p99:.1?}");
+        Ok((p50, p99))
     }
 
     /// A burst of `--burst` Services with `routers` routers selecting them all.
@@ -1087,7 +1182,7 @@ impl Bench<'_> {
             if routers == 1 { "" } else { "s" }
         );
         self.set(
-            format!("{what}: create time (× no operator)"),
+            format!("{what}: create time of the first burst (× no operator)"),
             format!(
                 "{} ({:.2}×)",
                 fmt_duration(created),
@@ -1117,6 +1212,35 @@ impl Bench<'_> {
         self.set(
             format!("{what}: HostRouter MODIFIED until converged / until quiet"),
             format!("{hr_conv} / {hr_all}"),
+        );
+
+        // More bursts for the create time alone: each converges, then is deleted.
+        let mut times = vec![created];
+        for rep in 1..self.args.burst_reps {
+            let burst = self.burst_names(&format!("{prefix}r{rep}"));
+            let hosts: Vec<String> = burst.iter().map(|(ns, n)| host(ns, n)).collect();
+            times.push(self.create_services(&burst).await?);
+            for i in 0..routers {
+                self.recorder
+                    .wait_hosts(&router_name(i), &hosts, CONVERGE_LIMIT)
+                    .await?;
+            }
+            self.quiet().await;
+            self.delete_services(&burst).await?;
+            self.quiet().await;
+        }
+        let median = percentile(&times, 0.5);
+        self.set(
+            format!(
+                "{what}: create time, median of {} (× no operator)",
+                times.len()
+            ),
+            format!(
+                "{} of [{}] ({:.2}×)",
+                fmt_duration(median),
+                fmt_durations(&times),
+                median.as_secs_f64() / no_operator.as_secs_f64()
+            ),
         );
         Ok(())
     }
@@ -1615,7 +1739,8 @@ fn write_results(args: &Args, machine: &[String], reports: &[(String, Report)]) 
         out.push_str(&format!("\n### Where time goes, per phase: {label}\n\n"));
         out.push_str(
             "CPU seconds spent by each process during each phase (utime+stime from /proc), \
-             and the operator's reconciles in it (controller_runtime_reconcile_time_seconds; \
+             the operator's resident set at the phase's end and its peak so far (VmRSS, \
+             VmHWM), and its reconciles in it (controller_runtime_reconcile_time_seconds; \
              the quantiles are histogram bucket bounds). Phases with the operator end with a \
              wait for 5 s without any Proxy or HostRouter event, which the wall time includes.\n\n",
         );
