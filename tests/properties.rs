@@ -18,7 +18,7 @@ use hostrouter::controller::status::{
 };
 use hostrouter::render::routes::names::hostname_problem;
 use hostrouter::render::tls_secret::{TlsSecret, TlsSecretState};
-use hostrouter::render::{ClusterView, Settings, naming, render};
+use hostrouter::render::{ClusterView, Memo, Settings, naming, render, render_with};
 use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -352,6 +352,43 @@ proptest! {
         }
         // Counts agree with what is there.
         prop_assert!(first.findings.services <= services.len());
+    }
+
+    /// What a render reuses of the last one changes nothing: after rendering one cluster, a
+    /// render of another (some Services gone, the rest in another order, others new) with the
+    /// memo gives the bytes of a fresh render. Compressed always, one piece per virtual host,
+    /// so that every piece and every dictionary is exercised.
+    #[test]
+    fn a_render_with_the_last_renders_memo_is_a_fresh_render(
+        (namespaces, services, router) in world(),
+        keep in prop::collection::vec(any::<bool>(), 12),
+    ) {
+        let settings = Settings {
+            compress_proxy_above_bytes: 0,
+            compress_piece_hosts: std::num::NonZeroU64::MIN,
+            ..Settings::default()
+        };
+        fn view<'a>(namespaces: &'a [Namespace], services: &[&'a Service]) -> ClusterView<'a> {
+            ClusterView {
+                namespaces: namespaces.iter().collect(),
+                services: services.to_vec(),
+                tls_secrets: Vec::new(),
+            }
+        }
+        let all: Vec<&Service> = services.iter().collect();
+        let mut some: Vec<&Service> = services
+            .iter()
+            .zip(&keep)
+            .filter_map(|(s, k)| k.then_some(s))
+            .collect();
+        some.reverse();
+        for (first, second) in [(&all, &some), (&some, &all)] {
+            let mut memo = Memo::default();
+            render_with(&router, &view(&namespaces, first), &settings, &mut memo).unwrap();
+            let warm = render_with(&router, &view(&namespaces, second), &settings, &mut memo).unwrap();
+            let fresh = render(&router, &view(&namespaces, second), &settings).unwrap();
+            prop_assert_eq!(yaml(&warm), yaml(&fresh));
+        }
     }
 
     #[test]

@@ -105,7 +105,15 @@ pub struct Context {
     own_writes: Mutex<HashMap<(&'static str, String, String), OwnWrite>>,
     /// Per router: what its next render may reuse of its last one (see [`render::Memo`]).
     memos: Mutex<HashMap<ObjectRef<HostRouter>, render::Memo>>,
+    /// Renders running at once (see [`RENDERS_AT_ONCE`]).
+    renders: tokio::sync::Semaphore,
 }
+
+/// Renders are CPU-bound and, on a large cluster, hold megabytes while they run (a route
+/// table of 10,000 virtual hosts and its JSON): one at a time bounds the operator's memory to
+/// one render's, where parallel renders would only share the same cores. Writes and status
+/// updates of other routers still overlap with it.
+pub const RENDERS_AT_ONCE: usize = 1;
 
 impl Context {
     pub fn new(
@@ -125,6 +133,7 @@ impl Context {
             failures: Mutex::default(),
             own_writes: Mutex::default(),
             memos: Mutex::default(),
+            renders: tokio::sync::Semaphore::new(RENDERS_AT_ONCE),
         }
     }
 
@@ -196,6 +205,12 @@ impl Context {
             f.retain(|k, _| present.contains(k));
         }
         self.memos().retain(|k, _| present.contains(k));
+    }
+
+    /// Waits for a turn to render (see [`RENDERS_AT_ONCE`]); the turn ends when the permit is
+    /// dropped. `None` only if the semaphore were closed, which it never is.
+    pub async fn render_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.renders.acquire().await.ok()
     }
 
     /// Takes the router's render memo (an empty one the first time); [`Context::keep_memo`]

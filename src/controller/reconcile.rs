@@ -104,7 +104,10 @@ async fn reconcile_router(router: &HostRouter, ctx: &Context) -> Result<Action> 
         return Ok(Action::await_change());
     }
 
-    let rendered = match render_router(router, ctx) {
+    let turn = ctx.render_turn().await;
+    let rendered = render_router(router, ctx);
+    drop(turn);
+    let rendered = match rendered {
         Ok(r) => r,
         Err(e) => {
             facts.acceptance = Acceptance::Rejected {

@@ -45,7 +45,11 @@ pub fn build(
     );
     let services = select::services(&namespaces.published, input.service_selector, view);
 
-    let mut names = Names::default();
+    let mut names = Names {
+        domains: HashMap::with_capacity(services.len()),
+        hosts: HashMap::with_capacity(services.len()),
+        ..Names::default()
+    };
     if let Some(host) = spec.paths.as_ref().and_then(|p| p.host.as_deref()) {
         names.domains.insert(host.to_owned(), Holder::PathsHost);
     }
