@@ -235,7 +235,8 @@ bench:
 # The cluster-scale benchmark (issue 15): the release operator against the e2e control plane at
 # 10,000 and 50,000 Services over 1,000 namespaces. Knobs (env or flags, see
 # `bench-cluster --help`): BENCH_SIZES (e.g. 1000x100), BENCH_IDLE_SECS, BENCH_SAMPLES,
-# BENCH_BURST, BENCH_CONCURRENCY, BENCH_ROUTERS, BENCH_SIZE_TIMEOUT_MINS; BENCH_ARGS passes flags.
+# BENCH_BURST, BENCH_BURST_REPS, BENCH_CONCURRENCY, BENCH_ROUTERS, BENCH_SIZE_TIMEOUT_MINS;
+# BENCH_ARGS passes flags.
 # Two builds: one `cargo build` of both packages would unify their dependencies' features and
 # build an operator binary other than the one `operator-image` ships.
 BENCH_ARGS ?=
