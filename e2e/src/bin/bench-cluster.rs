@@ -659,11 +659,7 @@ impl Bench<'_> {
         );
         self.set(
             "… one Service → Proxy, p50 / p99 as multiples of it",
-            format!(
-                "{:.1}× / {:.1}×",
-                one.as_secs_f64() / proxy_floor.as_secs_f64(),
-                one99.as_secs_f64() / proxy_floor.as_secs_f64()
-            ),
+            multiples((one, one99), proxy_floor),
         );
 
         self.enter("burst, 1 router");
@@ -1098,11 +1094,7 @@ impl Bench<'_> {
         );
         self.set(
             "… p50 / p99 as multiples of the floor (operator idle)",
-            format!(
-                "{:.0}× / {:.0}×",
-                p50.as_secs_f64() / floor.as_secs_f64(),
-                p99.as_secs_f64() / floor.as_secs_f64()
-            ),
+            multiples((p50, p99), floor),
         );
         Ok((p50, p99))
     }
@@ -1508,6 +1500,19 @@ impl Bench<'_> {
 }
 
 /// GETs `/` with `Host: host` at `listener` until `done(status, body)`; returns the status.
+/// `p50 / p99` as multiples of `floor`: `5.5× / 8.9×`, or `45× / 74×` from 10 up.
+fn multiples((p50, p99): (Duration, Duration), floor: Duration) -> String {
+    let times = |d: Duration| {
+        let x = d.as_secs_f64() / floor.as_secs_f64();
+        if x < 10.0 {
+            format!("{x:.1}×")
+        } else {
+            format!("{x:.0}×")
+        }
+    };
+    format!("{} / {}", times(p50), times(p99))
+}
+
 async fn wait_answer(
     listener: &str,
     host: &str,

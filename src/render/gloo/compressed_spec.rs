@@ -237,6 +237,17 @@ mod tests {
         range.map(|i| format!("team-{}-svc-{i}-80", i % 7))
     }
 
+    /// 20,000 virtual hosts, then the same with one more in the middle.
+    fn one_host_added() -> (Vec<u8>, Vec<u8>) {
+        let before = spec(names(0..20_000));
+        let after = spec(
+            names(0..10_000)
+                .chain(["added-svc-80".to_owned()])
+                .chain(names(10_000..20_000)),
+        );
+        (before, after)
+    }
+
     #[test]
     fn adler32_of_a_concatenation_is_combined_from_its_parts() {
         let text = b"Adler-32 is the sum of sums of the bytes, modulo the largest prime below 2^16";
@@ -286,12 +297,7 @@ mod tests {
 
     #[test]
     fn a_warm_memo_gives_the_same_bytes_and_keeps_only_the_last_pieces() {
-        let before = spec(names(0..20_000));
-        let after = spec(
-            names(0..10_000)
-                .chain(["added-svc-80".to_owned()])
-                .chain(names(10_000..20_000)),
-        );
+        let (before, after) = one_host_added();
         let mut memo = Pieces::default();
         zlib(&before, CUT_EVERY, &mut memo).unwrap();
         let kept_before = memo.len();
@@ -330,12 +336,7 @@ mod tests {
 
     #[test]
     fn one_added_host_changes_one_piece_of_text() {
-        let before = spec(names(0..20_000));
-        let after = spec(
-            names(0..10_000)
-                .chain(["added-svc-80".to_owned()])
-                .chain(names(10_000..20_000)),
-        );
+        let (before, after) = one_host_added();
         let old: std::collections::HashSet<&[u8]> = pieces(&before, CUT_EVERY).collect();
         let new: Vec<&[u8]> = pieces(&after, CUT_EVERY).collect();
         assert_eq!(new.iter().filter(|p| !old.contains(*p)).count(), 1);
