@@ -1682,8 +1682,8 @@ fn write_results(args: &Args, machine: &[String], reports: &[(String, Report)]) 
     }
     out.push_str("\n## Settings\n\n");
     out.push_str(&format!(
-        "- sizes: {}; burst {} Services; {} one-Service samples, {} ms apart (floor: {} PATCHes); \
-         {} creates in flight; {} routers in the second burst; idle {} s; restart settle {} s; \
+        "- sizes: {}; burst {} Services, {} bursts per setting for the create time; {} one-Service \
+         samples, {} ms apart (floors: {} PATCHes, {} Proxy applies); {} creates in flight; {} routers in the second burst; idle {} s; restart settle {} s; \
          operator coalescing window: {}\n",
         args.sizes
             .iter()
@@ -1691,8 +1691,10 @@ fn write_results(args: &Args, machine: &[String], reports: &[(String, Report)]) 
             .collect::<Vec<_>>()
             .join(", "),
         args.burst,
+        args.burst_reps,
         args.samples,
         args.sample_gap.as_millis(),
+        args.samples.max(50),
         args.samples.max(50),
         args.concurrency,
         args.routers,
