@@ -12,7 +12,7 @@ fn main() -> ExitCode {
 /// allocate at the same time, so one arena costs no measurable lock contention. Set before any
 /// other thread starts. (The published image is a static musl binary: musl's allocator has no
 /// arenas.)
-#[cfg(target_env = "gnu")]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn one_malloc_arena() {
     // SAFETY: `mallopt` only sets an allocator parameter; no other thread exists yet.
     unsafe {
@@ -20,5 +20,5 @@ fn one_malloc_arena() {
     }
 }
 
-#[cfg(not(target_env = "gnu"))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn one_malloc_arena() {}

@@ -220,8 +220,13 @@ impl Context {
         self.memos().remove(router).unwrap_or_default()
     }
 
+    /// Gives the memo back, unless the router is gone meanwhile (deleted while it waited for
+    /// its turn to render): then `forget` has run and nothing would remove it again.
     pub fn keep_memo(&self, router: ObjectRef<HostRouter>, memo: render::Memo) {
-        self.memos().insert(router, memo);
+        let mut memos = self.memos();
+        if self.stores.routers.get(&router).is_some() {
+            memos.insert(router, memo);
+        }
     }
 
     fn memos(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<HostRouter>, render::Memo>> {

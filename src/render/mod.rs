@@ -323,9 +323,13 @@ pub fn render_with(
             settings,
             &mut memo.proxy_pieces,
         )?)),
-        Some(backend) => Objects::GatewayApi(Box::new(gateway_api::objects(
-            &id, spec, backend, &table, settings,
-        )?)),
+        Some(backend) => {
+            // No Proxy: nothing of a former Gloo router's pieces will be reused.
+            memo.proxy_pieces = Default::default();
+            Objects::GatewayApi(Box::new(gateway_api::objects(
+                &id, spec, backend, &table, settings,
+            )?))
+        }
     };
     Ok(Rendered {
         objects,

@@ -408,6 +408,49 @@ fn large_proxies_are_compressed_in_gloos_format() {
     assert_eq!(restored, plain.gloo().unwrap().proxy.data["spec"]);
 }
 
+/// The cut of a compressed Proxy into pieces follows the Proxy as rendered (it looks for where
+/// a virtual host starts in the JSON): a rendered Proxy of many hosts is cut, and one more
+/// Service compresses at most two pieces again.
+#[test]
+fn a_rendered_compressed_proxy_is_cut_into_pieces_that_the_next_render_reuses() {
+    let mut f = Fixture::new();
+    let routed = f.namespaces[0].metadata.name.clone().unwrap();
+    for i in 0..300 {
+        f.services.push(crate::testing::service(
+            &routed,
+            &format!("svc-{i}"),
+            &[(80, "http", "")],
+            100 + i,
+        ));
+    }
+    let settings = Settings {
+        compress_proxy_above_bytes: 0,
+        compress_piece_hosts: std::num::NonZeroU64::new(16).unwrap(),
+        ..Settings::default()
+    };
+    let router = router(Destination::Kube);
+    let mut memo = crate::render::Memo::default();
+    render_with(&router, &f.view(), &settings, &mut memo).unwrap();
+    assert!(
+        memo.proxy_pieces.len() > 4,
+        "{} pieces",
+        memo.proxy_pieces.len()
+    );
+    f.services.push(crate::testing::service(
+        &routed,
+        "late",
+        &[(80, "http", "")],
+        999,
+    ));
+    let warm = render_with(&router, &f.view(), &settings, &mut memo).unwrap();
+    assert!(memo.proxy_pieces.compressed() <= 2);
+    let fresh = render(&router, &f.view(), &settings).unwrap();
+    assert_eq!(
+        warm.gloo().unwrap().proxy.data,
+        fresh.gloo().unwrap().proxy.data
+    );
+}
+
 #[test]
 fn proxy_namespace_and_name_come_from_the_spec() {
     let f = Fixture::new();

@@ -170,7 +170,9 @@ fn deflate(text: &[u8], dictionary: &[u8]) -> Result<Piece, RenderError> {
     }
     let mut out = Vec::with_capacity(text.len() / 8 + 64);
     loop {
-        if out.len() == out.capacity() {
+        // Room for at least a sync flush's marker: a flush that exactly fills the buffer would
+        // be followed by a second, empty one.
+        if out.capacity() - out.len() < 64 {
             out.reserve(text.len() / 8 + 64);
         }
         let consumed = usize::try_from(c.total_in()).unwrap_or(usize::MAX);
