@@ -113,7 +113,7 @@ pub struct Context {
 /// table of 10,000 virtual hosts and its JSON): one at a time bounds the operator's memory to
 /// one render's, where parallel renders would only share the same cores. Writes and status
 /// updates of other routers still overlap with it.
-pub const RENDERS_AT_ONCE: usize = 1;
+const RENDERS_AT_ONCE: usize = 1;
 
 impl Context {
     pub fn new(

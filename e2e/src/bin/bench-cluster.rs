@@ -538,12 +538,7 @@ impl Bench<'_> {
             ),
         );
 
-        self.enter("floor without operator");
-        let (p50, p99) = self.floor().await?;
-        self.set(
-            "floor: small PATCH round trip p50 / p99, no operator",
-            format!("{} / {}", fmt_duration(p50), fmt_duration(p99)),
-        );
+        self.floor_phase("no operator").await?;
 
         self.enter("burst without operator");
         let before = self.snapshot().await;
@@ -634,12 +629,7 @@ impl Bench<'_> {
         self.cost("operator start + initial sync (1 router)", &before)
             .await;
 
-        self.enter("floor with operator");
-        let (floor, floor99) = self.floor().await?;
-        self.set(
-            "floor: small PATCH round trip p50 / p99, operator idle",
-            format!("{} / {}", fmt_duration(floor), fmt_duration(floor99)),
-        );
+        let floor = self.floor_phase("operator idle").await?;
 
         self.enter("one Service");
         let before = self.snapshot().await;
@@ -651,11 +641,7 @@ impl Bench<'_> {
         let (proxy_floor, proxy_floor99) = self.proxy_floor().await?;
         self.set(
             "floor of a Proxy write: server-side apply of a copy of the Proxy, p50 / p99",
-            format!(
-                "{} / {}",
-                fmt_duration(proxy_floor),
-                fmt_duration(proxy_floor99)
-            ),
+            p50_p99(proxy_floor, proxy_floor99),
         );
         self.set(
             "… one Service → Proxy, p50 / p99 as multiples of it",
@@ -855,6 +841,17 @@ impl Bench<'_> {
             .await?;
         say!("deleted {} Services in {:.1?}", services.len(), t.elapsed());
         Ok(())
+    }
+
+    /// The floor measured and reported, `when` saying whether the operator runs: its p50.
+    async fn floor_phase(&self, when: &str) -> Result<Duration> {
+        self.enter(&format!("floor, {when}"));
+        let (p50, p99) = self.floor().await?;
+        self.set(
+            format!("floor: small PATCH round trip p50 / p99, {when}"),
+            p50_p99(p50, p99),
+        );
+        Ok(p50)
     }
 
     /// `--samples` small PATCHes (a label on a ConfigMap), one at a time: p50 and p99.
@@ -1090,7 +1087,7 @@ impl Bench<'_> {
         );
         self.set(
             "one Service created → Proxy holds its host: p50 / p99",
-            format!("{} / {}", fmt_duration(p50), fmt_duration(p99)),
+            p50_p99(p50, p99),
         );
         self.set(
             "… p50 / p99 as multiples of the floor (operator idle)",
@@ -1237,6 +1234,17 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// Proxy and HostRouter MODIFIED events seen between `from` and `to`.
+    fn modified(&self, from: Instant, to: Instant) -> Result<(u64, u64)> {
+        let (proxies, _) = self
+            .recorder
+            .count("Proxy", None, &[Action::Modified], from, to)?;
+        let (routers, _) =
+            self.recorder
+                .count("HostRouter", None, &[Action::Modified], from, to)?;
+        Ok((proxies, routers))
+    }
+
     async fn idle(&self) -> Result<()> {
         let m0 = self.metrics().await?;
         let t0 = Instant::now();
@@ -1244,12 +1252,7 @@ impl Bench<'_> {
         tokio::time::sleep(self.args.idle).await;
         let t1 = Instant::now();
         let m1 = self.metrics().await?;
-        let (p, _) = self
-            .recorder
-            .count("Proxy", None, &[Action::Modified], t0, t1)?;
-        let (h, _) = self
-            .recorder
-            .count("HostRouter", None, &[Action::Modified], t0, t1)?;
+        let (p, h) = self.modified(t0, t1)?;
         self.set(
             format!(
                 "idle {} s (no Gloo): Proxy / HostRouter MODIFIED; operator writes",
@@ -1318,12 +1321,7 @@ impl Bench<'_> {
         tokio::time::sleep(self.args.restart_settle).await;
         let t1 = Instant::now();
         let m = self.metrics().await?;
-        let (p, _) = self
-            .recorder
-            .count("Proxy", None, &[Action::Modified], t_stop, t1)?;
-        let (h, _) = self
-            .recorder
-            .count("HostRouter", None, &[Action::Modified], t_stop, t1)?;
+        let (p, h) = self.modified(t_stop, t1)?;
         self.set(
             "restart: SIGTERM → exited; start → ready",
             format!("{} ; {}", fmt_duration(stopped), fmt_duration(ready)),
@@ -1466,12 +1464,7 @@ impl Bench<'_> {
         tokio::time::sleep(idle).await;
         let t2 = Instant::now();
         let m = self.metrics().await?.since(&m0);
-        let (p, _) = self
-            .recorder
-            .count("Proxy", None, &[Action::Modified], t1, t2)?;
-        let (h, _) = self
-            .recorder
-            .count("HostRouter", None, &[Action::Modified], t1, t2)?;
+        let (p, h) = self.modified(t1, t2)?;
         self.set(
             format!(
                 "idle {} s with Gloo running: Proxy / HostRouter MODIFIED; operator writes; reconciles",
@@ -1500,6 +1493,11 @@ impl Bench<'_> {
 }
 
 /// GETs `/` with `Host: host` at `listener` until `done(status, body)`; returns the status.
+/// `1.0 ms / 2.7 ms`.
+fn p50_p99(p50: Duration, p99: Duration) -> String {
+    format!("{} / {}", fmt_duration(p50), fmt_duration(p99))
+}
+
 /// `p50 / p99` as multiples of `floor`: `5.5× / 8.9×`, or `45× / 74×` from 10 up.
 fn multiples((p50, p99): (Duration, Duration), floor: Duration) -> String {
     let times = |d: Duration| {
