@@ -55,7 +55,7 @@ pub fn render_files(
     };
     let view = ClusterView {
         namespaces: cluster.namespaces.iter().collect(),
-        services: cluster.services.iter().collect(),
+        services: crate::render::RoutedService::all(&cluster.services),
         tls_secrets: cluster.tls_secrets.iter().collect(),
     };
     let rendered = render::render(&router, &view, settings)?;

@@ -18,7 +18,7 @@ use hostrouter::controller::status::{
 };
 use hostrouter::render::routes::names::hostname_problem;
 use hostrouter::render::tls_secret::{TlsSecret, TlsSecretState};
-use hostrouter::render::{ClusterView, Memo, Settings, naming, render, render_with};
+use hostrouter::render::{ClusterView, Memo, RoutedService, Settings, naming, render, render_with};
 use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -309,7 +309,7 @@ proptest! {
         let tls = secrets(&router_ns);
         let view = ClusterView {
             namespaces: namespaces.iter().collect(),
-            services: services.iter().collect(),
+            services: RoutedService::all(&services),
             tls_secrets: tls.iter().collect(),
         };
         let Ok(first) = render(&router, &view, &settings) else {
@@ -371,7 +371,7 @@ proptest! {
         fn view<'a>(namespaces: &'a [Namespace], services: &[&'a Service]) -> ClusterView<'a> {
             ClusterView {
                 namespaces: namespaces.iter().collect(),
-                services: services.to_vec(),
+                services: RoutedService::all(services.iter().copied()),
                 tls_secrets: Vec::new(),
             }
         }

@@ -29,8 +29,10 @@ pub type DroppedLine = (&'static str, String);
 pub struct Stores {
     pub routers: Store<HostRouter>,
     pub namespaces: Store<Namespace>,
-    /// Every Service: the routed ones and the Envoy Services the operator writes.
+    /// The Envoy Services the operator writes, whole.
     pub services: Store<Service>,
+    /// Every routable Service, as routing reads it.
+    pub routed_services: super::routed_services::RoutedServices,
     /// ConfigMaps labelled as written by the operator.
     pub config_maps: Store<ConfigMap>,
     /// Deployments labelled as written by the operator.

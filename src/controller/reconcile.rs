@@ -275,7 +275,6 @@ fn gateway_api_facts(router: &HostRouter) -> GatewayApiFacts {
 /// `spec.tls` names.
 fn render_router(router: &HostRouter, ctx: &Context) -> Result<Rendered, render::RenderError> {
     let namespaces = ctx.stores.namespaces.state();
-    let services = ctx.stores.services.state();
     let secret_namespace = router.namespace().unwrap_or_default();
     let secrets: Vec<_> = router
         .spec
@@ -290,7 +289,7 @@ fn render_router(router: &HostRouter, ctx: &Context) -> Result<Rendered, render:
         .collect();
     let view = ClusterView {
         namespaces: namespaces.iter().map(|n| n.as_ref()).collect(),
-        services: services.iter().map(|s| s.as_ref()).collect(),
+        services: ctx.stores.routed_services.snapshot(),
         tls_secrets: secrets.iter().map(|s| s.as_ref()).collect(),
     };
     let key = ObjectRef::from_obj(router);

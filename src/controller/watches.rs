@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use super::apply::Namespaced;
 use super::context::{Context, Stores};
-use super::{triggers, trim};
+use super::triggers;
 use crate::api::HostRouter;
 use crate::api::{gateway, gloo};
 use crate::error::is_missing_resource_type;
@@ -67,6 +67,7 @@ pub fn stores() -> (Stores, Writers) {
         routers,
         namespaces,
         services,
+        routed_services: Default::default(),
         config_maps,
         deployments,
         autoscalers,
@@ -207,19 +208,38 @@ fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> J
     )
 }
 
-/// Services: any change reaches the routers selecting the Service's namespace; the Envoy
-/// Services the operator writes reach their owner.
-fn services(ctx: &Arc<Context>, writer: Writer<Service>, queue: &Queue) -> JoinHandle<()> {
+/// Services: a change of what routing reads of a Service ([`RoutedServices::apply`]) reaches the
+/// routers selecting its namespace; any change of an Envoy Service the operator writes reaches
+/// its owner. Routed Services are cached as compact records, the operator's own whole.
+fn services(ctx: &Arc<Context>, mut writer: Writer<Service>, queue: &Queue) -> JoinHandle<()> {
     let namespaces = ctx.stores.namespaces.clone();
     let tenancy = ctx.settings.tenancy.clone();
+    let routed = ctx.stores.routed_services.clone();
+    let own = writer.as_reader();
     let api = Api::<Service>::all(ctx.client.clone());
-    // Routed Services are cached with only what routing reads; the operator's own whole.
-    let trimmed = strip(retrying(watch(api, all()))).modify(|svc| {
-        if !triggers::is_managed(svc) {
-            *svc = trim::routed_service(std::mem::take(svc));
-        }
+    let stream = strip(retrying(watch(api, all()))).filter(move |event| {
+        let keep = match event {
+            Ok(event) => {
+                let news = routed.apply(event);
+                match event {
+                    Event::Apply(svc) if !triggers::is_managed(svc) => {
+                        // No longer one of ours (its labels changed): out of the whole cache.
+                        if own.get(&ObjectRef::from_obj(svc)).is_some() {
+                            writer.apply_watcher_event(&Event::Delete(svc.clone()));
+                        }
+                    }
+                    Event::InitApply(svc) if !triggers::is_managed(svc) => {}
+                    event => writer.apply_watcher_event(event),
+                }
+                match event {
+                    Event::Apply(svc) | Event::Delete(svc) => news || triggers::is_managed(svc),
+                    Event::Init | Event::InitApply(_) | Event::InitDone => true,
+                }
+            }
+            Err(_) => true,
+        };
+        futures::future::ready(keep)
     });
-    let stream = reflect(writer, trimmed);
     spawn_triggers("Service", stream, ctx, queue, move |routers, svc, _| {
         if triggers::is_managed(svc) {
             return triggers::owner(svc).into_iter().collect();

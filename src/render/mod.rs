@@ -18,8 +18,9 @@ pub mod routes;
 pub mod tls_secret;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
@@ -27,6 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::api::HostRouter;
 use crate::api::hostrouter::ProxyRef;
 use routes::names::Template;
+pub use routes::service::RoutedService;
 pub use routes::{Findings, RouteTable};
 use tls_secret::TlsSecret;
 
@@ -34,7 +36,8 @@ use tls_secret::TlsSecret;
 #[derive(Clone, Debug, Default)]
 pub struct ClusterView<'a> {
     pub namespaces: Vec<&'a Namespace>,
-    pub services: Vec<&'a Service>,
+    /// The routable Services, in any order (see [`RoutedService::of`]).
+    pub services: Vec<Arc<RoutedService>>,
     /// At least the TLS Secrets the router's `spec.tls` names (others are ignored).
     pub tls_secrets: Vec<&'a TlsSecret>,
 }
@@ -87,6 +90,7 @@ impl Default for Tenancy {
 
 /// Gloo release whose Proxy API and Envoy image HostRouter is built and tested against.
 pub const GLOO_VERSION: &str = "1.22.1";
+
 
 impl Default for Settings {
     fn default() -> Self {

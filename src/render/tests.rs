@@ -50,7 +50,7 @@ impl Fixture {
     fn view(&self) -> ClusterView<'_> {
         ClusterView {
             namespaces: self.namespaces.iter().collect(),
-            services: self.services.iter().collect(),
+            services: RoutedService::all(&self.services),
             tls_secrets: Vec::new(),
         }
     }

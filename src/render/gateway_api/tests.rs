@@ -5,7 +5,7 @@ use crate::api::HostRouter;
 use crate::api::backend::{BackendSpec, BackendType, GatewayApiBackend, GatewayReference};
 use crate::api::routing::{HostsSpec, PathsSpec};
 use crate::render::naming::{EXPOSE_LABEL, HOSTNAMES_ANNOTATION};
-use crate::render::{ClusterView, Rendered, Settings, render};
+use crate::render::{ClusterView, Rendered, RoutedService, Settings, render};
 use crate::testing;
 
 fn gateway_api_router(backend: GatewayApiBackend) -> HostRouter {
@@ -35,7 +35,7 @@ fn rendered(router: &HostRouter, services: &[Service]) -> Rendered {
     let namespaces = namespaces();
     let view = ClusterView {
         namespaces: namespaces.iter().collect(),
-        services: services.iter().collect(),
+        services: RoutedService::all(services),
         tls_secrets: Vec::new(),
     };
     render(router, &view, &Settings::default()).unwrap()

@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use kube::core::Selector;
 
 use super::names::{self, Template, Values};
-use super::select::{self, Port, Selected};
+use super::select::{self, Selected};
+use super::service::Port;
 use super::{
     ACME_CHALLENGE_PREFIX, ANY_HOST, Action, Backend, DropReason, Dropped, Findings, HTTP, HTTPS,
     Listener, PathPrefix, Route, RouteTable, VirtualHost, certificates,
 };
 use crate::api::HostRouterSpec;
-use crate::render::naming::HOSTNAMES_ANNOTATION;
 use crate::render::{ClusterView, RenderError, Tenancy};
 
 /// What `build` needs besides the cluster view: the router's spec, its namespace, and its
@@ -192,13 +192,12 @@ struct Names<'a> {
 
 impl<'a> Names<'a> {
     fn add_service(&mut self, input: &Input<'_>, svc: &Selected<'a>) {
-        let ports = select::tcp_ports(svc.service);
-        let primary = match select::primary_port(svc.service, &ports) {
+        let primary = match svc.service.primary_port() {
             Ok(p) => p,
             Err(value) => {
                 self.dropped.push(Dropped {
                     source: format!("{}/{}", svc.namespace, svc.name),
-                    name: value,
+                    name: value.to_owned(),
                     reason: DropReason::PortNotFound,
                 });
                 None
@@ -206,7 +205,7 @@ impl<'a> Names<'a> {
         };
         let chosen = |template: &Template| -> Vec<Port<'a>> {
             if template.per_port() {
-                ports.clone()
+                svc.service.ports().collect()
             } else {
                 primary.into_iter().collect()
             }
@@ -236,7 +235,8 @@ impl<'a> Names<'a> {
                 .as_ref()
                 .map(|h| h.allowed_suffixes.as_slice())
                 .unwrap_or_default();
-            for name in extra_hostnames(svc) {
+            for name in &svc.service.extra_hostnames {
+                let name = name.to_string();
                 let reason = if let Some(why) = names::hostname_problem(&name, true) {
                     DropReason::Invalid(why)
                 } else if !names::allowed(&name, suffixes) {
@@ -316,25 +316,6 @@ fn values<'a>(svc: &Selected<'a>, port: Port<'a>) -> Values<'a> {
         port: port.number,
         port_name: port.name,
     }
-}
-
-/// The names in a Service's `hostrouter.io/hostnames` annotation: comma-separated, trimmed,
-/// lowercased, in order, without repeats.
-fn extra_hostnames(svc: &Selected<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let listed = svc
-        .service
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(HOSTNAMES_ANNOTATION));
-    for name in listed.into_iter().flat_map(|v| v.split(',')) {
-        let name = name.trim().to_ascii_lowercase();
-        if !name.is_empty() && !out.contains(&name) {
-            out.push(name);
-        }
-    }
-    out
 }
 
 /// A Service port's virtual host: its template hostname first, then its extra hostnames; one

@@ -5,7 +5,9 @@
 //! reports what it had to leave out on the way. A backend (today Gloo, see `render::gloo`)
 //! only translates this table; it decides nothing about what is routed.
 //!
-//! - [`select`]: which Services of which namespaces are routed, and on which ports;
+//! - [`service`]: what routing reads of a Service (its ports, primary port, extra hostnames),
+//!   computed once per Service change;
+//! - [`select`]: which Services of which namespaces are routed;
 //! - [`names`]: templates, the hostname rule, allowed extra hostnames;
 //! - [`certificates`]: which certificate serves which SNI names;
 //! - [`build`]: the assembly: names claimed oldest Service first, listeners, redirect.
@@ -14,6 +16,7 @@ mod build;
 pub mod certificates;
 pub mod names;
 pub mod select;
+pub mod service;
 
 pub use build::{Input, build};
 

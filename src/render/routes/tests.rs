@@ -8,6 +8,7 @@ use super::names::Template;
 use super::*;
 use crate::api::HostRouter;
 use crate::api::routing::{CertificateRef, HostsSpec, PathsSpec, TlsSpec};
+use crate::render::RoutedService;
 use crate::render::naming::{HOSTNAMES_ANNOTATION, PORT_ANNOTATION};
 use crate::render::tls_secret::{TlsSecret, TlsSecretState};
 use crate::render::{ClusterView, RenderError};
@@ -84,7 +85,7 @@ fn run(
     ];
     let view = ClusterView {
         namespaces: namespaces.iter().collect(),
-        services: services.iter().collect(),
+        services: RoutedService::all(services),
         tls_secrets: secrets.iter().collect(),
     };
     let spec = &router.spec;

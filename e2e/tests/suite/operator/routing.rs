@@ -378,6 +378,43 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
         "an irrelevant relabel caused {} reconciles",
         after - settled
     );
+
+    // Nor does a change of a routed Service that routing does not read (an annotation of
+    // another tool's): the operator compares what routing reads of it, not its version.
+    let services = Api::<Service>::namespaced(w.client.clone(), w.shop.name());
+    let noted = json!({"metadata": {"annotations": {"example.com/owner": "team-b"}}});
+    services
+        .patch("cart", &PatchParams::default(), &Patch::Merge(&noted))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let unread = w
+        .operator
+        .metric(
+            "controller_runtime_reconcile_total",
+            &[("result", "success")],
+        )
+        .await?;
+    ensure!(
+        unread == settled,
+        "an annotation routing does not read caused {} reconciles",
+        unread - settled
+    );
+    // While one it reads reaches the Proxy: excluded, cart leaves it.
+    let excluded = json!({"metadata": {"annotations": {"hostrouter.io/exclude": "true"}}});
+    services
+        .patch("cart", &PatchParams::default(), &Patch::Merge(&excluded))
+        .await?;
+    let t = w
+        .wait_domains(
+            "an excluded Service to be dropped",
+            w.expected_domains(&[])
+                .into_iter()
+                .filter(|d| !d.starts_with(&format!("{}-cart-", w.shop.name())))
+                .collect(),
+            PROPAGATION,
+        )
+        .await?;
+    eprintln!("Service excluded -> Proxy updated in {t:?}");
     Ok(())
 }
 
