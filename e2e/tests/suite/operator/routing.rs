@@ -365,19 +365,7 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
             &Patch::Merge(&json!({"metadata": {"labels": {"colour": "blue"}}})),
         )
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = w
-        .operator
-        .metric(
-            "controller_runtime_reconcile_total",
-            &[("result", "success")],
-        )
-        .await?;
-    ensure!(
-        after == settled,
-        "an irrelevant relabel caused {} reconciles",
-        after - settled
-    );
+    no_reconcile_follows(&w, settled, "an irrelevant relabel").await?;
 
     // Nor does a change of a routed Service that routing does not read (an annotation of
     // another tool's): the operator compares what routing reads of it, not its version.
@@ -386,19 +374,7 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
     services
         .patch("cart", &PatchParams::default(), &Patch::Merge(&noted))
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let unread = w
-        .operator
-        .metric(
-            "controller_runtime_reconcile_total",
-            &[("result", "success")],
-        )
-        .await?;
-    ensure!(
-        unread == settled,
-        "an annotation routing does not read caused {} reconciles",
-        unread - settled
-    );
+    no_reconcile_follows(&w, settled, "an annotation routing does not read").await?;
     // While one it reads reaches the Proxy: excluded, cart leaves it.
     let excluded = json!({"metadata": {"annotations": {"hostrouter.io/exclude": "true"}}});
     services
@@ -415,6 +391,25 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
         )
         .await?;
     eprintln!("Service excluded -> Proxy updated in {t:?}");
+    Ok(())
+}
+
+/// Fails when the operator reconciles within 2 s of `change`: its count of successful
+/// reconciles must stay at `settled`.
+async fn no_reconcile_follows(w: &World, settled: f64, change: &str) -> Result<()> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = w
+        .operator
+        .metric(
+            "controller_runtime_reconcile_total",
+            &[("result", "success")],
+        )
+        .await?;
+    ensure!(
+        after == settled,
+        "{change} caused {} reconciles",
+        after - settled
+    );
     Ok(())
 }
 
