@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::leader::{self, Elector};
 use crate::metrics::Metrics;
 use crate::offline;
-use crate::render::{GLOO_VERSION, Settings, Tenancy, naming};
+use crate::render::{DEFAULT_COMPRESS_PROXY_ABOVE_BYTES, GLOO_VERSION, Settings, Tenancy, naming};
 use crate::server::{self, Health, Role};
 
 #[derive(Parser, Debug)]
@@ -165,9 +165,10 @@ struct SettingsArgs {
     #[arg(long, env = "HOSTROUTER_ENVOY_IMAGE", default_value_t = format!("quay.io/solo-io/gloo-envoy-wrapper:{GLOO_VERSION}"))]
     envoy_image: String,
 
-    /// Proxies whose JSON spec is larger are written compressed (Gloo's `gloo.solo.io/compress`),
-    /// keeping large route tables under etcd's object size limit.
-    #[arg(long, env = "HOSTROUTER_COMPRESS_PROXY_ABOVE_BYTES", default_value_t = 256 * 1024)]
+    /// Proxies whose JSON spec is larger are written compressed (Gloo's `gloo.solo.io/compress`):
+    /// far below etcd's object size limit, and far cheaper for the API server to store than a
+    /// plain spec of hundreds of virtual hosts. Smaller plain Proxies stay readable.
+    #[arg(long, env = "HOSTROUTER_COMPRESS_PROXY_ABOVE_BYTES", default_value_t = DEFAULT_COMPRESS_PROXY_ABOVE_BYTES)]
     compress_proxy_above_bytes: usize,
 
     /// A compressed Proxy is compressed in pieces that the next write reuses; on average one
