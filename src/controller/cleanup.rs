@@ -174,7 +174,7 @@ where
     K: Namespaced,
 {
     let keep = keep.map(ObjectRef::from_obj);
-    // The label first: the Services cache holds every Service of the cluster.
+    // The label first: a cache may hold objects of other routers.
     for obj in store.state() {
         if labelled_for(router, obj.as_ref())
             && keep.as_ref() != Some(&ObjectRef::from_obj(obj.as_ref()))

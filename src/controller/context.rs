@@ -31,7 +31,8 @@ pub struct Stores {
     pub namespaces: Store<Namespace>,
     /// The Envoy Services the operator writes, whole.
     pub services: Store<Service>,
-    /// Every routable Service, as routing reads it.
+    /// Every routable Service, as routing reads it. It has no readiness of its own: the Service
+    /// watch updates it before `services`, which is ready once the first listing completed.
     pub routed_services: super::routed_services::RoutedServices,
     /// ConfigMaps labelled as written by the operator.
     pub config_maps: Store<ConfigMap>,

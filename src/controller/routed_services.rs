@@ -29,8 +29,9 @@ struct Records {
 
 impl RoutedServices {
     /// Applies a watch event. Returns whether it changed what routing reads: a change of a
-    /// Service's status, or of a label or annotation no route depends on, is no news (a
-    /// Service that stops being routable, or is deleted, is). A completed listing is always
+    /// Service's status, spec fields other than its type and ports, or an annotation other than
+    /// `hostrouter.io/`'s is no news; any label change is (a service selector may read it), and
+    /// so is a Service that stops being routable or is deleted. A completed listing is always
     /// news (the watch may have missed deletions).
     pub fn apply(&self, event: &Event<Service>) -> bool {
         let mut records = self.0.write().unwrap_or_else(|p| p.into_inner());

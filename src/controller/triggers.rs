@@ -136,7 +136,6 @@ pub fn routers_using_gateway<K: kube::Resource>(
         .collect()
 }
 
-/// The router that controls an object through its owner reference.
 /// A hash of what a reconcile of `router` depends on: its spec (through the generation), its
 /// labels and annotations, and whether it is being deleted. Not its status, which the
 /// operator writes itself, nor its finalizers.
@@ -174,6 +173,7 @@ pub fn written_fingerprint<K: kube::Resource + serde::Serialize>(obj: &K) -> Opt
     Some(h.finish())
 }
 
+/// The router that controls an object through its owner reference.
 pub fn owner<K: kube::Resource>(obj: &K) -> Option<ObjectRef<HostRouter>> {
     let namespace = obj.meta().namespace.as_deref()?;
     obj.owner_references()

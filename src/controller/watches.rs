@@ -208,51 +208,101 @@ fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> J
     )
 }
 
-/// Services: a change of what routing reads of a Service ([`RoutedServices::apply`]) reaches the
-/// routers selecting its namespace; any change of an Envoy Service the operator writes reaches
-/// its owner. Routed Services are cached as compact records, the operator's own whole.
+/// Services: a change of what routing reads of a Service (its record, see
+/// [`RoutedServices::apply`](super::routed_services::RoutedServices::apply)) reaches the routers selecting its namespace; any change of an Envoy
+/// Service the operator writes, or one that stopped being its, reaches its owner. Routed
+/// Services are cached as compact records, the operator's own Services whole.
 fn services(ctx: &Arc<Context>, mut writer: Writer<Service>, queue: &Queue) -> JoinHandle<()> {
     let namespaces = ctx.stores.namespaces.clone();
     let tenancy = ctx.settings.tenancy.clone();
     let routed = ctx.stores.routed_services.clone();
     let own = writer.as_reader();
+    // What the event being mapped changed: set below, read by the mapper of the same event (the
+    // stream is polled by one task, one event at a time).
+    let last = Arc::new(Mutex::new(ServiceChange::default()));
+    let seen = last.clone();
     let api = Api::<Service>::all(ctx.client.clone());
-    let stream = strip(retrying(watch(api, all()))).filter(move |event| {
-        let keep = match event {
-            Ok(event) => {
-                let news = routed.apply(event);
-                match event {
-                    Event::Apply(svc) if !triggers::is_managed(svc) => {
-                        // No longer one of ours (its labels changed): out of the whole cache.
-                        if own.get(&ObjectRef::from_obj(svc)).is_some() {
-                            writer.apply_watcher_event(&Event::Delete(svc.clone()));
-                        }
-                    }
-                    Event::InitApply(svc) if !triggers::is_managed(svc) => {}
-                    event => writer.apply_watcher_event(event),
-                }
-                match event {
-                    Event::Apply(svc) | Event::Delete(svc) => news || triggers::is_managed(svc),
-                    Event::Init | Event::InitApply(_) | Event::InitDone => true,
-                }
-            }
-            Err(_) => true,
+    let stream = strip(retrying(watch(api, all()))).inspect(move |event| {
+        let Ok(event) = event else { return };
+        // The records first: the whole cache is ready at the first `InitDone` it sees, and
+        // renders wait for it, so the records must be complete by then.
+        let routing = routed.apply(event);
+        let was_ours = match event {
+            Event::Apply(svc) | Event::Delete(svc) => own.get(&ObjectRef::from_obj(svc)).is_some(),
+            _ => false,
         };
-        futures::future::ready(keep)
-    });
-    spawn_triggers("Service", stream, ctx, queue, move |routers, svc, _| {
-        if triggers::is_managed(svc) {
-            return triggers::owner(svc).into_iter().collect();
+        match to_whole_cache(event, was_ours) {
+            WholeCache::Forward => writer.apply_watcher_event(event),
+            WholeCache::Remove(svc) => writer.apply_watcher_event(&Event::Delete(svc.clone())),
+            WholeCache::Skip => {}
         }
-        let name = svc.namespace().unwrap_or_default();
-        let ns = namespaces.get(&ObjectRef::new(&name));
-        triggers::routers_selecting(
-            routers,
-            &name,
-            ns.as_ref().and_then(|n| n.metadata.labels.as_ref()),
-            &tenancy,
-        )
-    })
+        let ours = match event {
+            Event::Apply(svc) | Event::Delete(svc) => triggers::is_managed(svc) || was_ours,
+            _ => false,
+        };
+        *seen.lock().unwrap_or_else(|p| p.into_inner()) = ServiceChange { routing, ours };
+    });
+    spawn_triggers(
+        "Service",
+        stream,
+        ctx,
+        queue,
+        move |routers, svc, change| {
+            if change == Change::Listed {
+                return Vec::new();
+            }
+            let ServiceChange { routing, ours } = *last.lock().unwrap_or_else(|p| p.into_inner());
+            let mut targets: Vec<ObjectRef<HostRouter>> = Vec::new();
+            if ours {
+                targets.extend(triggers::owner(svc));
+            }
+            if routing {
+                let name = svc.namespace().unwrap_or_default();
+                let ns = namespaces.get(&ObjectRef::new(&name));
+                targets.extend(triggers::routers_selecting(
+                    routers,
+                    &name,
+                    ns.as_ref().and_then(|n| n.metadata.labels.as_ref()),
+                    &tenancy,
+                ));
+            }
+            targets
+        },
+    )
+}
+
+/// What a Service event changed: the Service's record (what routing reads), and whether the
+/// Service is, or was until this event, one the operator writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ServiceChange {
+    routing: bool,
+    ours: bool,
+}
+
+/// What a Service event does to the cache of the operator's own Services.
+#[derive(Debug, PartialEq)]
+enum WholeCache<'a> {
+    /// Applied as it is: it concerns one of the operator's Services, or the listing itself.
+    Forward,
+    /// The Service stopped being one of the operator's (its labels changed): out of the cache.
+    Remove(&'a Service),
+    /// Not one of the operator's Services, and never was.
+    Skip,
+}
+
+/// How a Service event reaches the cache of the operator's own Services; `was_ours` says
+/// whether the cache holds the Service.
+fn to_whole_cache(event: &Event<Service>, was_ours: bool) -> WholeCache<'_> {
+    match event {
+        Event::Apply(svc) | Event::InitApply(svc) | Event::Delete(svc)
+            if triggers::is_managed(svc) =>
+        {
+            WholeCache::Forward
+        }
+        Event::Apply(svc) | Event::Delete(svc) if was_ours => WholeCache::Remove(svc),
+        Event::Apply(_) | Event::InitApply(_) | Event::Delete(_) => WholeCache::Skip,
+        Event::Init | Event::InitDone => WholeCache::Forward,
+    }
 }
 
 /// Objects the operator writes in a router's namespace: a change reaches their owner.
@@ -729,6 +779,38 @@ mod tests {
         // 250, 500, 1000 ms after the failures: `Init` does not start the pauses over; after
         // `InitDone` (the watch works) the next failure waits 250 ms again.
         assert_eq!(at, [0, 250, 750, 1750, 2000]);
+    }
+
+    #[test]
+    fn only_the_operators_own_services_reach_the_whole_cache() {
+        use crate::render::naming::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+        let routed = crate::testing::service("shop", "web", &[(80, "", "")], 1);
+        let mut envoy = crate::testing::service("edge", "edge", &[(8080, "", "")], 1);
+        envoy.metadata.labels =
+            Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into());
+        for event in [
+            Event::Apply(envoy.clone()),
+            Event::InitApply(envoy.clone()),
+            Event::Delete(envoy.clone()),
+            Event::Init,
+            Event::InitDone,
+        ] {
+            assert_eq!(
+                to_whole_cache(&event, false),
+                WholeCache::Forward,
+                "{event:?}"
+            );
+        }
+        for event in [
+            Event::Apply(routed.clone()),
+            Event::InitApply(routed.clone()),
+            Event::Delete(routed.clone()),
+        ] {
+            assert_eq!(to_whole_cache(&event, false), WholeCache::Skip, "{event:?}");
+        }
+        // An Envoy Service whose label was removed leaves the cache.
+        let event = Event::Apply(routed.clone());
+        assert_eq!(to_whole_cache(&event, true), WholeCache::Remove(&routed));
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub const GLOO_VERSION: &str = "1.22.1";
 /// Proxies whose JSON spec is larger than this are written compressed by default: about 64
 /// virtual hosts. A plain Proxy stays readable (`kubectl get proxy -o yaml`), but the API
 /// server's server-side apply merges its list items one by one: at 1,000 Services a plain
-/// Proxy took 87 ms to store against 2 ms compressed (see the README's performance section).
+/// Proxy took 76 ms to store against 2.4 ms compressed (see the README's performance section).
 pub const DEFAULT_COMPRESS_PROXY_ABOVE_BYTES: usize = 16 * 1024;
 
 impl Default for Settings {

@@ -235,26 +235,29 @@ impl<'a> Names<'a> {
                 .as_ref()
                 .map(|h| h.allowed_suffixes.as_slice())
                 .unwrap_or_default();
-            for name in &svc.service.extra_hostnames {
-                let name = name.to_string();
-                let reason = if let Some(why) = names::hostname_problem(&name, true) {
+            for name in svc.service.extra_hostnames.iter().map(|n| &**n) {
+                let reason = if let Some(why) = names::hostname_problem(name, true) {
                     DropReason::Invalid(why)
-                } else if !names::allowed(&name, suffixes) {
+                } else if !names::allowed(name, suffixes) {
                     DropReason::NotAllowed
-                } else if self.domains.get(&name) == Some(&Holder::Port(holder)) {
+                } else if self.domains.get(name) == Some(&Holder::Port(holder)) {
                     // The Service's own template name, or listed twice.
                     continue;
                 } else {
-                    match claim(&mut self.domains, &name, holder) {
+                    match claim(&mut self.domains, name, holder) {
                         Ok(()) => {
                             self.claimed += 1;
-                            self.hosts.entry(holder).or_default().1.push(name);
+                            self.hosts
+                                .entry(holder)
+                                .or_default()
+                                .1
+                                .push(name.to_owned());
                             continue;
                         }
                         Err(kept) => DropReason::Duplicate { kept },
                     }
                 };
-                self.drop(holder, name, reason);
+                self.drop(holder, name.to_owned(), reason);
             }
         }
 

@@ -21,10 +21,12 @@ pub struct RoutedService {
     pub created: Option<Timestamp>,
     /// For a router's service selector.
     pub labels: Option<BTreeMap<String, String>>,
-    /// The distinct plain-HTTP-capable TCP ports by number, ascending (see [`tcp_ports`]).
+    /// The distinct plain-HTTP-capable TCP ports by number, ascending; not those that speak
+    /// TLS (`appProtocol: https`, or a name `https` or `https-*`).
     pub ports: Box<[NamedPort]>,
-    /// The number of the port reached when a template names no port (see [`primary_port`]);
-    /// `Err` carries the `hostrouter.io/port` annotation's value when it names no TCP port.
+    /// The number of the port reached when a template names no port: the one the
+    /// `hostrouter.io/port` annotation names, else the port named `http`, else the lowest;
+    /// `Err` carries the annotation's value when it names no TCP port.
     pub primary: Result<Option<u16>, Box<str>>,
     /// The names in the `hostrouter.io/hostnames` annotation: comma-separated, trimmed,
     /// lowercased, in order, without repeats.
