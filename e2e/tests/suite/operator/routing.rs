@@ -359,6 +359,7 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
         settled > reconciles_before,
         "changes must have been reconciled"
     );
+    let settled = Reconciles::of(&w).await?;
     namespaces
         .patch(
             w.other.name(),
@@ -421,23 +422,33 @@ pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
     Ok(())
 }
 
-/// Fails when the operator reconciles within 2 s of `change`: its count of successful
-/// reconciles must stay at `settled`.
-async fn no_reconcile_follows(w: &World, settled: f64, change: &str) -> Result<()> {
+/// Fails when the operator reconciles within 2 s of `change`: its counts of successful and
+/// failed reconciles must stay at `settled`.
+async fn no_reconcile_follows(w: &World, settled: Reconciles, change: &str) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = w
-        .operator
-        .metric(
-            "controller_runtime_reconcile_total",
-            &[("result", "success")],
-        )
-        .await?;
+    let after = Reconciles::of(w).await?;
     ensure!(
         after == settled,
-        "{change} caused {} reconciles",
-        after - settled
+        "{change} caused reconciles: {settled:?} -> {after:?}"
     );
     Ok(())
+}
+
+/// The operator's reconciles so far, by result.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Reconciles {
+    succeeded: f64,
+    failed: f64,
+}
+
+impl Reconciles {
+    async fn of(w: &World) -> Result<Self> {
+        const TOTAL: &str = "controller_runtime_reconcile_total";
+        Ok(Self {
+            succeeded: w.operator.metric(TOTAL, &[("result", "success")]).await?,
+            failed: w.operator.metric(TOTAL, &[("result", "error")]).await?,
+        })
+    }
 }
 
 /// Two Service ports that produce the same domain: the older Service keeps it, the other is
