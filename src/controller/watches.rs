@@ -209,9 +209,10 @@ fn namespaces(ctx: &Arc<Context>, writer: Writer<Namespace>, queue: &Queue) -> J
 }
 
 /// Services: a change of what routing reads of a Service (its record, see
-/// [`RoutedServices::apply`](super::routed_services::RoutedServices::apply)) reaches the routers selecting its namespace; any change of an Envoy
-/// Service the operator writes, or one that stopped being its, reaches its owner. Routed
-/// Services are cached as compact records, the operator's own Services whole.
+/// [`RoutedServices::apply`](super::routed_services::RoutedServices::apply)) reaches the routers
+/// selecting its namespace; any change of an Envoy Service the operator writes, or of one that
+/// stopped being its, reaches its owner. Routed Services are cached as compact records, the
+/// operator's own Services whole.
 fn services(ctx: &Arc<Context>, mut writer: Writer<Service>, queue: &Queue) -> JoinHandle<()> {
     let namespaces = ctx.stores.namespaces.clone();
     let tenancy = ctx.settings.tenancy.clone();

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use kube::core::Selector;
 
 use super::names::{self, Template, Values};
-use super::select::{self, Selected};
-use super::service::Port;
+use super::select;
+use super::service::{Port, RoutedService};
 use super::{
     ACME_CHALLENGE_PREFIX, ANY_HOST, Action, Backend, DropReason, Dropped, Findings, HTTP, HTTPS,
     Listener, PathPrefix, Route, RouteTable, VirtualHost, certificates,
@@ -191,8 +191,8 @@ struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
-    fn add_service(&mut self, input: &Input<'_>, svc: &Selected<'a>) {
-        let primary = match svc.service.primary_port() {
+    fn add_service(&mut self, input: &Input<'_>, svc: &'a RoutedService) {
+        let primary = match svc.primary_port() {
             Ok(p) => p,
             Err(value) => {
                 self.dropped.push(Dropped {
@@ -205,7 +205,7 @@ impl<'a> Names<'a> {
         };
         let chosen = |template: &Template| -> Vec<Port<'a>> {
             if template.per_port() {
-                svc.service.ports().collect()
+                svc.ports().collect()
             } else {
                 primary.into_iter().collect()
             }
@@ -235,7 +235,7 @@ impl<'a> Names<'a> {
                 .as_ref()
                 .map(|h| h.allowed_suffixes.as_slice())
                 .unwrap_or_default();
-            for name in svc.service.extra_hostnames.iter().map(|n| &**n) {
+            for name in svc.extra_hostnames.iter().map(|n| &**n) {
                 let reason = if let Some(why) = names::hostname_problem(name, true) {
                     DropReason::Invalid(why)
                 } else if !names::allowed(name, suffixes) {
@@ -304,18 +304,18 @@ fn claim<'a>(
     }
 }
 
-fn holder<'a>(svc: &Selected<'a>, port: Port<'_>) -> PortRef<'a> {
+fn holder<'a>(svc: &'a RoutedService, port: Port<'_>) -> PortRef<'a> {
     PortRef {
-        namespace: svc.namespace,
-        service: svc.name,
+        namespace: &svc.namespace,
+        service: &svc.name,
         port: port.number,
     }
 }
 
-fn values<'a>(svc: &Selected<'a>, port: Port<'a>) -> Values<'a> {
+fn values<'a>(svc: &'a RoutedService, port: Port<'a>) -> Values<'a> {
     Values {
-        namespace: svc.namespace,
-        service: svc.name,
+        namespace: &svc.namespace,
+        service: &svc.name,
         port: port.number,
         port_name: port.name,
     }

@@ -32,14 +32,6 @@ pub fn publishes(
     namespace == router_namespace || tenancy.trusted_namespaces.contains(router_namespace)
 }
 
-/// A routed Service.
-#[derive(Clone, Debug)]
-pub struct Selected<'a> {
-    pub namespace: &'a str,
-    pub name: &'a str,
-    pub service: &'a RoutedService,
-}
-
 /// The namespaces a router selects, split by the tenancy rule ([`publishes`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Namespaces<'a> {
@@ -81,25 +73,25 @@ pub fn services<'v>(
     selected: &BTreeSet<&str>,
     service_selector: Option<&Selector>,
     view: &'v ClusterView<'_>,
-) -> Vec<Selected<'v>> {
-    let mut services: Vec<Selected<'v>> = view
+) -> Vec<&'v RoutedService> {
+    let mut services: Vec<&'v RoutedService> = view
         .services
         .iter()
+        .map(|svc| &**svc)
         .filter(|svc| {
             selected.contains(&*svc.namespace)
                 && service_selector.is_none_or(|s| selector::matches(s, svc.labels.as_ref()))
-        })
-        .map(|svc| Selected {
-            namespace: &svc.namespace,
-            name: &svc.name,
-            service: svc,
         })
         .collect();
     // Objects without a timestamp (offline input) sort after dated ones.
     // Namespace and name are unique: an unstable sort gives the one order.
     services.sort_unstable_by(|a, b| {
-        let (ta, tb) = (a.service.created, b.service.created);
-        (ta.is_none(), ta, a.namespace, a.name).cmp(&(tb.is_none(), tb, b.namespace, b.name))
+        (a.created.is_none(), a.created, &a.namespace, &a.name).cmp(&(
+            b.created.is_none(),
+            b.created,
+            &b.namespace,
+            &b.name,
+        ))
     });
     services
 }
@@ -119,7 +111,7 @@ mod tests {
         .unwrap()
     }
 
-    fn names(selected: &[Selected<'_>]) -> Vec<String> {
+    fn names(selected: &[&RoutedService]) -> Vec<String> {
         selected
             .iter()
             .map(|s| format!("{}/{}", s.namespace, s.name))
