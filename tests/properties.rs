@@ -268,6 +268,34 @@ fn world() -> impl Strategy<Value = (Vec<Namespace>, Vec<Service>, HostRouter)> 
     })
 }
 
+/// A world, Services that later replace or join its Services, and a second router.
+#[allow(clippy::type_complexity)]
+fn worlds() -> impl Strategy<
+    Value = (
+        Vec<Namespace>,
+        Vec<Service>,
+        Vec<Service>,
+        HostRouter,
+        HostRouter,
+    ),
+> {
+    world().prop_flat_map(|(namespaces, services, router)| {
+        let mut names: Vec<String> = namespaces
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        (
+            Just(namespaces),
+            Just(services),
+            prop::collection::vec(service(names.clone()), 0..6).prop_map(unique),
+            Just(router),
+            self::router(names),
+        )
+    })
+}
+
 /// One object per namespace and name, as in a cluster (the first of each wins).
 fn unique(services: Vec<Service>) -> Vec<Service> {
     let mut seen = BTreeSet::new();
@@ -339,8 +367,8 @@ proptest! {
                         prop_assert_eq!(hostname_problem(d, true), None, "domain {}", d);
                     }
                 }
-                let prefixes: BTreeSet<&String> = vh.routes.iter().map(|r| &r.path.0).collect();
-                prop_assert_eq!(prefixes.len(), vh.routes.len(), "duplicate route in {}", vh.name);
+                let prefixes: BTreeSet<&str> = vh.routes.iter().map(|r| &*r.path.0).collect();
+                prop_assert_eq!(prefixes.len(), vh.routes.len(), "duplicate route in {}", vh.name());
             }
             // SNI names are served by one certificate each.
             let mut sni = BTreeSet::new();
@@ -354,13 +382,15 @@ proptest! {
         prop_assert!(first.findings.services <= services.len());
     }
 
-    /// What a render reuses of the last one changes nothing: after rendering one cluster, a
-    /// render of another (some Services gone, the rest in another order, others new) with the
-    /// memo gives the bytes of a fresh render. Compressed always, one piece per virtual host,
-    /// so that every piece and every dictionary is exercised.
+    /// What a render reuses of the last one changes nothing: through a sequence of clusters
+    /// (some Services gone, others changed under the same name, new ones, every list in
+    /// another order, then a router with another spec), each render with the memo of the one
+    /// before gives the route table, the findings and the bytes of a fresh render. Compressed
+    /// always, one piece per virtual host, so that every piece and every dictionary is
+    /// exercised.
     #[test]
     fn a_render_with_the_last_renders_memo_is_a_fresh_render(
-        (namespaces, services, router) in world(),
+        (namespaces, services, later, router, other_router) in worlds(),
         keep in prop::collection::vec(any::<bool>(), 12),
     ) {
         let settings = Settings {
@@ -382,12 +412,26 @@ proptest! {
             .filter_map(|(s, k)| k.then_some(s))
             .collect();
         some.reverse();
-        for (first, second) in [(&all, &some), (&some, &all)] {
+        // The later Services replace those of the same namespace and name.
+        let mut changed: Vec<&Service> = later.iter().collect();
+        let replaced: BTreeSet<_> = later.iter().map(|s| (&s.metadata.namespace, &s.metadata.name)).collect();
+        changed.extend(some.iter().filter(|s| !replaced.contains(&(&s.metadata.namespace, &s.metadata.name))));
+        let steps = [
+            (&router, &all),
+            (&router, &some),
+            (&router, &changed),
+            (&router, &all),
+            (&other_router, &changed),
+        ];
+        for first in 0..steps.len() {
             let mut memo = Memo::default();
-            render_with(&router, &view(&namespaces, first), &settings, &mut memo).unwrap();
-            let warm = render_with(&router, &view(&namespaces, second), &settings, &mut memo).unwrap();
-            let fresh = render(&router, &view(&namespaces, second), &settings).unwrap();
-            prop_assert_eq!(yaml(&warm), yaml(&fresh));
+            for (router, services) in &steps[first..] {
+                let warm = render_with(router, &view(&namespaces, services), &settings, &mut memo).unwrap();
+                let fresh = render(router, &view(&namespaces, services), &settings).unwrap();
+                prop_assert_eq!(&warm.table, &fresh.table);
+                prop_assert_eq!(&warm.findings, &fresh.findings);
+                prop_assert_eq!(yaml(&warm), yaml(&fresh));
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use kube::runtime::watcher::Event;
 use crate::render::RoutedService;
 
 /// Records by namespace, then name.
-type ByNamespace = HashMap<Box<str>, HashMap<Box<str>, Arc<RoutedService>>>;
+type ByNamespace = HashMap<Arc<str>, HashMap<Arc<str>, Arc<RoutedService>>>;
 
 /// The records of the routed Services, shared by the Service watch (which writes) and the
 /// reconciles (which take a snapshot per render).

@@ -239,6 +239,8 @@ pub fn proxy_ref(router: &HostRouter, settings: &Settings) -> ProxyRef {
 /// takes, never what it returns: `render_with` gives the same output with an empty memo.
 #[derive(Clone, Debug, Default)]
 pub struct Memo {
+    /// The router's last route table (see [`routes::Memo`]).
+    pub routes: routes::Memo,
     /// The compressed pieces of the router's last Proxy spec.
     pub proxy_pieces: gloo::compressed_spec::Pieces,
 }
@@ -313,6 +315,7 @@ pub fn render_with(
             path_template: path_template.as_ref(),
         },
         view,
+        &mut memo.routes,
     )?;
 
     let proxy = proxy_ref(router, settings);

@@ -49,8 +49,8 @@ pub fn http_routes(
         for vh in &listener.virtual_hosts {
             for (owner, routes) in groups(vh) {
                 let (namespace, base) = match &owner {
-                    Owner::Host(b) => (b.namespace.as_str(), stem(id, b)),
-                    Owner::Path(b) => (b.namespace.as_str(), format!("{}-paths", stem(id, b))),
+                    Owner::Host(b) => (&*b.namespace, stem(id, b)),
+                    Owner::Path(b) => (&*b.namespace, format!("{}-paths", stem(id, b))),
                     Owner::Router => (id.router_namespace, format!("{}-paths", id.proxy.name)),
                 };
                 let base = format!("{base}-{}", listener.name);
@@ -155,7 +155,7 @@ fn rule(route: &Route) -> HttpRouteRule {
     let matches = vec![HttpRouteMatch {
         path: PathMatch {
             type_: "PathPrefix".to_owned(),
-            value: route.path.0.clone(),
+            value: route.path.0.to_string(),
         },
     }];
     match &route.action {
@@ -180,7 +180,7 @@ fn rule(route: &Route) -> HttpRouteRule {
             backend_refs: vec![BackendRef {
                 group: String::new(),
                 kind: "Service".to_owned(),
-                name: backend.service.clone(),
+                name: backend.service.to_string(),
                 port: backend.port,
                 weight: 1,
             }],

@@ -119,7 +119,7 @@ impl<'a> Translate<'a> {
 
     fn virtual_host(&self, vh: &'a routes::VirtualHost) -> gloo::VirtualHost<'a> {
         gloo::VirtualHost {
-            name: &vh.name,
+            name: vh.name(),
             domains: &vh.domains,
             routes: vh.routes.iter().map(|r| self.route(r)).collect(),
         }

@@ -9,16 +9,25 @@
 //!   computed once per Service change;
 //! - [`select`]: which Services of which namespaces are routed;
 //! - [`names`]: templates, the hostname rule, allowed extra hostnames;
+//! - `asks`: which names a Service asks for; `claims`: who gets a name (the oldest who asks);
+//! - [`Memo`]: the table kept between renders, updated with the Services that changed;
 //! - [`certificates`]: which certificate serves which SNI names;
-//! - [`build`]: the assembly: names claimed oldest Service first, listeners, redirect.
+//! - `build`: the assembly: listeners, path routing, redirect.
 
+mod asks;
 mod build;
 pub mod certificates;
+mod claims;
+mod memo;
 pub mod names;
 pub mod select;
 pub mod service;
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 pub use build::{Input, build};
+pub use memo::Memo;
 
 /// Name of the plain-HTTP listener (also the Envoy container's and Service's port name).
 pub const HTTP: &str = "http";
@@ -46,8 +55,8 @@ pub struct Listener {
     pub strip_host_port: bool,
     /// Certificates by SNI; empty for plain HTTP.
     pub certificates: Vec<Certificate>,
-    /// Sorted by name.
-    pub virtual_hosts: Vec<VirtualHost>,
+    /// Sorted by name; shared with the render that produced them (see [`Memo`]).
+    pub virtual_hosts: Vec<Arc<VirtualHost>>,
 }
 
 /// A certificate from a `kubernetes.io/tls` Secret and the SNI names it serves.
@@ -61,9 +70,8 @@ pub struct Certificate {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtualHost {
-    /// Unique in the listener: its first domain (or [`ANY_HOST`]).
-    pub name: String,
-    /// Hostnames it answers; unique across the listener.
+    /// Hostnames it answers (or [`ANY_HOST`]); unique across the listener. Never empty: the
+    /// first names the virtual host.
     pub domains: Vec<String>,
     /// Tried in order; the first that matches answers.
     pub routes: Vec<Route>,
@@ -75,14 +83,21 @@ pub struct Route {
     pub action: Action,
 }
 
+impl VirtualHost {
+    /// Unique in the listener: its first domain.
+    pub fn name(&self) -> &str {
+        self.domains.first().map_or("", String::as_str)
+    }
+}
+
 /// Matches a path that equals the prefix or continues it after a '/' (`/a/b` matches `/a/b`
 /// and `/a/b/c`, not `/a/bc`); `/` matches every path. The Gateway API's `PathPrefix`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PathPrefix(pub String);
+pub struct PathPrefix(pub Cow<'static, str>);
 
 impl PathPrefix {
     pub fn root() -> Self {
-        Self("/".to_owned())
+        Self(Cow::Borrowed("/"))
     }
 
     pub fn is_root(&self) -> bool {
@@ -103,11 +118,11 @@ pub enum Action {
     RedirectToHttps { port: Option<u16> },
 }
 
-/// A Service port in the cluster.
+/// A Service port in the cluster (its names shared with the Service's record).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Backend {
-    pub namespace: String,
-    pub service: String,
+    pub namespace: Arc<str>,
+    pub service: Arc<str>,
     pub port: u16,
 }
 
@@ -134,7 +149,7 @@ pub struct Findings {
 }
 
 /// A hostname or path left out of the table.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Dropped {
     /// `<namespace>/<service>`, or `<namespace>/<service>:<port>` when the name was for a port.
     pub source: String,
@@ -157,7 +172,7 @@ impl std::fmt::Display for Dropped {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DropReason {
     /// An older Service (or the router's own `spec.paths.host`) has the name: `kept` says which.
     Duplicate { kept: String },

@@ -4,6 +4,9 @@ use std::collections::BTreeSet;
 
 use kube::core::Selector;
 
+use std::sync::Arc;
+
+use super::claims::claiming_order;
 use super::service::RoutedService;
 use crate::api::selector;
 use crate::render::naming::EXPOSE_LABEL;
@@ -73,26 +76,17 @@ pub fn services<'v>(
     selected: &BTreeSet<&str>,
     service_selector: Option<&Selector>,
     view: &'v ClusterView<'_>,
-) -> Vec<&'v RoutedService> {
-    let mut services: Vec<&'v RoutedService> = view
+) -> Vec<&'v Arc<RoutedService>> {
+    let mut services: Vec<&'v Arc<RoutedService>> = view
         .services
         .iter()
-        .map(|svc| &**svc)
         .filter(|svc| {
             selected.contains(&*svc.namespace)
                 && service_selector.is_none_or(|s| selector::matches(s, svc.labels.as_ref()))
         })
         .collect();
-    // Objects without a timestamp (offline input) sort after dated ones.
     // Namespace and name are unique: an unstable sort gives the one order.
-    services.sort_unstable_by(|a, b| {
-        (a.created.is_none(), a.created, &a.namespace, &a.name).cmp(&(
-            b.created.is_none(),
-            b.created,
-            &b.namespace,
-            &b.name,
-        ))
-    });
+    services.sort_unstable_by(|a, b| claiming_order(a, b));
     services
 }
 
@@ -111,7 +105,7 @@ mod tests {
         .unwrap()
     }
 
-    fn names(selected: &[&RoutedService]) -> Vec<String> {
+    fn names(selected: &[&Arc<RoutedService>]) -> Vec<String> {
         selected
             .iter()
             .map(|s| format!("{}/{}", s.namespace, s.name))

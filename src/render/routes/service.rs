@@ -15,8 +15,8 @@ use crate::render::naming::{
 /// A Service that gets routes, reduced to what routing reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoutedService {
-    pub namespace: Box<str>,
-    pub name: Box<str>,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     /// `None` for an object without one (offline input): it sorts after dated ones.
     pub created: Option<Timestamp>,
     /// For a router's service selector.

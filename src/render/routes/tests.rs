@@ -73,10 +73,37 @@ fn tls(secrets: &[&str], redirect: bool, port: Option<i32>) -> TlsSpec {
     }
 }
 
+/// The table of `services`, built from scratch. Every table on the way is also built from
+/// the memo of the one before, and must be the same: Services added one by one (in the given
+/// order and in reverse), then taken away one by one.
 fn run(
     router: &HostRouter,
     services: &[Service],
     secrets: &[TlsSecret],
+) -> Result<(RouteTable, Findings), RenderError> {
+    let fresh =
+        |services: &[Service]| build_with(router, services, secrets, &mut super::Memo::default());
+    for order in [services.to_vec(), services.iter().rev().cloned().collect()] {
+        let mut memo = super::Memo::default();
+        let growing = (0..=order.len()).map(|k| &order[..k]);
+        let shrinking = (0..order.len()).map(|k| &order[k + 1..]);
+        for some in growing.chain(shrinking) {
+            assert_eq!(
+                build_with(router, some, secrets, &mut memo),
+                fresh(some),
+                "built from the last table's memo, {} Services",
+                some.len()
+            );
+        }
+    }
+    fresh(services)
+}
+
+fn build_with(
+    router: &HostRouter,
+    services: &[Service],
+    secrets: &[TlsSecret],
+    memo: &mut super::Memo,
 ) -> Result<(RouteTable, Findings), RenderError> {
     let routed = [("routed", "yes")];
     let namespaces = [
@@ -111,6 +138,7 @@ fn run(
             path_template: path_template.as_ref(),
         },
         &view,
+        memo,
     )
 }
 
@@ -119,7 +147,7 @@ fn hosts(table: &RouteTable) -> Vec<(String, Vec<String>)> {
     table.listeners[0]
         .virtual_hosts
         .iter()
-        .map(|vh| (vh.name.clone(), vh.domains.clone()))
+        .map(|vh| (vh.name().to_owned(), vh.domains.clone()))
         .collect()
 }
 
@@ -178,7 +206,7 @@ fn a_template_without_port_routes_each_services_primary_port() {
     let routes: Vec<(String, Action)> = listener
         .virtual_hosts
         .iter()
-        .map(|vh| (vh.name.clone(), vh.routes[0].action.clone()))
+        .map(|vh| (vh.name().to_owned(), vh.routes[0].action.clone()))
         .collect();
     assert_eq!(
         routes,
@@ -329,12 +357,12 @@ fn path_routes_strip_their_prefix_longest_first_on_their_host() {
     let vh = table.listeners[0]
         .virtual_hosts
         .iter()
-        .find(|vh| vh.name == "apps.example.com")
+        .find(|vh| vh.name() == "apps.example.com")
         .expect("the path host");
     let routes: Vec<(&str, Action)> = vh
         .routes
         .iter()
-        .map(|r| (r.path.0.as_str(), r.action.clone()))
+        .map(|r| (&*r.path.0, r.action.clone()))
         .collect();
     assert_eq!(
         routes,

@@ -1,0 +1,301 @@
+//! The route table of a router, kept between renders and brought up to date with only the
+//! Services that changed: their names, and those of the few others that ask for the same names
+//! (see `claims`), are worked out again; every other virtual host is the one of the last
+//! render, shared. A memo built for other inputs (the router's spec, the tenancy settings, the
+//! namespaces it publishes) is started over. Starting from an empty memo is the full render:
+//! there is one way to build a table.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::asks::{self, Asks, Kind};
+use super::claims::{self, Claimant, Index, Outcome, claiming_order};
+use super::service::RoutedService;
+use super::{Action, Backend, Dropped, Input, PathPrefix, Route, VirtualHost};
+use crate::api::HostRouterSpec;
+use crate::render::Tenancy;
+
+/// What the next render of a router may reuse of its route table. It changes how long a render
+/// takes, never what it returns.
+#[derive(Clone, Debug, Default)]
+pub struct Memo {
+    /// The inputs other than the Services that the state below was built from.
+    basis: Option<Basis>,
+    /// The routed Services, in claiming order.
+    services: Vec<Arc<RoutedService>>,
+    index: Index,
+    /// The virtual hosts of Service ports, sorted by name.
+    virtual_hosts: Vec<Arc<VirtualHost>>,
+    /// Path prefix → the Service port it reaches.
+    paths: BTreeMap<String, Backend>,
+    /// What was left out, sorted by name and source (ties in claiming order).
+    dropped: Vec<Dropped>,
+    /// Services that got at least one name.
+    routed: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Basis {
+    router_namespace: String,
+    spec: HostRouterSpec,
+    tenancy: Tenancy,
+    namespaces: BTreeSet<String>,
+}
+
+/// The part of the table that comes from the Services.
+pub struct Table<'m> {
+    /// The virtual hosts of Service ports, sorted by name.
+    pub virtual_hosts: &'m [Arc<VirtualHost>],
+    /// Path prefix → the Service port it reaches.
+    pub paths: &'m BTreeMap<String, Backend>,
+    pub dropped: &'m [Dropped],
+    pub routed: usize,
+}
+
+impl Memo {
+    /// Brings the table up to date with `services` (the routed Services of the `namespaces`
+    /// the router publishes, in claiming order).
+    pub fn update(
+        &mut self,
+        input: &Input<'_>,
+        namespaces: &BTreeSet<&str>,
+        services: &[&Arc<RoutedService>],
+    ) -> Table<'_> {
+        let basis_now = |b: &Basis| {
+            b.router_namespace == input.router_namespace
+                && b.spec == *input.spec
+                && b.tenancy == *input.tenancy
+                && b.namespaces.len() == namespaces.len()
+                && b.namespaces.iter().zip(namespaces).all(|(a, b)| a == b)
+        };
+        if !self.basis.as_ref().is_some_and(basis_now) {
+            *self = Memo {
+                basis: Some(Basis {
+                    router_namespace: input.router_namespace.to_owned(),
+                    spec: input.spec.clone(),
+                    tenancy: input.tenancy.clone(),
+                    namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+                }),
+                ..Memo::default()
+            };
+            if let Some(host) = input.spec.paths.as_ref().and_then(|p| p.host.as_deref()) {
+                self.index.ask_hostname(host, Claimant::PathsHost);
+            }
+        }
+        let (removed, added) = self.changes(services);
+        if !removed.is_empty() || !added.is_empty() {
+            self.apply(input, &removed, &added);
+        }
+        Table {
+            virtual_hosts: &self.virtual_hosts,
+            paths: &self.paths,
+            dropped: &self.dropped,
+            routed: self.routed,
+        }
+    }
+
+    /// The Services that left or changed (their former records) and those that came or
+    /// changed (their new records), and `services` kept as the current ones. A record equal
+    /// to the one held counts as no change.
+    fn changes(
+        &mut self,
+        services: &[&Arc<RoutedService>],
+    ) -> (Vec<Arc<RoutedService>>, Vec<Arc<RoutedService>>) {
+        let (mut removed, mut added) = (Vec::new(), Vec::new());
+        let mut current = Vec::with_capacity(services.len());
+        let mut old = std::mem::take(&mut self.services).into_iter().peekable();
+        for &new in services {
+            // Most Services are the very records held last time.
+            if let Some(same) = old.next_if(|o| Arc::ptr_eq(o, new)) {
+                current.push(same);
+                continue;
+            }
+            while let Some(before) = old.next_if(|o| claiming_order(o, new).is_lt()) {
+                removed.push(before);
+            }
+            match old.next_if(|o| claiming_order(o, new).is_eq()) {
+                Some(before) if *before == **new => current.push(before),
+                Some(before) => {
+                    removed.push(before);
+                    added.push(new.clone());
+                    current.push(new.clone());
+                }
+                None => {
+                    added.push(new.clone());
+                    current.push(new.clone());
+                }
+            }
+        }
+        removed.extend(old);
+        self.services = current;
+        (removed, added)
+    }
+
+    /// Takes out what `removed` got, puts in `added`, and works out again what every Service
+    /// that asks for one of their names gets.
+    fn apply(
+        &mut self,
+        input: &Input<'_>,
+        removed: &[Arc<RoutedService>],
+        added: &[Arc<RoutedService>],
+    ) {
+        let asked = |services: &[Arc<RoutedService>]| -> Vec<Asked> {
+            services
+                .iter()
+                .map(|s| (s.clone(), asks::of(input, s)))
+                .collect()
+        };
+        let (removed, added) = (asked(removed), asked(added));
+        let touched: HashSet<(Kind, &str)> = removed
+            .iter()
+            .chain(&added)
+            .flat_map(|(_, asks)| &asks.names)
+            .filter(|a| a.problem.is_none())
+            .map(|a| (hostname_or_prefix(a.kind), a.name.as_str()))
+            .collect();
+        let changed: HashSet<*const RoutedService> = removed
+            .iter()
+            .chain(&added)
+            .map(|(s, _)| Arc::as_ptr(s))
+            .collect();
+
+        // Before: what `removed` got, and the others in line for a touched name.
+        let others = self.others_in_line(input, &touched, &changed);
+        let before: Vec<Outcome> = removed
+            .iter()
+            .chain(&others)
+            .map(|(svc, asks)| claims::outcome(svc, asks, &self.index))
+            .collect();
+        for (svc, asks) in &removed {
+            self.index.remove(svc, asks);
+        }
+        for (svc, asks) in &added {
+            self.index.add(svc, asks);
+        }
+        // After: what `added` gets, and the same others.
+        let mut after: Vec<(&RoutedService, Outcome)> = added
+            .iter()
+            .chain(&others)
+            .map(|(svc, asks)| (&**svc, claims::outcome(svc, asks, &self.index)))
+            .collect();
+        // Drops of one source are all of one Service: put in claiming order, a stable sort
+        // by name and source gives the order of the full table.
+        after.sort_by(|a, b| claiming_order(a.0, b.0));
+
+        let mut gone_hosts: HashSet<String> = HashSet::new();
+        let mut gone_drops: HashMap<&Dropped, usize> = HashMap::new();
+        for outcome in &before {
+            self.routed -= usize::from(outcome.routed());
+            for (_, template, extra) in &outcome.hostnames {
+                // The virtual host's name: its first domain (extra hostnames are sorted).
+                if let Some(name) = template.as_ref().or_else(|| extra.iter().min()) {
+                    gone_hosts.insert(name.clone());
+                }
+            }
+            for (prefix, _) in &outcome.prefixes {
+                self.paths.remove(prefix);
+            }
+            for d in &outcome.dropped {
+                *gone_drops.entry(d).or_default() += 1;
+            }
+        }
+        let mut new_hosts = Vec::new();
+        let mut new_drops = Vec::new();
+        for (svc, outcome) in after {
+            self.routed += usize::from(outcome.routed());
+            for (port, template, mut extra) in outcome.hostnames {
+                extra.sort();
+                let domains: Vec<String> = template.into_iter().chain(extra).collect();
+                new_hosts.push(Arc::new(VirtualHost {
+                    domains,
+                    routes: vec![Route {
+                        path: PathPrefix::root(),
+                        action: Action::Forward {
+                            backend: backend(svc, port),
+                            replace_prefix: None,
+                        },
+                    }],
+                }));
+            }
+            for (prefix, port) in outcome.prefixes {
+                self.paths.insert(prefix, backend(svc, port));
+            }
+            new_drops.extend(outcome.dropped);
+        }
+        new_hosts.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+        new_drops.sort_by(|a, b| (&a.name, &a.source).cmp(&(&b.name, &b.source)));
+
+        let kept_hosts = std::mem::take(&mut self.virtual_hosts)
+            .into_iter()
+            .filter(|vh| !gone_hosts.contains(vh.name()));
+        self.virtual_hosts = merge(kept_hosts, new_hosts, |a, b| a.name() < b.name());
+        let kept_drops: Vec<Dropped> = std::mem::take(&mut self.dropped)
+            .into_iter()
+            .filter(|d| match gone_drops.get_mut(d) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        self.dropped = merge(kept_drops.into_iter(), new_drops, |a, b| {
+            (&a.name, &a.source) <= (&b.name, &b.source)
+        });
+    }
+
+    /// The Services other than `changed` in line for one of the `touched` names, each once,
+    /// with what they ask.
+    fn others_in_line(
+        &self,
+        input: &Input<'_>,
+        touched: &HashSet<(Kind, &str)>,
+        changed: &HashSet<*const RoutedService>,
+    ) -> Vec<Asked> {
+        let mut seen: HashSet<*const RoutedService> = HashSet::new();
+        let mut out = Vec::new();
+        for (kind, name) in touched {
+            for svc in self.index.askers(*kind, name) {
+                let ptr = Arc::as_ptr(svc);
+                if !changed.contains(&ptr) && seen.insert(ptr) {
+                    out.push((svc.clone(), asks::of(input, svc)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A Service and what it asks for.
+type Asked = (Arc<RoutedService>, Asks);
+
+/// Hostnames of both kinds share one line per name.
+fn hostname_or_prefix(kind: Kind) -> Kind {
+    if kind.is_hostname() {
+        Kind::Template
+    } else {
+        Kind::Prefix
+    }
+}
+
+fn backend(svc: &RoutedService, port: u16) -> Backend {
+    Backend {
+        namespace: svc.namespace.clone(),
+        service: svc.name.clone(),
+        port,
+    }
+}
+
+/// Merges two sorted sequences; `first(a, b)`: whether `a` of the first goes before `b`.
+fn merge<T>(a: impl Iterator<Item = T>, b: Vec<T>, first: impl Fn(&T, &T) -> bool) -> Vec<T> {
+    let mut a = a.peekable();
+    let mut out = Vec::with_capacity(a.size_hint().0 + b.len());
+    for item in b {
+        while let Some(x) = a.next_if(|x| first(x, &item)) {
+            out.push(x);
+        }
+        out.push(item);
+    }
+    out.extend(a);
+    out
+}
