@@ -137,8 +137,8 @@ fn writes(
 fn writes_per_service_change() {
     println!();
     println!(
-        "{:>10} {:>10} {:>8} {:>12} {:>10} {:>12} {:>12}",
-        "services", "backend", "objects", "writes", "bytes", "render", "with memo"
+        "{:>10} {:>10} {:>8} {:>12} {:>10} {:>12} {:>12} {:>12}",
+        "services", "backend", "objects", "writes", "bytes", "render", "with memo", "memo heap"
     );
     for (namespaces, per_ns) in [(10, 100), (100, 100), (500, 100)] {
         let (ns, mut svcs) = cluster(namespaces, per_ns);
@@ -155,19 +155,23 @@ fn writes_per_service_change() {
             let settings = Settings::default();
             let before = stamps(&router, &view(&ns, &svcs));
             let (mut cold, mut warm) = (Vec::new(), Vec::new());
+            let mut memo_heap = 0;
             for _ in 0..5 {
+                // The watch's records: one per Service, kept as Services change.
+                let records = view(&ns, &svcs);
+                let base = LIVE.load(Ordering::Relaxed);
                 let mut memo = Memo::default();
-                render_with(&router, &view(&ns, &svcs), &settings, &mut memo).expect("render");
-                svcs.push(extra.clone());
-                // The records are the watch's work, done once per Service change: not timed.
-                let added = view(&ns, &svcs);
+                render_with(&router, &records, &settings, &mut memo).expect("render");
+                // What the memo keeps between renders (the records are the watch's).
+                memo_heap = LIVE.load(Ordering::Relaxed).saturating_sub(base);
+                let mut added = records.clone();
+                added.services.extend(RoutedService::all([&extra]));
                 let start = Instant::now();
                 render(&router, &added, &settings).expect("render");
                 cold.push(start.elapsed());
                 let start = Instant::now();
                 render_with(&router, &added, &settings, &mut memo).expect("render");
                 warm.push(start.elapsed());
-                svcs.pop();
             }
             let (cold, warm) = (median(cold), median(warm));
             svcs.push(extra.clone());
@@ -175,14 +179,15 @@ fn writes_per_service_change() {
             svcs.pop();
             let (count, bytes) = writes(&before, &after);
             println!(
-                "{:>10} {:>10} {:>8} {:>12} {:>10} {:>12.2?} {:>12.2?}",
+                "{:>10} {:>10} {:>8} {:>12} {:>10} {:>12.2?} {:>12.2?} {:>8.1} MiB",
                 services,
                 name,
                 after.len(),
                 count,
                 bytes,
                 cold,
-                warm
+                warm,
+                memo_heap as f64 / (1024.0 * 1024.0)
             );
         }
     }

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher::Event;
 
 use crate::render::RoutedService;
+use crate::render::routes::claiming_order;
 
 /// Records by namespace, then name.
 type ByNamespace = HashMap<Arc<str>, HashMap<Arc<str>, Arc<RoutedService>>>;
@@ -22,6 +23,9 @@ pub struct RoutedServices(Arc<RwLock<Records>>);
 #[derive(Default)]
 struct Records {
     current: ByNamespace,
+    /// The same records in claiming order (oldest first, then namespace and name), kept
+    /// sorted as they change: renders find them in the order they need.
+    ordered: Vec<Arc<RoutedService>>,
     /// Filled by a (re)listing; replaces `current` when it completes, so that Services
     /// deleted while the watch was down leave.
     listing: Option<ByNamespace>,
@@ -46,27 +50,27 @@ impl RoutedServices {
                 if let (Some(listing), Some(record)) =
                     (records.listing.as_mut(), RoutedService::of(svc))
                 {
-                    insert(listing, record);
+                    insert(listing, Arc::new(record));
                 }
                 false
             }
             Event::InitDone => {
                 if let Some(listing) = records.listing.take() {
+                    let mut ordered: Vec<Arc<RoutedService>> =
+                        listing.values().flat_map(|s| s.values().cloned()).collect();
+                    ordered.sort_unstable_by(|a, b| claiming_order(a, b));
                     records.current = listing;
+                    records.ordered = ordered;
                 }
                 true
             }
         }
     }
 
-    /// Every record, in no particular order: what a render's cluster view holds.
+    /// Every record, in claiming order: what a render's cluster view holds.
     pub fn snapshot(&self) -> Vec<Arc<RoutedService>> {
         let records = self.0.read().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::with_capacity(records.current.values().map(HashMap::len).sum());
-        for services in records.current.values() {
-            out.extend(services.values().cloned());
-        }
-        out
+        records.ordered.clone()
     }
 }
 
@@ -83,7 +87,14 @@ impl Records {
         if known.is_some_and(|known| **known == record) {
             return false;
         }
-        insert(&mut self.current, record);
+        let record = Arc::new(record);
+        if let Some(before) = insert(&mut self.current, record.clone()) {
+            self.unorder(&before);
+        }
+        let at = self
+            .ordered
+            .partition_point(|r| claiming_order(r, &record).is_lt());
+        self.ordered.insert(at, record);
         true
     }
 
@@ -95,20 +106,41 @@ impl Records {
         let Some(services) = self.current.get_mut(namespace.as_str()) else {
             return false;
         };
-        let removed = services.remove(name.as_str()).is_some();
+        let removed = services.remove(name.as_str());
         if services.is_empty() {
             self.current.remove(namespace.as_str());
         }
-        removed
+        match removed {
+            Some(record) => {
+                self.unorder(&record);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes `record` out of the ordered records.
+    fn unorder(&mut self, record: &RoutedService) {
+        let at = self
+            .ordered
+            .partition_point(|r| claiming_order(r, record).is_lt());
+        if self
+            .ordered
+            .get(at)
+            .is_some_and(|r| std::ptr::eq(&**r, record))
+        {
+            self.ordered.remove(at);
+        }
     }
 }
 
-fn insert(records: &mut ByNamespace, record: RoutedService) {
+/// Keeps `record`; returns the one it replaces.
+fn insert(records: &mut ByNamespace, record: Arc<RoutedService>) -> Option<Arc<RoutedService>> {
     let services = match records.get_mut(&*record.namespace) {
         Some(services) => services,
         None => records.entry(record.namespace.clone()).or_default(),
     };
-    services.insert(record.name.clone(), Arc::new(record));
+    services.insert(record.name.clone(), record)
 }
 
 #[cfg(test)]
@@ -116,14 +148,17 @@ mod tests {
     use super::*;
     use crate::testing::service;
 
+    /// The snapshot's names, checked to be in claiming order.
     fn names(cache: &RoutedServices) -> Vec<String> {
-        let mut names: Vec<String> = cache
-            .snapshot()
+        let snapshot = cache.snapshot();
+        assert!(
+            snapshot.is_sorted_by(|a, b| claiming_order(a, b).is_lt()),
+            "in claiming order"
+        );
+        snapshot
             .iter()
             .map(|r| format!("{}/{}", r.namespace, r.name))
-            .collect();
-        names.sort();
-        names
+            .collect()
     }
 
     #[test]
@@ -181,6 +216,22 @@ mod tests {
         // Until the listing completes, renders see the records as they were.
         assert_eq!(names(&cache), ["shop/gone", "shop/kept"]);
         assert!(cache.apply(&Event::InitDone));
-        assert_eq!(names(&cache), ["pets/new", "shop/kept"]);
+        assert_eq!(names(&cache), ["shop/kept", "pets/new"]);
+    }
+
+    #[test]
+    fn the_snapshot_stays_in_claiming_order_as_services_change() {
+        let cache = RoutedServices::default();
+        for (ns, name, created) in [("b", "x", 3), ("a", "y", 1), ("a", "x", 3), ("c", "z", 2)] {
+            cache.apply(&Event::Apply(service(ns, name, &[(80, "", "")], created)));
+        }
+        assert_eq!(names(&cache), ["a/y", "c/z", "a/x", "b/x"]);
+        // Changed in place (another port): the same place.
+        cache.apply(&Event::Apply(service("c", "z", &[(81, "", "")], 2)));
+        // Deleted and created again: the youngest now.
+        cache.apply(&Event::Delete(service("a", "y", &[(80, "", "")], 1)));
+        cache.apply(&Event::Apply(service("a", "y", &[(80, "", "")], 9)));
+        assert_eq!(names(&cache), ["c/z", "a/x", "b/x", "a/y"]);
+        assert_eq!(cache.snapshot()[0].ports[0].number, 81);
     }
 }

@@ -27,6 +27,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 pub use build::{Input, build};
+pub use claims::claiming_order;
 pub use memo::Memo;
 
 /// Name of the plain-HTTP listener (also the Envoy container's and Service's port name).
