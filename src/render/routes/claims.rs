@@ -34,7 +34,7 @@ pub enum Claimant {
     Port {
         service: Arc<RoutedService>,
         port: u16,
-        ask: usize,
+        ask: u32,
     },
 }
 
@@ -56,7 +56,7 @@ impl Claimant {
     }
 
     /// Whether this is the `ask`-th ask of `service`.
-    fn is(&self, service: &RoutedService, ask: usize) -> bool {
+    fn is(&self, service: &RoutedService, ask: u32) -> bool {
         matches!(self, Self::Port { service: s, ask: i, .. } if std::ptr::eq(&**s, service) && *i == ask)
     }
 
@@ -76,15 +76,64 @@ impl Claimant {
     }
 }
 
+/// Everyone in line for one name, the first has it. Most names have one.
+#[derive(Clone, Debug)]
+enum Line {
+    One(Claimant),
+    Many(Vec<Claimant>),
+}
+
+impl Line {
+    fn as_slice(&self) -> &[Claimant] {
+        match self {
+            Line::One(c) => std::slice::from_ref(c),
+            Line::Many(v) => v,
+        }
+    }
+
+    /// Puts `claimant` in its place.
+    fn join(&mut self, claimant: Claimant) {
+        let mut line = match self {
+            Line::One(first) => vec![first.clone()],
+            Line::Many(v) => std::mem::take(v),
+        };
+        let at = line.partition_point(|c| c.order(&claimant) == Ordering::Less);
+        line.insert(at, claimant);
+        *self = Line::Many(line);
+    }
+
+    /// Takes out whoever `leaves` says; `false` when no one is left.
+    fn leave(&mut self, leaves: impl Fn(&Claimant) -> bool) -> bool {
+        match self {
+            Line::One(c) => !leaves(c),
+            Line::Many(v) => {
+                v.retain(|c| !leaves(c));
+                match v.len() {
+                    0 => false,
+                    1 => {
+                        if let Some(c) = v.pop() {
+                            *self = Line::One(c);
+                        }
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
+type Lines = HashMap<Box<str>, Line>;
+
 /// Everyone who asks for each valid name, in line: the first has it.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
-    hostnames: HashMap<String, Vec<Claimant>>,
-    prefixes: HashMap<String, Vec<Claimant>>,
+    hostnames: Lines,
+    prefixes: Lines,
 }
 
 impl Index {
-    fn names(&self, kind: Kind) -> &HashMap<String, Vec<Claimant>> {
+    fn names(&self, kind: Kind) -> &Lines {
         if kind.is_hostname() {
             &self.hostnames
         } else {
@@ -92,7 +141,7 @@ impl Index {
         }
     }
 
-    fn names_mut(&mut self, kind: Kind) -> &mut HashMap<String, Vec<Claimant>> {
+    fn names_mut(&mut self, kind: Kind) -> &mut Lines {
         if kind.is_hostname() {
             &mut self.hostnames
         } else {
@@ -102,9 +151,7 @@ impl Index {
 
     /// Puts `claimant` in line for the hostname `name` (the router's `spec.paths.host`).
     pub fn ask_hostname(&mut self, name: &str, claimant: Claimant) {
-        let line = self.hostnames.entry(name.to_owned()).or_default();
-        let at = line.partition_point(|c| c.order(&claimant) == Ordering::Less);
-        line.insert(at, claimant);
+        join(&mut self.hostnames, name, claimant);
     }
 
     /// Puts the valid asks of `service` in line.
@@ -116,14 +163,9 @@ impl Index {
             let claimant = Claimant::Port {
                 service: service.clone(),
                 port: ask.port,
-                ask: i,
+                ask: ask_number(i),
             };
-            let line = self
-                .names_mut(ask.kind)
-                .entry(ask.name.clone())
-                .or_default();
-            let at = line.partition_point(|c| c.order(&claimant) == Ordering::Less);
-            line.insert(at, claimant);
+            join(self.names_mut(ask.kind), &ask.name, claimant);
         }
     }
 
@@ -134,11 +176,10 @@ impl Index {
                 continue;
             }
             let names = self.names_mut(ask.kind);
-            if let Some(line) = names.get_mut(&ask.name) {
-                line.retain(|c| !c.is(service, i));
-                if line.is_empty() {
-                    names.remove(&ask.name);
-                }
+            if let Some(line) = names.get_mut(ask.name.as_str())
+                && !line.leave(|c| c.is(service, ask_number(i)))
+            {
+                names.remove(ask.name.as_str());
             }
         }
     }
@@ -148,7 +189,7 @@ impl Index {
         self.names(kind)
             .get(name)
             .into_iter()
-            .flatten()
+            .flat_map(Line::as_slice)
             .filter_map(|c| match c {
                 Claimant::PathsHost => None,
                 Claimant::Port { service, .. } => Some(service),
@@ -156,8 +197,24 @@ impl Index {
     }
 
     fn first(&self, kind: Kind, name: &str) -> Option<&Claimant> {
-        self.names(kind).get(name).and_then(|line| line.first())
+        self.names(kind)
+            .get(name)
+            .and_then(|line| line.as_slice().first())
     }
+}
+
+fn join(lines: &mut Lines, name: &str, claimant: Claimant) {
+    match lines.get_mut(name) {
+        Some(line) => line.join(claimant),
+        None => {
+            lines.insert(name.into(), Line::One(claimant));
+        }
+    }
+}
+
+/// The position of an ask among a Service's asks (a Service asks for a few names).
+fn ask_number(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 /// What one Service gets, with the index as it stands.
@@ -198,7 +255,7 @@ pub fn outcome(service: &RoutedService, asks: &Asks, index: &Index) -> Outcome {
             // Not in line: the index was not given this Service's asks.
             continue;
         };
-        if first.is(service, i) {
+        if first.is(service, ask_number(i)) {
             match ask.kind {
                 Kind::Prefix => out.prefixes.push((ask.name.clone(), ask.port)),
                 Kind::Template | Kind::Extra => {
