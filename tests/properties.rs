@@ -347,7 +347,7 @@ proptest! {
         };
         let mut reversed = view.clone();
         reversed.namespaces.reverse();
-        reversed.services.reverse();
+        reversed.services = RoutedService::all(services.iter().rev());
         reversed.tls_secrets.reverse();
         let second = render(&router, &reversed, &settings).unwrap();
         prop_assert_eq!(yaml(&first), yaml(&second));

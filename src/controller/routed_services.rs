@@ -11,6 +11,7 @@ use kube::runtime::watcher::Event;
 
 use crate::render::RoutedService;
 use crate::render::routes::claiming_order;
+use crate::render::routes::service;
 
 /// Records by namespace, then name.
 type ByNamespace = HashMap<Arc<str>, HashMap<Arc<str>, Arc<RoutedService>>>;
@@ -68,9 +69,9 @@ impl RoutedServices {
     }
 
     /// Every record, in claiming order: what a render's cluster view holds.
-    pub fn snapshot(&self) -> Vec<Arc<RoutedService>> {
+    pub fn snapshot(&self) -> service::Records {
         let records = self.0.read().unwrap_or_else(|p| p.into_inner());
-        records.ordered.clone()
+        service::Records::in_order(records.ordered.clone())
     }
 }
 
@@ -150,7 +151,7 @@ mod tests {
 
     /// The snapshot's names, checked to be in claiming order.
     fn names(cache: &RoutedServices) -> Vec<String> {
-        let snapshot = cache.snapshot();
+        let snapshot: Vec<_> = cache.snapshot().iter().cloned().collect();
         assert!(
             snapshot.is_sorted_by(|a, b| claiming_order(a, b).is_lt()),
             "in claiming order"
@@ -232,6 +233,7 @@ mod tests {
         cache.apply(&Event::Delete(service("a", "y", &[(80, "", "")], 1)));
         cache.apply(&Event::Apply(service("a", "y", &[(80, "", "")], 9)));
         assert_eq!(names(&cache), ["c/z", "a/x", "b/x", "a/y"]);
-        assert_eq!(cache.snapshot()[0].ports[0].number, 81);
+        let first = cache.snapshot().iter().next().cloned();
+        assert_eq!(first.map(|r| r.ports[0].number), Some(81));
     }
 }

@@ -18,7 +18,6 @@ pub mod routes;
 pub mod tls_secret;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -36,8 +35,8 @@ use tls_secret::TlsSecret;
 #[derive(Clone, Debug, Default)]
 pub struct ClusterView<'a> {
     pub namespaces: Vec<&'a Namespace>,
-    /// The routable Services, in any order (see [`RoutedService::of`]).
-    pub services: Vec<Arc<RoutedService>>,
+    /// The routable Services (see [`RoutedService::of`]).
+    pub services: routes::service::Records,
     /// At least the TLS Secrets the router's `spec.tls` names (others are ignored).
     pub tls_secrets: Vec<&'a TlsSecret>,
 }

@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 
 use kube::core::Selector;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::claims::claiming_order;
 use super::service::RoutedService;
 use crate::api::selector;
 use crate::render::naming::EXPOSE_LABEL;
@@ -77,17 +77,14 @@ pub fn services<'v>(
     service_selector: Option<&Selector>,
     view: &'v ClusterView<'_>,
 ) -> Vec<&'v Arc<RoutedService>> {
-    let mut services: Vec<&'v Arc<RoutedService>> = view
-        .services
+    let selected: HashSet<&str> = selected.iter().copied().collect();
+    view.services
         .iter()
         .filter(|svc| {
             selected.contains(&*svc.namespace)
                 && service_selector.is_none_or(|s| selector::matches(s, svc.labels.as_ref()))
         })
-        .collect();
-    // Namespace and name are unique: an unstable sort gives the one order.
-    services.sort_unstable_by(|a, b| claiming_order(a, b));
-    services
+        .collect()
 }
 
 #[cfg(test)]

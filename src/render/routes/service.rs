@@ -8,6 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::jiff::Timestamp;
 
+use super::claims::claiming_order;
 use crate::render::naming::{
     EXCLUDE_ANNOTATION, HOSTNAMES_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PORT_ANNOTATION,
 };
@@ -81,13 +82,15 @@ impl RoutedService {
         })
     }
 
-    /// The records of the routable ones of `services`, shared as a cluster view holds them.
-    pub fn all<'a>(services: impl IntoIterator<Item = &'a Service>) -> Vec<Arc<Self>> {
-        services
-            .into_iter()
-            .filter_map(Self::of)
-            .map(Arc::new)
-            .collect()
+    /// The records of the routable ones of `services`, as a cluster view holds them.
+    pub fn all<'a>(services: impl IntoIterator<Item = &'a Service>) -> Records {
+        Records::new(
+            services
+                .into_iter()
+                .filter_map(Self::of)
+                .map(Arc::new)
+                .collect(),
+        )
     }
 
     /// The TCP ports, ascending by number.
@@ -105,6 +108,45 @@ impl RoutedService {
             Ok(number) => Ok(number.and_then(|n| self.ports().find(|p| p.number == n))),
             Err(value) => Err(value),
         }
+    }
+}
+
+/// Records of routed Services in claiming order (see [`claiming_order`]): sorted where they
+/// are kept, once per change, so that no render sorts them again.
+#[derive(Clone, Debug, Default)]
+pub struct Records(Vec<Arc<RoutedService>>);
+
+impl Records {
+    /// The records, put in claiming order.
+    pub fn new(mut records: Vec<Arc<RoutedService>>) -> Self {
+        records.sort_unstable_by(|a, b| claiming_order(a, b));
+        Self(records)
+    }
+
+    /// Records the caller keeps in claiming order (the Service watch's cache).
+    pub(crate) fn in_order(records: Vec<Arc<RoutedService>>) -> Self {
+        debug_assert!(records.is_sorted_by(|a, b| claiming_order(a, b).is_lt()));
+        Self(records)
+    }
+
+    /// Adds a record in its place.
+    pub fn insert(&mut self, record: Arc<RoutedService>) {
+        let at = self
+            .0
+            .partition_point(|r| claiming_order(r, &record).is_lt());
+        self.0.insert(at, record);
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Arc<RoutedService>> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
