@@ -240,8 +240,8 @@ pub fn proxy_ref(router: &HostRouter, settings: &Settings) -> ProxyRef {
 pub struct Memo {
     /// The router's last route table (see [`routes::Memo`]).
     pub routes: routes::Memo,
-    /// The compressed pieces of the router's last Proxy spec.
-    pub proxy_pieces: gloo::compressed_spec::Pieces,
+    /// What the Gloo backend wrote of the router's last Proxy (see [`gloo::Memo`]).
+    pub gloo: gloo::Memo,
 }
 
 /// Renders a router from scratch.
@@ -331,11 +331,11 @@ pub fn render_with(
             spec,
             &table,
             settings,
-            &mut memo.proxy_pieces,
+            &mut memo.gloo,
         )?)),
         Some(backend) => {
-            // No Proxy: nothing of a former Gloo router's pieces will be reused.
-            memo.proxy_pieces = Default::default();
+            // No Proxy: nothing of a former Gloo router's Proxy will be reused.
+            memo.gloo = Default::default();
             Objects::GatewayApi(Box::new(gateway_api::objects(
                 &id, spec, backend, &table, settings,
             )?))

@@ -432,9 +432,9 @@ fn a_rendered_compressed_proxy_is_cut_into_pieces_that_the_next_render_reuses() 
     let mut memo = crate::render::Memo::default();
     render_with(&router, &f.view(), &settings, &mut memo).unwrap();
     assert!(
-        memo.proxy_pieces.len() > 4,
+        memo.gloo.pieces.len() > 4,
         "{} pieces",
-        memo.proxy_pieces.len()
+        memo.gloo.pieces.len()
     );
     f.services.push(crate::testing::service(
         &routed,
@@ -443,7 +443,10 @@ fn a_rendered_compressed_proxy_is_cut_into_pieces_that_the_next_render_reuses() 
         999,
     ));
     let warm = render_with(&router, &f.view(), &settings, &mut memo).unwrap();
-    assert!(memo.proxy_pieces.compressed() <= 2);
+    assert!(memo.gloo.pieces.compressed() <= 2);
+    // The new Service's virtual host is the only one encoded again.
+    assert_eq!(memo.gloo.hosts.encoded(), 1);
+    assert_eq!(memo.gloo.hosts.len(), 304);
     let fresh = render(&router, &f.view(), &settings).unwrap();
     assert_eq!(
         warm.gloo().unwrap().proxy.data,
@@ -615,4 +618,23 @@ fn pod_and_service_options_never_replace_the_operators_own() {
         .map(|e| e.name.as_str())
         .collect();
     assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "EXTRA"]);
+}
+
+#[test]
+fn another_destination_encodes_every_virtual_host_again() {
+    let f = Fixture::new();
+    let settings = Settings::default();
+    let mut memo = crate::render::Memo::default();
+    let kube = render_with(&router(Destination::Kube), &f.view(), &settings, &mut memo).unwrap();
+    let upstream = render_with(
+        &router(Destination::Upstream),
+        &f.view(),
+        &settings,
+        &mut memo,
+    )
+    .unwrap();
+    let fresh = render(&router(Destination::Upstream), &f.view(), &settings).unwrap();
+    assert_eq!(to_yaml(&upstream), to_yaml(&fresh));
+    assert_ne!(to_yaml(&upstream), to_yaml(&kube));
+    assert_eq!(memo.gloo.hosts.encoded(), upstream.virtual_hosts());
 }

@@ -61,6 +61,8 @@ const USAGE: &str = "usage: bench-cluster [options]
   --no-gloo               leave out Gloo and Envoy (part 6)
   --results PATH          results file [env BENCH_RESULTS; default e2e/bench/cluster-results.md]
 
+The operator logs at env BENCH_OPERATOR_LOG (default info; e.g. info,hostrouter=debug).
+
 The binaries come from the e2e suite's environment (`make -s env`); HOSTROUTER_BIN should be
 the release build (`make bench-cluster` sees to it).";
 
@@ -889,7 +891,10 @@ impl Bench<'_> {
             .env("KUBECONFIG", self.cluster.kubeconfig_path())
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
-            .env("HOSTROUTER_LOG", "info")
+            .env(
+                "HOSTROUTER_LOG",
+                std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .env("NO_COLOR", "1")
             .spawn()?;
         say!("operator started: {}", process.command_line());

@@ -40,14 +40,31 @@ pub struct Objects {
     pub disruption_budget: Option<PodDisruptionBudget>,
 }
 
+/// What the next render of a router may reuse of its last Proxy. It changes how long a render
+/// takes, never what it returns.
+#[derive(Clone, Debug, Default)]
+pub struct Memo {
+    /// The compressed pieces of the Proxy spec.
+    pub pieces: compressed_spec::Pieces,
+    /// The JSON of each virtual host.
+    pub hosts: proxy::HostJson,
+}
+
 pub fn objects(
     id: &Identity<'_>,
     spec: &HostRouterSpec,
     table: &RouteTable,
     settings: &Settings,
-    memo: &mut compressed_spec::Pieces,
+    memo: &mut Memo,
 ) -> Result<Objects, RenderError> {
-    let (mut proxy, proxy_compressed) = proxy::proxy(id, table, spec.destination, settings, memo)?;
+    let (mut proxy, proxy_compressed) = proxy::proxy(
+        id,
+        table,
+        spec.destination,
+        settings,
+        &mut memo.pieces,
+        &mut memo.hosts,
+    )?;
     let (mut config_map, bootstrap_sha256) = configmap::config_map(id, spec, settings)?;
     let mut deployment = deployment::deployment(id, spec, settings, &bootstrap_sha256);
     let mut service = service::service(id, spec);
