@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::watcher::Event;
 
 use crate::render::RoutedService;
-use crate::render::routes::claiming_order;
 use crate::render::routes::service;
 
 /// Records by namespace, then name.
@@ -25,8 +24,8 @@ pub struct RoutedServices(Arc<RwLock<Records>>);
 struct Records {
     current: ByNamespace,
     /// The same records in claiming order (oldest first, then namespace and name), kept
-    /// sorted as they change: renders find them in the order they need.
-    ordered: Vec<Arc<RoutedService>>,
+    /// sorted as they change and handed to renders as they are.
+    ordered: service::Records,
     /// Filled by a (re)listing; replaces `current` when it completes, so that Services
     /// deleted while the watch was down leave.
     listing: Option<ByNamespace>,
@@ -57,11 +56,10 @@ impl RoutedServices {
             }
             Event::InitDone => {
                 if let Some(listing) = records.listing.take() {
-                    let mut ordered: Vec<Arc<RoutedService>> =
-                        listing.values().flat_map(|s| s.values().cloned()).collect();
-                    ordered.sort_unstable_by(|a, b| claiming_order(a, b));
+                    records.ordered = service::Records::new(
+                        listing.values().flat_map(|s| s.values().cloned()).collect(),
+                    );
                     records.current = listing;
-                    records.ordered = ordered;
                 }
                 true
             }
@@ -71,7 +69,7 @@ impl RoutedServices {
     /// Every record, in claiming order: what a render's cluster view holds.
     pub fn snapshot(&self) -> service::Records {
         let records = self.0.read().unwrap_or_else(|p| p.into_inner());
-        service::Records::in_order(records.ordered.clone())
+        records.ordered.clone()
     }
 }
 
@@ -90,12 +88,9 @@ impl Records {
         }
         let record = Arc::new(record);
         if let Some(before) = insert(&mut self.current, record.clone()) {
-            self.unorder(&before);
+            self.ordered.remove(&before);
         }
-        let at = self
-            .ordered
-            .partition_point(|r| claiming_order(r, &record).is_lt());
-        self.ordered.insert(at, record);
+        self.ordered.insert(record);
         true
     }
 
@@ -113,24 +108,10 @@ impl Records {
         }
         match removed {
             Some(record) => {
-                self.unorder(&record);
+                self.ordered.remove(&record);
                 true
             }
             None => false,
-        }
-    }
-
-    /// Takes `record` out of the ordered records.
-    fn unorder(&mut self, record: &RoutedService) {
-        let at = self
-            .ordered
-            .partition_point(|r| claiming_order(r, record).is_lt());
-        if self
-            .ordered
-            .get(at)
-            .is_some_and(|r| std::ptr::eq(&**r, record))
-        {
-            self.ordered.remove(at);
         }
     }
 }
@@ -147,6 +128,7 @@ fn insert(records: &mut ByNamespace, record: Arc<RoutedService>) -> Option<Arc<R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::routes::claiming_order;
     use crate::testing::service;
 
     /// The snapshot's names, checked to be in claiming order.

@@ -43,8 +43,8 @@ pub fn build(
         input.tenancy,
         view,
     );
-    let services = select::services(&namespaces.published, input.service_selector, view);
-    let table = memo.update(input, &namespaces.published, &services);
+    let selects = select::selects(&namespaces.published, input.service_selector);
+    let table = memo.update(input, &namespaces.published, &view.services, selects);
 
     let mut virtual_hosts: Vec<Arc<VirtualHost>> = table.virtual_hosts.to_vec();
     if let Some(paths_spec) = &spec.paths

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::asks::{self, Asks, Kind};
 use super::claims::{self, Claimant, Index, Outcome, claiming_order};
-use super::service::RoutedService;
+use super::service::{Records, RoutedService};
 use super::{Action, Backend, Dropped, Input, PathPrefix, Route, VirtualHost};
 use crate::api::HostRouterSpec;
 use crate::render::Tenancy;
@@ -21,8 +21,10 @@ use crate::render::Tenancy;
 pub struct Memo {
     /// The inputs other than the Services that the state below was built from.
     basis: Option<Basis>,
-    /// The routed Services, in claiming order.
-    services: Vec<Arc<RoutedService>>,
+    /// Every routable Service of the cluster view the table was last brought up to date with.
+    seen: Records,
+    /// The routed Services (those `seen` that the router selects), in claiming order.
+    services: Records,
     index: Index,
     /// The virtual hosts of Service ports, sorted by name.
     virtual_hosts: Vec<Arc<VirtualHost>>,
@@ -53,13 +55,15 @@ pub struct Table<'m> {
 }
 
 impl Memo {
-    /// Brings the table up to date with `services` (the routed Services of the `namespaces`
-    /// the router publishes, in claiming order).
+    /// Brings the table up to date with the routable Services `all`, of which the router
+    /// routes those `selects` says (given the `namespaces` it publishes). Only the records that
+    /// are not those of the last update are looked at.
     pub fn update(
         &mut self,
         input: &Input<'_>,
         namespaces: &BTreeSet<&str>,
-        services: &[&Arc<RoutedService>],
+        all: &Records,
+        selects: impl Fn(&RoutedService) -> bool,
     ) -> Table<'_> {
         let basis_now = |b: &Basis| {
             b.router_namespace == input.router_namespace
@@ -82,7 +86,7 @@ impl Memo {
                 self.index.ask_hostname(host, Claimant::PathsHost);
             }
         }
-        let (removed, added) = self.changes(services);
+        let (removed, added) = self.changes(all, selects);
         if !removed.is_empty() || !added.is_empty() {
             self.apply(input, &removed, &added);
         }
@@ -94,40 +98,48 @@ impl Memo {
         }
     }
 
-    /// The Services that left or changed (their former records) and those that came or
-    /// changed (their new records), and `services` kept as the current ones. A record equal
-    /// to the one held counts as no change.
+    /// The routed Services that left or changed (their former records) and those that came or
+    /// changed (their new records), with `all` kept as the records seen. A record equal to
+    /// the one held counts as no change.
     fn changes(
         &mut self,
-        services: &[&Arc<RoutedService>],
+        all: &Records,
+        selects: impl Fn(&RoutedService) -> bool,
     ) -> (Vec<Arc<RoutedService>>, Vec<Arc<RoutedService>>) {
-        let (mut removed, mut added) = (Vec::new(), Vec::new());
-        let mut current = Vec::with_capacity(services.len());
-        let mut old = std::mem::take(&mut self.services).into_iter().peekable();
-        for &new in services {
-            // Most Services are the very records held last time.
-            if let Some(same) = old.next_if(|o| Arc::ptr_eq(o, new)) {
-                current.push(same);
+        if self.seen.same(all) {
+            return (Vec::new(), Vec::new());
+        }
+        let (mut gone, mut came) = (Vec::new(), Vec::new());
+        let mut old = self.seen.iter().peekable();
+        for new in all.iter() {
+            // Most records are the very ones seen last time: compared by address only.
+            if old.next_if(|o| Arc::ptr_eq(o, new)).is_some() {
                 continue;
             }
             while let Some(before) = old.next_if(|o| claiming_order(o, new).is_lt()) {
-                removed.push(before);
+                gone.push(before);
             }
             match old.next_if(|o| claiming_order(o, new).is_eq()) {
-                Some(before) if *before == **new => current.push(before),
+                Some(before) if **before == **new => {}
                 Some(before) => {
-                    removed.push(before);
-                    added.push(new.clone());
-                    current.push(new.clone());
+                    gone.push(before);
+                    came.push(new);
                 }
-                None => {
-                    added.push(new.clone());
-                    current.push(new.clone());
-                }
+                None => came.push(new),
             }
         }
-        removed.extend(old);
-        self.services = current;
+        gone.extend(old);
+        let mut removed = Vec::new();
+        for record in gone.into_iter().filter(|r| selects(r)) {
+            // The record held may be an equal one of an earlier view.
+            removed.extend(self.services.remove(record));
+        }
+        let added: Vec<Arc<RoutedService>> =
+            came.into_iter().filter(|r| selects(r)).cloned().collect();
+        for record in &added {
+            self.services.insert(record.clone());
+        }
+        self.seen = all.clone();
         (removed, added)
     }
 

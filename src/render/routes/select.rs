@@ -70,6 +70,19 @@ pub fn namespaces<'a>(
     out
 }
 
+/// Whether the router routes a Service: one of the `selected` namespaces, matched by the
+/// service selector when there is one.
+pub fn selects<'a>(
+    selected: &'a BTreeSet<&str>,
+    service_selector: Option<&'a Selector>,
+) -> impl Fn(&RoutedService) -> bool + 'a {
+    let selected: HashSet<&str> = selected.iter().copied().collect();
+    move |svc| {
+        selected.contains(&*svc.namespace)
+            && service_selector.is_none_or(|s| selector::matches(s, svc.labels.as_ref()))
+    }
+}
+
 /// The routed Services of the `selected` namespaces, oldest first (then namespace and name),
 /// so that an older Service always keeps a name a newer one asks for.
 pub fn services<'v>(
@@ -77,14 +90,8 @@ pub fn services<'v>(
     service_selector: Option<&Selector>,
     view: &'v ClusterView<'_>,
 ) -> Vec<&'v Arc<RoutedService>> {
-    let selected: HashSet<&str> = selected.iter().copied().collect();
-    view.services
-        .iter()
-        .filter(|svc| {
-            selected.contains(&*svc.namespace)
-                && service_selector.is_none_or(|s| selector::matches(s, svc.labels.as_ref()))
-        })
-        .collect()
+    let selects = selects(selected, service_selector);
+    view.services.iter().filter(|svc| selects(svc)).collect()
 }
 
 #[cfg(test)]

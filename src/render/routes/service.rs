@@ -111,30 +111,51 @@ impl RoutedService {
     }
 }
 
-/// Records of routed Services in claiming order (see [`claiming_order`]): sorted where they
-/// are kept, once per change, so that no render sorts them again.
+/// Records of routed Services in claiming order (see [`claiming_order`]), shared: kept sorted
+/// where they are kept (the Service watch's cache, one insert or removal per change), handed
+/// to a render without a copy, and compared with the records of the last render by identity.
 #[derive(Clone, Debug, Default)]
-pub struct Records(Vec<Arc<RoutedService>>);
+pub struct Records(Arc<Vec<Arc<RoutedService>>>);
 
 impl Records {
     /// The records, put in claiming order.
     pub fn new(mut records: Vec<Arc<RoutedService>>) -> Self {
         records.sort_unstable_by(|a, b| claiming_order(a, b));
-        Self(records)
+        Self(Arc::new(records))
     }
 
-    /// Records the caller keeps in claiming order (the Service watch's cache).
-    pub(crate) fn in_order(records: Vec<Arc<RoutedService>>) -> Self {
-        debug_assert!(records.is_sorted_by(|a, b| claiming_order(a, b).is_lt()));
-        Self(records)
-    }
-
-    /// Adds a record in its place.
+    /// Adds a record in its place (copies the list if a render holds it).
     pub fn insert(&mut self, record: Arc<RoutedService>) {
+        let records = Arc::make_mut(&mut self.0);
+        let at = records.partition_point(|r| claiming_order(r, &record).is_lt());
+        records.insert(at, record);
+    }
+
+    /// Takes out the record of the Service `record` is one of (same namespace, name and
+    /// creation time), and returns it.
+    pub fn remove(&mut self, record: &RoutedService) -> Option<Arc<RoutedService>> {
+        let at = self.position(record)?;
+        Some(Arc::make_mut(&mut self.0).remove(at))
+    }
+
+    /// Where the record of the Service `record` is one of lies.
+    fn position(&self, record: &RoutedService) -> Option<usize> {
         let at = self
             .0
-            .partition_point(|r| claiming_order(r, &record).is_lt());
-        self.0.insert(at, record);
+            .partition_point(|r| claiming_order(r, record).is_lt());
+        self.0
+            .get(at)
+            .is_some_and(|r| claiming_order(r, record).is_eq())
+            .then_some(at)
+    }
+
+    /// Whether both are the very same records (a copy of a handle, not equal contents).
+    pub fn same(&self, other: &Records) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    pub fn as_slice(&self) -> &[Arc<RoutedService>] {
+        &self.0
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Arc<RoutedService>> {
