@@ -238,6 +238,9 @@ pub fn proxy_ref(router: &HostRouter, settings: &Settings) -> ProxyRef {
 /// takes, never what it returns: `render_with` gives the same output with an empty memo.
 #[derive(Clone, Debug, Default)]
 pub struct Memo {
+    /// The settings of the render that left the memo: with others, it starts over (what a
+    /// backend encoded depends on them).
+    pub settings: Option<Settings>,
     /// The router's last route table (see [`routes::Memo`]).
     pub routes: routes::Memo,
     /// What the Gloo backend wrote of the router's last Proxy (see [`gloo::Memo`]).
@@ -261,6 +264,12 @@ pub fn render_with(
     settings: &Settings,
     memo: &mut Memo,
 ) -> Result<Rendered, RenderError> {
+    if memo.settings.as_ref() != Some(settings) {
+        *memo = Memo {
+            settings: Some(settings.clone()),
+            ..Memo::default()
+        };
+    }
     let namespace = router
         .metadata
         .namespace

@@ -445,8 +445,7 @@ fn a_rendered_compressed_proxy_is_cut_into_pieces_that_the_next_render_reuses() 
     let warm = render_with(&router, &f.view(), &settings, &mut memo).unwrap();
     assert!(memo.gloo.pieces.compressed() <= 2);
     // The new Service's virtual host is the only one encoded again.
-    assert_eq!(memo.gloo.hosts.encoded(), 1);
-    assert_eq!(memo.gloo.hosts.len(), 304);
+    assert_eq!(memo.gloo.encoded, 1);
     let fresh = render(&router, &f.view(), &settings).unwrap();
     assert_eq!(
         warm.gloo().unwrap().proxy.data,
@@ -636,5 +635,21 @@ fn another_destination_encodes_every_virtual_host_again() {
     let fresh = render(&router(Destination::Upstream), &f.view(), &settings).unwrap();
     assert_eq!(to_yaml(&upstream), to_yaml(&fresh));
     assert_ne!(to_yaml(&upstream), to_yaml(&kube));
-    assert_eq!(memo.gloo.hosts.encoded(), upstream.virtual_hosts());
+    assert_eq!(memo.gloo.encoded, upstream.virtual_hosts());
+}
+
+#[test]
+fn other_settings_start_the_memo_over() {
+    let f = Fixture::new();
+    let router = router(Destination::Upstream);
+    let mut memo = crate::render::Memo::default();
+    render_with(&router, &f.view(), &Settings::default(), &mut memo).unwrap();
+    let other = Settings {
+        gloo_namespace: "edge-gloo".into(),
+        ..Settings::default()
+    };
+    let warm = render_with(&router, &f.view(), &other, &mut memo).unwrap();
+    let fresh = render(&router, &f.view(), &other).unwrap();
+    assert_eq!(to_yaml(&warm), to_yaml(&fresh));
+    assert!(to_yaml(&warm).contains("edge-gloo"));
 }

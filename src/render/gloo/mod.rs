@@ -46,8 +46,8 @@ pub struct Objects {
 pub struct Memo {
     /// The compressed pieces of the Proxy spec.
     pub pieces: compressed_spec::Pieces,
-    /// The JSON of each virtual host.
-    pub hosts: proxy::HostJson,
+    /// How many virtual hosts the last Proxy encoded (the others were encoded before).
+    pub encoded: usize,
 }
 
 pub fn objects(
@@ -57,14 +57,9 @@ pub fn objects(
     settings: &Settings,
     memo: &mut Memo,
 ) -> Result<Objects, RenderError> {
-    let (mut proxy, proxy_compressed) = proxy::proxy(
-        id,
-        table,
-        spec.destination,
-        settings,
-        &mut memo.pieces,
-        &mut memo.hosts,
-    )?;
+    let (mut proxy, proxy_compressed, encoded) =
+        proxy::proxy(id, table, spec.destination, settings, &mut memo.pieces)?;
+    memo.encoded = encoded;
     let (mut config_map, bootstrap_sha256) = configmap::config_map(id, spec, settings)?;
     let mut deployment = deployment::deployment(id, spec, settings, &bootstrap_sha256);
     let mut service = service::service(id, spec);

@@ -2,8 +2,7 @@
 //! what is routed; see `render::routes`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use base64::Engine;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -18,102 +17,41 @@ use crate::api::gloo::{
 };
 use crate::api::hostrouter;
 use crate::render::naming::{self, ROUTER_ANNOTATION, SHARD_LABEL};
-use crate::render::routes::{self, Action, Backend, PathPrefix, RouteTable, VirtualHost};
+use crate::render::routes::{self, Action, Backend, PathPrefix, RouteTable};
 use crate::render::{Identity, RenderError, Settings};
 
 use super::compressed_spec;
 
-/// The JSON of each virtual host of the router's last Proxy, by the virtual host of the route
-/// table it was written from (the route table's memo shares the virtual hosts that did not
-/// change, see `routes::Memo`). Holding the virtual host keeps its address from being reused
-/// while it is a key.
-#[derive(Clone, Debug, Default)]
-pub struct HostJson {
-    /// What the JSON depends on besides the virtual host.
-    written_for: Option<(hostrouter::Destination, String)>,
-    by_host: HashMap<usize, (Arc<VirtualHost>, Box<RawValue>)>,
-    /// How many virtual hosts the last Proxy had to encode (the others were reused).
-    encoded: usize,
-}
-
-impl HostJson {
-    /// Virtual hosts whose JSON is kept.
-    pub fn len(&self) -> usize {
-        self.by_host.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty()
-    }
-
-    /// How many virtual hosts the last Proxy had to encode; the others were reused.
-    pub fn encoded(&self) -> usize {
-        self.encoded
-    }
-}
-
-/// The Proxy, and whether its spec was compressed. `pieces` holds the compressed pieces of the
-/// router's previous Proxy (see [`compressed_spec`]) and `hosts` the JSON of its virtual hosts;
-/// they change the time taken, not the output.
+/// The Proxy, whether its spec was compressed, and how many virtual hosts were encoded (the
+/// others were encoded by an earlier render, see [`routes::Encoded`]). `pieces` holds the
+/// compressed pieces of the router's previous Proxy (see [`compressed_spec`]); they change the
+/// time taken, not the output.
 pub fn proxy(
     id: &Identity<'_>,
     table: &RouteTable,
     destination: hostrouter::Destination,
     settings: &Settings,
     pieces: &mut compressed_spec::Pieces,
-    hosts: &mut HostJson,
-) -> Result<(DynamicObject, bool), RenderError> {
+) -> Result<(DynamicObject, bool, usize), RenderError> {
     let translate = Translate {
         destination,
         proxy_namespace: &id.proxy.namespace,
     };
-    let written_for = Some((destination, id.proxy.namespace.clone()));
-    let mut last = std::mem::take(&mut hosts.by_host);
-    if hosts.written_for != written_for {
-        last.clear();
-        hosts.written_for = written_for;
-    }
-    // This render's virtual hosts, each once (the HTTPS listener shares those of HTTP).
-    let mut json =
-        HashMap::with_capacity(table.listeners.first().map_or(0, |l| l.virtual_hosts.len()));
-    hosts.encoded = 0;
-    for vh in table.listeners.iter().flat_map(|l| &l.virtual_hosts) {
-        let key = Arc::as_ptr(vh) as usize;
-        if json.contains_key(&key) {
-            continue;
+    let mut encoded_hosts = 0;
+    let mut listeners = Vec::with_capacity(table.listeners.len());
+    for l in &table.listeners {
+        let mut hosts = Vec::with_capacity(l.virtual_hosts.len());
+        for vh in &l.virtual_hosts {
+            let (text, now) = vh.encoded.get_or_encode(|| {
+                serde_json::value::to_raw_value(&translate.virtual_host(vh))
+                    .map_err(|e| RenderError::serialize("Proxy", e))
+            })?;
+            encoded_hosts += usize::from(now);
+            hosts.push(text);
         }
-        let entry = match last.remove(&key) {
-            Some(kept) => kept,
-            None => {
-                let text = serde_json::value::to_raw_value(&translate.virtual_host(vh))
-                    .map_err(|e| RenderError::serialize("Proxy", e))?;
-                hosts.encoded += 1;
-                (vh.clone(), text)
-            }
-        };
-        json.insert(key, entry);
+        listeners.push(translate.listener(l, hosts));
     }
-    drop(last);
-    let proxy_spec = ProxySpec {
-        listeners: table
-            .listeners
-            .iter()
-            .map(|l| {
-                let hosts = l
-                    .virtual_hosts
-                    .iter()
-                    .map(|vh| {
-                        json.get(&(Arc::as_ptr(vh) as usize))
-                            .map(|(_, text)| &**text)
-                            .ok_or_else(|| {
-                                RenderError::serialize("Proxy", "a virtual host was not encoded")
-                            })
-                    })
-                    .collect::<Result<Vec<&RawValue>, _>>()?;
-                Ok(translate.listener(l, hosts))
-            })
-            .collect::<Result<Vec<_>, RenderError>>()?,
-    };
+    let proxy_spec = ProxySpec { listeners };
     let mut annotations = BTreeMap::from([(ROUTER_ANNOTATION.to_owned(), id.router_key())]);
     // The same bytes as the spec's `Value` would give (see `ProxySpec`), without building it:
     // at 10,000 virtual hosts building, encoding and dropping a `Value` was most of the render.
@@ -123,7 +61,6 @@ pub fn proxy(
     serde_json::to_writer(&mut encoded, &proxy_spec)
         .map_err(|e| RenderError::serialize("Proxy", e))?;
     drop(proxy_spec);
-    hosts.by_host = json;
     let (spec_value, compressed) = if encoded.len() > settings.compress_proxy_above_bytes {
         annotations.insert(gloo::COMPRESS_ANNOTATION.to_owned(), "true".to_owned());
         let zlib = compressed_spec::zlib(&encoded, settings.compress_piece_hosts, pieces)?;
@@ -148,7 +85,7 @@ pub fn proxy(
         ..obj.metadata
     };
     obj.data = json!({ "spec": spec_value });
-    Ok((obj, compressed))
+    Ok((obj, compressed, encoded_hosts))
 }
 
 /// Route table → Gloo, for one router: a view of the table in Gloo's shapes that borrows its

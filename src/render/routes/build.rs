@@ -11,8 +11,8 @@ use super::memo::Memo;
 use super::names::Template;
 use super::select;
 use super::{
-    ACME_CHALLENGE_PREFIX, ANY_HOST, Action, Backend, Findings, HTTP, HTTPS, Listener, PathPrefix,
-    Route, RouteTable, VirtualHost, certificates,
+    ACME_CHALLENGE_PREFIX, ANY_HOST, Action, Backend, Encoded, Findings, HTTP, HTTPS, Listener,
+    PathPrefix, Route, RouteTable, VirtualHost, certificates,
 };
 use crate::api::HostRouterSpec;
 use crate::render::{ClusterView, RenderError, Tenancy};
@@ -133,6 +133,7 @@ fn path_virtual_host(domain: String, paths: &BTreeMap<String, Backend>) -> Virtu
     VirtualHost {
         domains: vec![domain],
         routes,
+        encoded: Encoded::default(),
     }
 }
 
@@ -156,6 +157,7 @@ fn redirecting(vh: &VirtualHost, https_port: u16) -> VirtualHost {
     VirtualHost {
         domains: vh.domains.clone(),
         routes: acme.chain([redirect]).collect(),
+        encoded: Encoded::default(),
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::asks::{self, Asks, Kind};
 use super::claims::{self, Claimant, Index, Outcome, claiming_order};
 use super::service::{Records, RoutedService};
-use super::{Action, Backend, Dropped, Input, PathPrefix, Route, VirtualHost};
+use super::{Action, Backend, Dropped, Encoded, Input, PathPrefix, Route, VirtualHost};
 use crate::api::HostRouterSpec;
 use crate::render::Tenancy;
 
@@ -227,6 +227,7 @@ impl Memo {
                             replace_prefix: None,
                         },
                     }],
+                    encoded: Encoded::default(),
                 }));
             }
             for (prefix, port) in outcome.prefixes {
