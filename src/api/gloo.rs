@@ -10,7 +10,6 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 pub const GROUP: &str = "gloo.solo.io";
 pub const VERSION: &str = "v1";
@@ -32,13 +31,13 @@ pub fn proxy_resource() -> ApiResource {
 /// them directly gives the same bytes as serialising their `serde_json::Value` (whose maps are
 /// sorted): the Proxy is encoded without building a `Value` of it first (see
 /// `render::gloo::proxy`; a test keeps the two equal).
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySpec<'a> {
     pub listeners: Vec<Listener<'a>>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Listener<'a> {
     pub bind_address: &'a str,
@@ -50,13 +49,12 @@ pub struct Listener<'a> {
     pub ssl_configurations: Vec<SslConfiguration<'a>>,
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpListener<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<HttpListenerOptions>,
-    /// Each a [`VirtualHost`], already encoded (see `render::gloo::proxy::HostJson`).
-    pub virtual_hosts: Vec<&'a RawValue>,
+    pub virtual_hosts: Vec<VirtualHost<'a>>,
 }
 
 #[derive(Serialize, Clone, Debug, PartialEq)]

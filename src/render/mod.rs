@@ -238,13 +238,13 @@ pub fn proxy_ref(router: &HostRouter, settings: &Settings) -> ProxyRef {
 /// takes, never what it returns: `render_with` gives the same output with an empty memo.
 #[derive(Clone, Debug, Default)]
 pub struct Memo {
-    /// The settings of the render that left the memo: with others, it starts over (what a
-    /// backend encoded depends on them).
+    /// The settings of the render that left the memo: with others, it starts over (what the
+    /// compressed pieces hold depends on them).
     pub settings: Option<Settings>,
     /// The router's last route table (see [`routes::Memo`]).
     pub routes: routes::Memo,
-    /// What the Gloo backend wrote of the router's last Proxy (see [`gloo::Memo`]).
-    pub gloo: gloo::Memo,
+    /// The compressed pieces of the router's last Proxy spec.
+    pub proxy_pieces: gloo::compressed_spec::Pieces,
 }
 
 /// Renders a router from scratch.
@@ -340,11 +340,11 @@ pub fn render_with(
             spec,
             &table,
             settings,
-            &mut memo.gloo,
+            &mut memo.proxy_pieces,
         )?)),
         Some(backend) => {
-            // No Proxy: nothing of a former Gloo router's Proxy will be reused.
-            memo.gloo = Default::default();
+            // No Proxy: nothing of a former Gloo router's pieces will be reused.
+            memo.proxy_pieces = Default::default();
             Objects::GatewayApi(Box::new(gateway_api::objects(
                 &id, spec, backend, &table, settings,
             )?))

@@ -18,11 +18,13 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
+use std::sync::Arc;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 
 use crate::render::RenderError;
+use crate::render::routes::VirtualHost;
 
 /// On average one virtual host in this many starts a piece (about 110 KiB of JSON per piece
 /// with the default host template). Smaller pieces are quicker to redo but each adds a block
@@ -33,6 +35,7 @@ const WINDOW: usize = 32 * 1024;
 
 /// Where the JSON of a virtual host other than the first of its list starts: the spec is
 /// encoded with sorted keys, and a virtual host's first key is `domains`.
+#[cfg(test)]
 const VIRTUAL_HOST_START: &[u8] = b"},{\"domains\":[\"";
 
 /// zlib's two header bytes: deflate with a 32 KiB window, default level, no dictionary.
@@ -41,11 +44,10 @@ const ZLIB_HEADER: [u8; 2] = [0x78, 0x9c];
 /// starting on a byte boundary, as every piece ends on one.
 const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 
-/// The compressed pieces of a router's last render, by the SHA-256 of the digests of their
-/// text and of the text of the piece before them.
+/// The compressed pieces of a router's last render, by their keys (see [`keys`]).
 #[derive(Clone, Debug, Default)]
 pub struct Pieces {
-    by_digest: HashMap<[u8; 32], Piece>,
+    by_key: HashMap<[u8; 32], Piece>,
     /// How many pieces the last stream had to compress (the others were reused).
     compressed: usize,
     /// The length of the last text.
@@ -57,16 +59,20 @@ struct Piece {
     deflated: Vec<u8>,
     adler: u32,
     len: usize,
+    /// What the piece's identity refers to (the virtual hosts whose addresses it names), kept
+    /// alive so that no other can take an address while the piece is known by it.
+    #[expect(dead_code, reason = "held, never read")]
+    holds: Vec<Arc<VirtualHost>>,
 }
 
 impl Pieces {
     /// How many pieces are kept.
     pub fn len(&self) -> usize {
-        self.by_digest.len()
+        self.by_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
+        self.by_key.is_empty()
     }
 
     /// How many pieces the last stream had to compress; the others were reused.
@@ -88,53 +94,111 @@ impl Pieces {
     }
 }
 
-/// The zlib stream of `json` cut before one virtual host in about `cut_every`, reusing the
-/// pieces of `memo` and leaving in it exactly the pieces of this stream.
+/// The zlib stream of `json` cut before one virtual host in about `cut_every`, each piece
+/// known by its text, reusing the pieces of `memo` and leaving in it exactly the pieces of this
+/// stream. (A render knows its pieces by the virtual hosts they hold, see `gloo::proxy`; this
+/// form is the reference it is tested against.)
+#[cfg(test)]
 pub fn zlib(json: &[u8], cut_every: NonZeroU64, memo: &mut Pieces) -> Result<Vec<u8>, RenderError> {
-    let mut kept = HashMap::with_capacity(memo.by_digest.len());
-    let mut out = Vec::with_capacity(json.len() / 16);
+    let texts: Vec<&[u8]> = pieces(json, cut_every).collect();
+    let identities: Vec<[u8; 32]> = texts.iter().map(|t| Sha256::digest(t).into()).collect();
+    zlib_of(
+        &keys(&identities),
+        |i| Ok(texts[i].to_vec()),
+        |_| Vec::new(),
+        memo,
+    )
+}
+
+/// The keys a memo knows pieces by, from what identifies each piece's text: a piece compresses
+/// to the same bytes only after the same piece (the end of its text is the dictionary).
+pub fn keys(identities: &[[u8; 32]]) -> Vec<[u8; 32]> {
+    let mut before = [0; 32];
+    identities
+        .iter()
+        .map(|identity| {
+            let key: [u8; 32] = Sha256::new()
+                .chain_update(before)
+                .chain_update(identity)
+                .finalize()
+                .into();
+            before = *identity;
+            key
+        })
+        .collect()
+}
+
+impl Pieces {
+    /// The length of the text of the piece known by `key`, when it is kept.
+    pub fn len_of(&self, key: &[u8; 32]) -> Option<usize> {
+        self.by_key.get(key).map(|p| p.len)
+    }
+}
+
+/// The zlib stream of the pieces known by `keys` (see [`keys`]), reusing the pieces of `memo`
+/// and leaving in it exactly the pieces of this stream. `text(i)` gives the text of piece `i`;
+/// it is asked only for the pieces `memo` does not hold and for the piece before each of them
+/// (the dictionary). `holds(i)` is what piece `i`'s identity refers to, kept with it.
+pub fn zlib_of(
+    keys: &[[u8; 32]],
+    mut text: impl FnMut(usize) -> Result<Vec<u8>, RenderError>,
+    mut holds: impl FnMut(usize) -> Vec<Arc<VirtualHost>>,
+    memo: &mut Pieces,
+) -> Result<Vec<u8>, RenderError> {
+    let mut kept: HashMap<[u8; 32], Piece> = HashMap::with_capacity(keys.len());
+    let mut out = Vec::with_capacity(memo.text_len / 16);
     out.extend_from_slice(&ZLIB_HEADER);
     let mut adler: Option<u32> = None;
-    let mut compressed = 0;
-    let (mut before, mut before_digest): (&[u8], [u8; 32]) = (&[], [0; 32]);
-    for text in pieces(json, cut_every) {
-        let digest: [u8; 32] = Sha256::digest(text).into();
-        let key: [u8; 32] = Sha256::new()
-            .chain_update(before_digest)
-            .chain_update(digest)
-            .finalize()
-            .into();
-        let piece = match kept.get(&key) {
-            Some(p) => p,
-            None => {
-                let piece = match memo.by_digest.remove(&key) {
-                    Some(p) => p,
-                    None => {
-                        compressed += 1;
-                        deflate(text, &before[before.len().saturating_sub(WINDOW)..])?
-                    }
-                };
-                kept.entry(key).or_insert(piece)
-            }
+    let (mut compressed, mut text_len) = (0, 0);
+    // The text of the piece before, when it was needed.
+    let mut before: Option<Vec<u8>> = None;
+    for (i, key) in keys.iter().enumerate() {
+        let mut this_text = None;
+        if !kept.contains_key(key) {
+            let piece = match memo.by_key.remove(key) {
+                Some(p) => p,
+                None => {
+                    let dictionary = match (i, before.take()) {
+                        (0, _) => Vec::new(),
+                        (_, Some(t)) => t,
+                        (_, None) => text(i - 1)?,
+                    };
+                    let t = text(i)?;
+                    compressed += 1;
+                    let piece = deflate(
+                        &t,
+                        &dictionary[dictionary.len().saturating_sub(WINDOW)..],
+                        holds(i),
+                    )?;
+                    this_text = Some(t);
+                    piece
+                }
+            };
+            kept.insert(*key, piece);
+        }
+        let Some(piece) = kept.get(key) else {
+            continue;
         };
         out.extend_from_slice(&piece.deflated);
         adler = Some(match adler {
             None => piece.adler,
             Some(so_far) => adler32_combine(so_far, piece.adler, piece.len),
         });
-        (before, before_digest) = (text, digest);
+        text_len += piece.len;
+        before = this_text;
     }
     out.extend_from_slice(&FINAL_EMPTY_BLOCK);
     out.extend_from_slice(&adler.unwrap_or(1).to_be_bytes());
     *memo = Pieces {
-        by_digest: kept,
+        by_key: kept,
         compressed,
-        text_len: json.len(),
+        text_len,
     };
     Ok(out)
 }
 
 /// `json` cut before the virtual hosts chosen by [`cuts_before`].
+#[cfg(test)]
 fn pieces(json: &[u8], cut_every: NonZeroU64) -> impl Iterator<Item = &[u8]> {
     let mut cuts: Vec<usize> = memchr::memmem::find_iter(json, VIRTUAL_HOST_START)
         .map(|at| at + 2)
@@ -151,7 +215,7 @@ fn pieces(json: &[u8], cut_every: NonZeroU64) -> impl Iterator<Item = &[u8]> {
 
 /// Whether a piece starts at the virtual host whose first domain begins `rest` (up to the
 /// closing quote): FNV-1a of the domain, modulo `cut_every`.
-fn cuts_before(rest: &[u8], cut_every: NonZeroU64) -> bool {
+pub fn cuts_before(rest: &[u8], cut_every: NonZeroU64) -> bool {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in rest.iter().take_while(|&&b| b != b'"') {
         hash ^= u64::from(b);
@@ -162,7 +226,11 @@ fn cuts_before(rest: &[u8], cut_every: NonZeroU64) -> bool {
 
 /// One piece as raw deflate blocks that may refer to `dictionary` (the text just before it),
 /// ended by a sync flush.
-fn deflate(text: &[u8], dictionary: &[u8]) -> Result<Piece, RenderError> {
+fn deflate(
+    text: &[u8],
+    dictionary: &[u8],
+    holds: Vec<Arc<VirtualHost>>,
+) -> Result<Piece, RenderError> {
     let error = |e: flate2::CompressError| RenderError::serialize("compressed Proxy spec", e);
     let mut c = Compress::new(Compression::default(), false);
     if !dictionary.is_empty() {
@@ -190,6 +258,7 @@ fn deflate(text: &[u8], dictionary: &[u8]) -> Result<Piece, RenderError> {
         deflated: out,
         adler: adler2::adler32_slice(text),
         len: text.len(),
+        holds,
     })
 }
 

@@ -40,26 +40,14 @@ pub struct Objects {
     pub disruption_budget: Option<PodDisruptionBudget>,
 }
 
-/// What the next render of a router may reuse of its last Proxy. It changes how long a render
-/// takes, never what it returns.
-#[derive(Clone, Debug, Default)]
-pub struct Memo {
-    /// The compressed pieces of the Proxy spec.
-    pub pieces: compressed_spec::Pieces,
-    /// How many virtual hosts the last Proxy encoded (the others were encoded before).
-    pub encoded: usize,
-}
-
 pub fn objects(
     id: &Identity<'_>,
     spec: &HostRouterSpec,
     table: &RouteTable,
     settings: &Settings,
-    memo: &mut Memo,
+    memo: &mut compressed_spec::Pieces,
 ) -> Result<Objects, RenderError> {
-    let (mut proxy, proxy_compressed, encoded) =
-        proxy::proxy(id, table, spec.destination, settings, &mut memo.pieces)?;
-    memo.encoded = encoded;
+    let (mut proxy, proxy_compressed) = proxy::proxy(id, table, spec.destination, settings, memo)?;
     let (mut config_map, bootstrap_sha256) = configmap::config_map(id, spec, settings)?;
     let mut deployment = deployment::deployment(id, spec, settings, &bootstrap_sha256);
     let mut service = service::service(id, spec);

@@ -3,12 +3,13 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::DynamicObject;
 use serde_json::json;
-use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::api::gloo::{
     self, Destination, HttpConnectionManagerSettings, HttpListener, HttpListenerOptions,
@@ -17,59 +18,104 @@ use crate::api::gloo::{
 };
 use crate::api::hostrouter;
 use crate::render::naming::{self, ROUTER_ANNOTATION, SHARD_LABEL};
-use crate::render::routes::{self, Action, Backend, PathPrefix, RouteTable};
+use crate::render::routes::{self, Action, Backend, PathPrefix, RouteTable, VirtualHost};
 use crate::render::{Identity, RenderError, Settings};
 
 use super::compressed_spec;
 
-/// The Proxy, whether its spec was compressed, and how many virtual hosts were encoded (the
-/// others were encoded by an earlier render, see [`routes::Encoded`]). `pieces` holds the
-/// compressed pieces of the router's previous Proxy (see [`compressed_spec`]); they change the
-/// time taken, not the output.
+/// The Proxy, and whether its spec was compressed. `pieces` holds the compressed pieces of the
+/// router's previous Proxy (see [`compressed_spec`]); they change the time taken, not the output.
+///
+/// A compressed spec is written piece by piece, and a piece is known by the virtual hosts it
+/// holds (the route table's memo shares those that did not change) and the text around them:
+/// only the pieces with a new virtual host are encoded and compressed again.
 pub fn proxy(
     id: &Identity<'_>,
     table: &RouteTable,
     destination: hostrouter::Destination,
     settings: &Settings,
     pieces: &mut compressed_spec::Pieces,
-) -> Result<(DynamicObject, bool, usize), RenderError> {
+) -> Result<(DynamicObject, bool), RenderError> {
     let translate = Translate {
         destination,
         proxy_namespace: &id.proxy.namespace,
     };
-    let mut encoded_hosts = 0;
-    let mut listeners = Vec::with_capacity(table.listeners.len());
-    for l in &table.listeners {
-        let mut hosts = Vec::with_capacity(l.virtual_hosts.len());
-        for vh in &l.virtual_hosts {
-            let (text, now) = vh.encoded.get_or_encode(|| {
-                serde_json::value::to_raw_value(&translate.virtual_host(vh))
-                    .map_err(|e| RenderError::serialize("Proxy", e))
-            })?;
-            encoded_hosts += usize::from(now);
-            hosts.push(text);
+    let serialize = |e| RenderError::serialize("Proxy", e);
+    // The spec without its virtual hosts: the text around them.
+    let skeleton = serde_json::to_vec(&ProxySpec {
+        listeners: table
+            .listeners
+            .iter()
+            .map(|l| translate.listener(l, false))
+            .collect(),
+    })
+    .map_err(serialize)?;
+    let parts = parts(&skeleton, table)?;
+    let cuts = cuts(&parts, settings.compress_piece_hosts);
+    let identities: Vec<[u8; 32]> = cuts.iter().map(|c| identity(&parts[c.clone()])).collect();
+    let keys = compressed_spec::keys(&identities);
+    let text = |i: usize| -> Result<Vec<u8>, RenderError> {
+        let mut out = Vec::new();
+        for part in &parts[cuts[i].clone()] {
+            match part {
+                Part::Text(t) => out.extend_from_slice(t),
+                Part::Host(vh) => serde_json::to_writer(&mut out, &translate.virtual_host(vh))
+                    .map_err(serialize)?,
+            }
         }
-        listeners.push(translate.listener(l, hosts));
+        Ok(out)
+    };
+    // The texts of the pieces not kept, and the length of the whole.
+    let mut texts: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
+    let mut len = 0;
+    for (i, key) in keys.iter().enumerate() {
+        match pieces.len_of(key) {
+            Some(kept) => {
+                len += kept;
+                texts.push(None);
+            }
+            None => {
+                let t = text(i)?;
+                len += t.len();
+                texts.push(Some(t));
+            }
+        }
     }
-    let proxy_spec = ProxySpec { listeners };
+
     let mut annotations = BTreeMap::from([(ROUTER_ANNOTATION.to_owned(), id.router_key())]);
-    // The same bytes as the spec's `Value` would give (see `ProxySpec`), without building it:
-    // at 10,000 virtual hosts building, encoding and dropping a `Value` was most of the render.
-    // Sized like the last spec: growing the buffer by doubling copied it and held up to three
-    // times its size at once.
-    let mut encoded = Vec::with_capacity(pieces.text_len() + pieces.text_len() / 64);
-    serde_json::to_writer(&mut encoded, &proxy_spec)
-        .map_err(|e| RenderError::serialize("Proxy", e))?;
-    drop(proxy_spec);
-    let (spec_value, compressed) = if encoded.len() > settings.compress_proxy_above_bytes {
+    let (spec_value, compressed) = if len > settings.compress_proxy_above_bytes {
         annotations.insert(gloo::COMPRESS_ANNOTATION.to_owned(), "true".to_owned());
-        let zlib = compressed_spec::zlib(&encoded, settings.compress_piece_hosts, pieces)?;
+        let holds = |i: usize| -> Vec<Arc<VirtualHost>> {
+            parts[cuts[i].clone()]
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Host(vh) => Some(Arc::clone(vh)),
+                    Part::Text(_) => None,
+                })
+                .collect()
+        };
+        let zlib = compressed_spec::zlib_of(
+            &keys,
+            |i| match texts.get_mut(i).and_then(Option::take) {
+                Some(t) => Ok(t),
+                None => text(i),
+            },
+            holds,
+            pieces,
+        )?;
         let base64 = base64::engine::general_purpose::STANDARD.encode(zlib);
         (json!({ "compressedSpec": base64 }), true)
     } else {
-        *pieces = compressed_spec::Pieces::uncompressed(encoded.len());
-        let plain =
-            serde_json::from_slice(&encoded).map_err(|e| RenderError::serialize("Proxy", e))?;
+        // Small: written whole, as plain JSON.
+        *pieces = compressed_spec::Pieces::uncompressed(len);
+        let plain = serde_json::to_value(ProxySpec {
+            listeners: table
+                .listeners
+                .iter()
+                .map(|l| translate.listener(l, true))
+                .collect(),
+        })
+        .map_err(serialize)?;
         (plain, false)
     };
 
@@ -85,7 +131,7 @@ pub fn proxy(
         ..obj.metadata
     };
     obj.data = json!({ "spec": spec_value });
-    Ok((obj, compressed, encoded_hosts))
+    Ok((obj, compressed))
 }
 
 /// Route table → Gloo, for one router: a view of the table in Gloo's shapes that borrows its
@@ -96,18 +142,21 @@ struct Translate<'a> {
 }
 
 impl<'a> Translate<'a> {
-    /// The listener, its virtual hosts already encoded (`hosts`, in the listener's order).
-    fn listener<'l>(
-        &self,
-        l: &'l routes::Listener,
-        hosts: Vec<&'l RawValue>,
-    ) -> gloo::Listener<'l> {
+    /// The listener, with its virtual hosts or (`hosts` false) an empty list in their place.
+    fn listener(&self, l: &'a routes::Listener, hosts: bool) -> gloo::Listener<'a> {
         gloo::Listener {
             name: l.name,
             bind_address: &l.bind_address,
             bind_port: u32::from(l.port),
             http_listener: HttpListener {
-                virtual_hosts: hosts,
+                virtual_hosts: match hosts {
+                    true => l
+                        .virtual_hosts
+                        .iter()
+                        .map(|vh| self.virtual_host(vh))
+                        .collect(),
+                    false => Vec::new(),
+                },
                 options: l.strip_host_port.then_some(HttpListenerOptions {
                     http_connection_manager_settings: HttpConnectionManagerSettings {
                         strip_any_host_port: true,
@@ -129,10 +178,7 @@ impl<'a> Translate<'a> {
         }
     }
 
-    fn virtual_host<'v>(&self, vh: &'v routes::VirtualHost) -> gloo::VirtualHost<'v>
-    where
-        'a: 'v,
-    {
+    fn virtual_host(&self, vh: &'a routes::VirtualHost) -> gloo::VirtualHost<'a> {
         gloo::VirtualHost {
             name: vh.name(),
             domains: &vh.domains,
@@ -184,6 +230,90 @@ impl<'a> Translate<'a> {
             }),
         }
     }
+}
+
+/// A part of the spec's JSON: text, or a virtual host (encoded when its piece is).
+enum Part<'a> {
+    Text(&'a [u8]),
+    Host(&'a Arc<VirtualHost>),
+}
+
+/// Where each listener's virtual hosts go in the spec without them (`skeleton`).
+const HOSTS_OPEN: &[u8] = b"\"virtualHosts\":[";
+
+/// The spec's JSON as text and virtual hosts in order: `skeleton` (the spec with empty lists
+/// of virtual hosts, one per listener, in the table's order) with each list filled.
+fn parts<'a>(skeleton: &'a [u8], table: &'a RouteTable) -> Result<Vec<Part<'a>>, RenderError> {
+    let mut out = Vec::with_capacity(
+        2 * table
+            .listeners
+            .iter()
+            .map(|l| l.virtual_hosts.len())
+            .sum::<usize>()
+            + 2,
+    );
+    let mut opens = memchr::memmem::find_iter(skeleton, HOSTS_OPEN);
+    let mut from = 0;
+    for l in &table.listeners {
+        // A listener's empty list is the first `"virtualHosts":[` after the last: no string
+        // of the spec holds a quote unescaped.
+        let at = opens
+            .next()
+            .filter(|&at| at >= from)
+            .map(|at| at + HOSTS_OPEN.len())
+            .ok_or_else(|| RenderError::serialize("Proxy", "a listener without virtualHosts"))?;
+        out.push(Part::Text(&skeleton[from..at]));
+        for (i, vh) in l.virtual_hosts.iter().enumerate() {
+            if i > 0 {
+                out.push(Part::Text(b","));
+            }
+            out.push(Part::Host(vh));
+        }
+        from = at;
+    }
+    out.push(Part::Text(&skeleton[from..]));
+    Ok(out)
+}
+
+/// The pieces of `parts`, as ranges: a piece starts before a virtual host that is not the first
+/// of its list and whose name [`compressed_spec::cuts_before`] chooses, as the text-based cut
+/// before `},{"domains":["<name>`.
+fn cuts(parts: &[Part<'_>], cut_every: std::num::NonZeroU64) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, part) in parts.iter().enumerate() {
+        if let Part::Host(vh) = part
+            && i > 0
+            && matches!(parts[i - 1], Part::Text(b","))
+            && compressed_spec::cuts_before(vh.name().as_bytes(), cut_every)
+            && i > start
+        {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out.push(start..parts.len());
+    out
+}
+
+/// What identifies a piece's text: its text parts, and the addresses of its virtual hosts
+/// (each kept alive by the piece, see `compressed_spec`).
+fn identity(parts: &[Part<'_>]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in parts {
+        match part {
+            Part::Text(t) => {
+                h.update([0]);
+                h.update((t.len() as u64).to_le_bytes());
+                h.update(t);
+            }
+            Part::Host(vh) => {
+                h.update([1]);
+                h.update((Arc::as_ptr(vh) as usize as u64).to_le_bytes());
+            }
+        }
+    }
+    h.finalize().into()
 }
 
 /// Gloo has no segment-aware prefix: `/a/b` becomes the exact path `/a/b` or the prefix `/a/b/`

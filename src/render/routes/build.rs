@@ -11,8 +11,8 @@ use super::memo::Memo;
 use super::names::Template;
 use super::select;
 use super::{
-    ACME_CHALLENGE_PREFIX, ANY_HOST, Action, Backend, Encoded, Findings, HTTP, HTTPS, Listener,
-    PathPrefix, Route, RouteTable, VirtualHost, certificates,
+    ACME_CHALLENGE_PREFIX, ANY_HOST, Action, Backend, Findings, HTTP, HTTPS, Listener, PathPrefix,
+    Route, RouteTable, VirtualHost, certificates,
 };
 use crate::api::HostRouterSpec;
 use crate::render::{ClusterView, RenderError, Tenancy};
@@ -45,19 +45,18 @@ pub fn build(
     );
     let selects = select::selects(&namespaces.published, input.service_selector);
     let table = memo.update(input, &namespaces.published, &view.services, selects);
-
+    let (routed, dropped) = (table.routed, table.dropped.to_vec());
     let mut virtual_hosts: Vec<Arc<VirtualHost>> = table.virtual_hosts.to_vec();
-    if let Some(paths_spec) = &spec.paths
-        && !table.paths.is_empty()
-    {
+    if let Some(paths_spec) = &spec.paths {
         let domain = paths_spec
             .host
             .clone()
             .unwrap_or_else(|| ANY_HOST.to_owned());
-        let vh = path_virtual_host(domain, table.paths);
-        // Names are unique in a listener.
-        let at = virtual_hosts.partition_point(|v| v.name() < vh.name());
-        virtual_hosts.insert(at, Arc::new(vh));
+        if let Some(vh) = memo.path_host(|paths| path_virtual_host(domain, paths)) {
+            // Names are unique in a listener.
+            let at = virtual_hosts.partition_point(|v| v.name() < vh.name());
+            virtual_hosts.insert(at, vh);
+        }
     }
 
     // A router that uses none of the routing fields renders exactly as before.
@@ -88,11 +87,8 @@ pub fn build(
                 virtual_hosts: http.virtual_hosts.clone(),
             };
             if tls.redirect_http {
-                http.virtual_hosts = http
-                    .virtual_hosts
-                    .iter()
-                    .map(|vh| Arc::new(redirecting(vh, https_port)))
-                    .collect();
+                http.virtual_hosts =
+                    memo.redirecting(&http.virtual_hosts, |vh| redirecting(vh, https_port));
             }
             listeners.push(https);
         }
@@ -106,8 +102,8 @@ pub fn build(
             .iter()
             .map(|n| n.to_string())
             .collect(),
-        services: table.routed,
-        dropped: table.dropped.to_vec(),
+        services: routed,
+        dropped,
         certificate_problems,
     };
     Ok((RouteTable { listeners }, findings))
@@ -133,7 +129,6 @@ fn path_virtual_host(domain: String, paths: &BTreeMap<String, Backend>) -> Virtu
     VirtualHost {
         domains: vec![domain],
         routes,
-        encoded: Encoded::default(),
     }
 }
 
@@ -157,7 +152,6 @@ fn redirecting(vh: &VirtualHost, https_port: u16) -> VirtualHost {
     VirtualHost {
         domains: vh.domains.clone(),
         routes: acme.chain([redirect]).collect(),
-        encoded: Encoded::default(),
     }
 }
 

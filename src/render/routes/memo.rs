@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::asks::{self, Asks, Kind};
 use super::claims::{self, Claimant, Index, Outcome, claiming_order};
 use super::service::{Records, RoutedService};
-use super::{Action, Backend, Dropped, Encoded, Input, PathPrefix, Route, VirtualHost};
+use super::{Action, Backend, Dropped, Input, PathPrefix, Route, VirtualHost};
 use crate::api::HostRouterSpec;
 use crate::render::Tenancy;
 
@@ -30,10 +30,16 @@ pub struct Memo {
     virtual_hosts: Vec<Arc<VirtualHost>>,
     /// Path prefix → the Service port it reaches.
     paths: BTreeMap<String, Backend>,
+    /// The virtual host of path routing, made from `paths` (`None` when not yet or when they
+    /// changed since).
+    path_host: Option<Arc<VirtualHost>>,
     /// What was left out, sorted by name and source (ties in claiming order).
     dropped: Vec<Dropped>,
     /// Services that got at least one name.
     routed: usize,
+    /// The plain-HTTP version of each virtual host when HTTP redirects to HTTPS, by the
+    /// address of the virtual host it was made from (held, so that the address is not reused).
+    redirects: HashMap<usize, (Arc<VirtualHost>, Arc<VirtualHost>)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -96,6 +102,45 @@ impl Memo {
             dropped: &self.dropped,
             routed: self.routed,
         }
+    }
+
+    /// The virtual host of path routing that `make` makes of the paths; made again only when
+    /// they changed. `None` without paths.
+    pub fn path_host(
+        &mut self,
+        make: impl FnOnce(&BTreeMap<String, Backend>) -> VirtualHost,
+    ) -> Option<Arc<VirtualHost>> {
+        if self.paths.is_empty() {
+            self.path_host = None;
+            return None;
+        }
+        let paths = &self.paths;
+        Some(
+            self.path_host
+                .get_or_insert_with(|| Arc::new(make(paths)))
+                .clone(),
+        )
+    }
+
+    /// The virtual hosts `make` turns `hosts` into, made again only for virtual hosts that are
+    /// not those of the last call (the others are shared, so that what a backend made of them
+    /// can be reused too). `make` must depend on the memo's inputs alone (its spec).
+    pub fn redirecting(
+        &mut self,
+        hosts: &[Arc<VirtualHost>],
+        make: impl Fn(&VirtualHost) -> VirtualHost,
+    ) -> Vec<Arc<VirtualHost>> {
+        let mut last = std::mem::take(&mut self.redirects);
+        let mut out = Vec::with_capacity(hosts.len());
+        for vh in hosts {
+            let key = Arc::as_ptr(vh) as usize;
+            let entry = last
+                .remove(&key)
+                .unwrap_or_else(|| (vh.clone(), Arc::new(make(vh))));
+            out.push(entry.1.clone());
+            self.redirects.insert(key, entry);
+        }
+        out
     }
 
     /// The routed Services that left or changed (their former records) and those that came or
@@ -206,6 +251,7 @@ impl Memo {
             }
             for (prefix, _) in &outcome.prefixes {
                 self.paths.remove(prefix);
+                self.path_host = None;
             }
             for d in &outcome.dropped {
                 *gone_drops.entry(d).or_default() += 1;
@@ -227,11 +273,11 @@ impl Memo {
                             replace_prefix: None,
                         },
                     }],
-                    encoded: Encoded::default(),
                 }));
             }
             for (prefix, port) in outcome.prefixes {
                 self.paths.insert(prefix, backend(svc, port));
+                self.path_host = None;
             }
             new_drops.extend(outcome.dropped);
         }

@@ -24,9 +24,7 @@ pub mod select;
 pub mod service;
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
-
-use serde_json::value::RawValue;
+use std::sync::Arc;
 
 pub use build::{Input, build};
 pub use claims::claiming_order;
@@ -78,44 +76,6 @@ pub struct VirtualHost {
     pub domains: Vec<String>,
     /// Tried in order; the first that matches answers.
     pub routes: Vec<Route>,
-    /// What the router's backend encoded of it (see [`Encoded`]).
-    pub encoded: Encoded,
-}
-
-/// What a backend encoded of a virtual host (the Gloo backend: its JSON), kept with it. The
-/// route table's memo shares the virtual hosts that did not change between a router's
-/// renders, and a router has one backend and one translation (another is another spec, and
-/// the memo starts over), so a virtual host is encoded once. Not part of what the virtual host
-/// is: it compares equal and prints as nothing.
-#[derive(Clone, Default)]
-pub struct Encoded(OnceLock<Box<RawValue>>);
-
-impl Encoded {
-    /// The encoding, made by `encode` the first time; `Ok((text, true))` when it was made now.
-    pub fn get_or_encode<E>(
-        &self,
-        encode: impl FnOnce() -> Result<Box<RawValue>, E>,
-    ) -> Result<(&RawValue, bool), E> {
-        if let Some(text) = self.0.get() {
-            return Ok((text, false));
-        }
-        let text = encode()?;
-        Ok((self.0.get_or_init(|| text), true))
-    }
-}
-
-impl PartialEq for Encoded {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Encoded {}
-
-impl std::fmt::Debug for Encoded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Encoded")
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
