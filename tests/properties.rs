@@ -251,15 +251,21 @@ fn secrets(router_namespace: &str) -> Vec<TlsSecret> {
     ]
 }
 
+/// The distinct names of `namespaces`, sorted.
+fn names_of(namespaces: &[Namespace]) -> Vec<String> {
+    let mut names: Vec<String> = namespaces
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// A cluster and a router in one of its namespaces.
 fn world() -> impl Strategy<Value = (Vec<Namespace>, Vec<Service>, HostRouter)> {
     prop::collection::vec(namespace(), 1..5).prop_flat_map(|namespaces| {
-        let mut names: Vec<String> = namespaces
-            .iter()
-            .filter_map(|n| n.metadata.name.clone())
-            .collect();
-        names.sort();
-        names.dedup();
+        let names = names_of(&namespaces);
         (
             Just(namespaces),
             prop::collection::vec(service(names.clone()), 0..12).prop_map(unique),
@@ -280,12 +286,7 @@ fn worlds() -> impl Strategy<
     ),
 > {
     world().prop_flat_map(|(namespaces, services, router)| {
-        let mut names: Vec<String> = namespaces
-            .iter()
-            .filter_map(|n| n.metadata.name.clone())
-            .collect();
-        names.sort();
-        names.dedup();
+        let names = names_of(&namespaces);
         (
             Just(namespaces),
             Just(services),

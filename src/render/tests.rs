@@ -47,6 +47,21 @@ impl Fixture {
         }
     }
 
+    /// The fixture and `n` more Services (one port each) in its first routed namespace.
+    fn with_services(n: i64) -> Self {
+        let mut f = Self::new();
+        let routed = f.namespaces[0].metadata.name.clone().unwrap_or_default();
+        for i in 0..n {
+            f.services.push(crate::testing::service(
+                &routed,
+                &format!("svc-{i}"),
+                &[(80, "http", "")],
+                100 + i,
+            ));
+        }
+        f
+    }
+
     fn view(&self) -> ClusterView<'_> {
         ClusterView {
             namespaces: self.namespaces.iter().collect(),
@@ -408,21 +423,12 @@ fn large_proxies_are_compressed_in_gloos_format() {
     assert_eq!(restored, plain.gloo().unwrap().proxy.data["spec"]);
 }
 
-/// The cut of a compressed Proxy into pieces follows the Proxy as rendered (it looks for where
-/// a virtual host starts in the JSON): a rendered Proxy of many hosts is cut, and one more
-/// Service compresses at most two pieces again.
+/// A rendered Proxy of many hosts is cut into pieces, and one more Service compresses at most
+/// two pieces again.
 #[test]
 fn a_rendered_compressed_proxy_is_cut_into_pieces_that_the_next_render_reuses() {
-    let mut f = Fixture::new();
+    let mut f = Fixture::with_services(300);
     let routed = f.namespaces[0].metadata.name.clone().unwrap();
-    for i in 0..300 {
-        f.services.push(crate::testing::service(
-            &routed,
-            &format!("svc-{i}"),
-            &[(80, "http", "")],
-            100 + i,
-        ));
-    }
     let settings = Settings {
         compress_proxy_above_bytes: 0,
         compress_piece_hosts: std::num::NonZeroU64::new(16).unwrap(),
@@ -641,16 +647,7 @@ fn other_settings_start_the_memo_over() {
 fn a_compressed_proxy_has_the_bytes_of_the_text_based_reference() {
     use base64::Engine;
     use std::io::Read;
-    let mut f = Fixture::new();
-    let routed = f.namespaces[0].metadata.name.clone().unwrap();
-    for i in 0..200 {
-        f.services.push(crate::testing::service(
-            &routed,
-            &format!("svc-{i}"),
-            &[(80, "http", "")],
-            100 + i,
-        ));
-    }
+    let f = Fixture::with_services(200);
     let cut = std::num::NonZeroU64::new(8).unwrap();
     let settings = Settings {
         compress_proxy_above_bytes: 0,
