@@ -10,11 +10,14 @@
 //! as one compressed in a single pass.
 //!
 //! The JSON is cut just before some of the virtual hosts: those whose first domain hashes to 0
-//! modulo `cut_every` ([`CUT_EVERY`] by default), so that adding or removing a virtual host moves no other cut. A piece
-//! depends on its text and the text before it (its dictionary: the end of the previous piece),
-//! so a change of one Service changes at most two pieces; every other piece is found in the
-//! [`Pieces`] of the previous render. The output depends on the JSON alone: the same bytes
-//! with an empty memo or a warm one.
+//! modulo `cut_every` ([`CUT_EVERY`] by default), so that adding or removing a virtual host
+//! moves no other cut. A piece depends on its text and the text before it (its dictionary: the
+//! end of the previous piece), so a change of one Service changes at most two pieces; every
+//! other piece is found in the [`Pieces`] of the previous render, by a key chained from what
+//! identifies its text and the text before ([`keys`]). A render identifies a piece by the
+//! virtual hosts it holds and the text around them, and encodes only the pieces it does not
+//! find (`gloo::proxy`); `zlib`, the reference the tests compare with, by its text. The
+//! output depends on the JSON alone: the same bytes with an empty memo or a warm one.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
