@@ -83,11 +83,6 @@ impl Pieces {
         self.compressed
     }
 
-    /// The length of the last text, compressed or not.
-    pub fn text_len(&self) -> usize {
-        self.text_len
-    }
-
     /// No pieces, after a text of `len` bytes that was not compressed.
     pub fn uncompressed(len: usize) -> Self {
         Self {

@@ -286,7 +286,6 @@ fn cuts(parts: &[Part<'_>], cut_every: std::num::NonZeroU64) -> Vec<std::ops::Ra
             && i > 0
             && matches!(parts[i - 1], Part::Text(b","))
             && compressed_spec::cuts_before(vh.name().as_bytes(), cut_every)
-            && i > start
         {
             out.push(start..i);
             start = i;

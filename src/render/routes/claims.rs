@@ -222,9 +222,10 @@ fn ask_number(i: usize) -> u32 {
 pub struct Outcome {
     /// What it asked for and did not get, in the order it asked.
     pub dropped: Vec<Dropped>,
-    /// Per port that got a hostname, by port number: its template hostname when it got it,
-    /// then the extra hostnames it got, in the order it asked.
-    pub hostnames: Vec<(u16, Option<String>, Vec<String>)>,
+    /// Per port that got a hostname, by port number: the domains of its virtual host, its
+    /// template hostname (when it got it) first, then the extra hostnames it got, sorted. The
+    /// first names the virtual host.
+    pub hostnames: Vec<(u16, Vec<String>)>,
     /// The path prefixes it got, with the port each reaches.
     pub prefixes: Vec<(String, u16)>,
 }
@@ -240,6 +241,8 @@ impl Outcome {
 /// its valid asks).
 pub fn outcome(service: &RoutedService, asks: &Asks, index: &Index) -> Outcome {
     let mut out = Outcome::default();
+    // Per port: its template hostname, its extra hostnames.
+    let mut hostnames: Vec<(u16, Option<String>, Vec<String>)> = Vec::new();
     out.dropped.extend(asks.port_not_found(service));
     for (i, ask) in asks.names.iter().enumerate() {
         let drop = |reason| Dropped {
@@ -259,17 +262,17 @@ pub fn outcome(service: &RoutedService, asks: &Asks, index: &Index) -> Outcome {
             match ask.kind {
                 Kind::Prefix => out.prefixes.push((ask.name.clone(), ask.port)),
                 Kind::Template | Kind::Extra => {
-                    let at = match out.hostnames.iter().position(|h| h.0 == ask.port) {
+                    let at = match hostnames.iter().position(|h| h.0 == ask.port) {
                         Some(at) => at,
                         None => {
-                            out.hostnames.push((ask.port, None, Vec::new()));
-                            out.hostnames.len() - 1
+                            hostnames.push((ask.port, None, Vec::new()));
+                            hostnames.len() - 1
                         }
                     };
                     if ask.kind == Kind::Template {
-                        out.hostnames[at].1 = Some(ask.name.clone());
+                        hostnames[at].1 = Some(ask.name.clone());
                     } else {
-                        out.hostnames[at].2.push(ask.name.clone());
+                        hostnames[at].2.push(ask.name.clone());
                     }
                 }
             }
@@ -280,6 +283,13 @@ pub fn outcome(service: &RoutedService, asks: &Asks, index: &Index) -> Outcome {
                 .push(drop(DropReason::Duplicate { kept: first.kept() }));
         }
     }
-    out.hostnames.sort_by_key(|h| h.0);
+    hostnames.sort_by_key(|h| h.0);
+    out.hostnames = hostnames
+        .into_iter()
+        .map(|(port, template, mut extra)| {
+            extra.sort();
+            (port, template.into_iter().chain(extra).collect())
+        })
+        .collect();
     out
 }

@@ -243,11 +243,9 @@ impl Memo {
         let mut gone_drops: HashMap<&Dropped, usize> = HashMap::new();
         for outcome in &before {
             self.routed -= usize::from(outcome.routed());
-            for (_, template, extra) in &outcome.hostnames {
-                // The virtual host's name: its first domain (extra hostnames are sorted).
-                if let Some(name) = template.as_ref().or_else(|| extra.iter().min()) {
-                    gone_hosts.insert(name.clone());
-                }
+            for (_, domains) in &outcome.hostnames {
+                // A virtual host's name is its first domain.
+                gone_hosts.extend(domains.first().cloned());
             }
             for (prefix, _) in &outcome.prefixes {
                 self.paths.remove(prefix);
@@ -261,9 +259,7 @@ impl Memo {
         let mut new_drops = Vec::new();
         for (svc, outcome) in after {
             self.routed += usize::from(outcome.routed());
-            for (port, template, mut extra) in outcome.hostnames {
-                extra.sort();
-                let domains: Vec<String> = template.into_iter().chain(extra).collect();
+            for (port, domains) in outcome.hostnames {
                 new_hosts.push(Arc::new(VirtualHost {
                     domains,
                     routes: vec![Route {

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use kube::core::Selector;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use super::service::RoutedService;
 use crate::api::selector;
@@ -83,19 +82,10 @@ pub fn selects<'a>(
     }
 }
 
-/// The routed Services of the `selected` namespaces, oldest first (then namespace and name),
-/// so that an older Service always keeps a name a newer one asks for.
-pub fn services<'v>(
-    selected: &BTreeSet<&str>,
-    service_selector: Option<&Selector>,
-    view: &'v ClusterView<'_>,
-) -> Vec<&'v Arc<RoutedService>> {
-    let selects = selects(selected, service_selector);
-    view.services.iter().filter(|svc| selects(svc)).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::api::selector::LabelSelector;
     use crate::testing::{namespace as ns, service as svc};
@@ -107,6 +97,16 @@ mod tests {
         }
         .compile()
         .unwrap()
+    }
+
+    /// The Services of the view the router selects, in the view's (claiming) order.
+    fn selected_services<'v>(
+        selected: &BTreeSet<&str>,
+        service_selector: Option<&Selector>,
+        view: &'v ClusterView<'_>,
+    ) -> Vec<&'v Arc<RoutedService>> {
+        let selects = selects(selected, service_selector);
+        view.services.iter().filter(|svc| selects(svc)).collect()
     }
 
     fn names(selected: &[&Arc<RoutedService>]) -> Vec<String> {
@@ -131,7 +131,7 @@ mod tests {
         };
         let ns = super::namespaces(&team(), "one", &Tenancy::default(), &view);
         assert_eq!(ns.published, ["one"].into());
-        let selected = super::services(&ns.published, None, &view);
+        let selected = selected_services(&ns.published, None, &view);
         assert_eq!(names(&selected), ["one/old", "one/young"]);
     }
 
@@ -189,7 +189,7 @@ mod tests {
             ..Default::default()
         };
         let one: BTreeSet<&str> = ["one"].into();
-        let all = super::services(&one, None, &view);
+        let all = selected_services(&one, None, &view);
         assert_eq!(names(&all), ["one/keep", "one/private"]);
         let not_private = LabelSelector {
             match_expressions: vec![crate::api::selector::LabelSelectorRequirement {
@@ -201,7 +201,7 @@ mod tests {
         }
         .compile()
         .unwrap();
-        let some = super::services(&one, Some(&not_private), &view);
+        let some = selected_services(&one, Some(&not_private), &view);
         assert_eq!(names(&some), ["one/keep"]);
     }
 }

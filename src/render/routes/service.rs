@@ -154,20 +154,8 @@ impl Records {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    pub fn as_slice(&self) -> &[Arc<RoutedService>] {
-        &self.0
-    }
-
     pub fn iter(&self) -> std::slice::Iter<'_, Arc<RoutedService>> {
         self.0.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
