@@ -13,8 +13,11 @@ use kube::api::DynamicObject;
 use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
+use tracing::debug;
 
+use super::echoes::{OwnWrites, Seen};
 use super::events::Events;
+use super::watches::Queue;
 use crate::api::HostRouter;
 use crate::metrics::Metrics;
 use crate::render::naming::APPLIED_HASH_ANNOTATION;
@@ -103,9 +106,10 @@ pub struct Context {
     reported_dropped: Mutex<HashMap<ObjectRef<HostRouter>, BTreeSet<DroppedLine>>>,
     /// Per router: consecutive failed reconciles, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<HostRouter>, u32>>,
-    /// The operator's writes whose echo its watches have not shown yet (see
-    /// [`Context::is_own_echo`]).
-    own_writes: Mutex<HashMap<(&'static str, String, String), OwnWrite>>,
+    /// The operator's writes whose echo its watches have not shown yet (see [`echoes`]).
+    own_writes: Mutex<OwnWrites<WriteKey, ObjectRef<HostRouter>>>,
+    /// Where a change that reaches a router goes (the coalescer, then the controller).
+    queue: Queue,
     /// Per router: what its next render may reuse of its last one (see [`render::Memo`]).
     memos: Mutex<HashMap<ObjectRef<HostRouter>, render::Memo>>,
     /// Renders running at once (see [`RENDERS_AT_ONCE`]).
@@ -125,6 +129,7 @@ impl Context {
         stores: Stores,
         metrics: Arc<Metrics>,
         reporter: Reporter,
+        queue: Queue,
     ) -> Self {
         Self {
             events: Events::new(client.clone(), reporter),
@@ -135,6 +140,7 @@ impl Context {
             reported_dropped: Mutex::default(),
             failures: Mutex::default(),
             own_writes: Mutex::default(),
+            queue,
             memos: Mutex::default(),
             renders: tokio::sync::Semaphore::new(RENDERS_AT_ONCE),
         }
@@ -236,39 +242,38 @@ impl Context {
         self.memos.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The operator is about to write `desired` (of `kind`): until the write returns, a watch
-    /// event of that object carrying the same applied hash is its echo.
-    pub fn writing<K: Resource>(&self, kind: &'static str, desired: &K) {
+    /// `router` is about to write `desired` (of `kind`): until the write returns, a watch
+    /// event of that object carrying the same applied hash may be its echo.
+    pub fn writing<K: Resource>(
+        &self,
+        router: &ObjectRef<HostRouter>,
+        kind: &'static str,
+        desired: &K,
+    ) {
         if let Some(key) = write_key(kind, desired) {
-            let write = OwnWrite {
-                stamp: desired
-                    .meta()
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
-                    .cloned(),
-                version: None,
-            };
-            self.own_writes().insert(key, write);
+            let stamp = desired
+                .meta()
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+                .cloned();
+            self.own_writes().writing(key, router.clone(), stamp);
         }
     }
 
     /// The write of `desired` (of `kind`) ended: `written` is the object as the API server
-    /// returned it (its echo has that version), `None` when nothing was written.
+    /// returned it (its echo has that version), `None` when nothing was written. An event held
+    /// as a possible echo meanwhile that was somebody else's change reaches the router again.
     pub fn written<K: Resource>(&self, kind: &'static str, desired: &K, written: Option<&K>) {
         let Some(key) = write_key(kind, desired) else {
             return;
         };
-        let mut writes = self.own_writes();
-        match written.and_then(|w| w.meta().resource_version.clone()) {
-            Some(version) => {
-                if let Some(w) = writes.get_mut(&key) {
-                    w.version = Some(version);
-                }
-            }
-            None => {
-                writes.remove(&key);
-            }
+        let version = written.and_then(|w| w.meta().resource_version.clone());
+        let again = self.own_writes().written(key, version);
+        if let Some(router) = again {
+            debug!(%router, kind, "a change by somebody else came during a write");
+            // Closed only when the controller stops.
+            let _ = self.queue.unbounded_send(router);
         }
     }
 
@@ -280,33 +285,18 @@ impl Context {
             return false;
         };
         let meta = obj.meta();
-        let mut writes = self.own_writes();
-        let echo = match writes.get(&key) {
-            Some(OwnWrite {
-                version: Some(version),
-                ..
-            }) => meta.resource_version.as_ref() == Some(version),
-            // The write has not returned yet: the echo carries its applied hash.
-            Some(OwnWrite {
-                stamp: Some(stamp),
-                version: None,
-            }) => {
-                meta.annotations
-                    .as_ref()
-                    .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
-                    == Some(stamp)
-            }
-            _ => false,
+        let seen = Seen {
+            version: meta.resource_version.as_deref(),
+            stamp: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+                .map(String::as_str),
         };
-        if echo && writes.get(&key).is_some_and(|w| w.version.is_some()) {
-            writes.remove(&key);
-        }
-        echo
+        self.own_writes().is_echo(&key, seen)
     }
 
-    fn own_writes(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), OwnWrite>> {
+    fn own_writes(&self) -> std::sync::MutexGuard<'_, OwnWrites<WriteKey, ObjectRef<HostRouter>>> {
         self.own_writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -350,6 +340,18 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(500).saturating_mul(1 << exp).min(MAX)
 }
 
+/// An object the operator writes: kind, namespace, name.
+type WriteKey = (&'static str, String, String);
+
+fn write_key<K: Resource>(kind: &'static str, obj: &K) -> Option<WriteKey> {
+    let meta = obj.meta();
+    Some((
+        kind,
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone()?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,22 +380,4 @@ mod tests {
             "names coming back is no Warning"
         );
     }
-}
-
-/// A write of the operator whose echo is still to come.
-#[derive(Debug)]
-struct OwnWrite {
-    /// The applied hash the written object carries.
-    stamp: Option<String>,
-    /// Its version, once the write returned.
-    version: Option<String>,
-}
-
-fn write_key<K: Resource>(kind: &'static str, obj: &K) -> Option<(&'static str, String, String)> {
-    let meta = obj.meta();
-    Some((
-        kind,
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone()?,
-    ))
 }

@@ -12,6 +12,7 @@ pub mod claims;
 mod cleanup;
 pub mod coalesce;
 mod context;
+mod echoes;
 mod events;
 mod finalizer;
 pub mod gateway_verdict;
@@ -67,16 +68,16 @@ pub async fn run(
         controller: CONTROLLER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    // Changes reach the routers through the coalescer (see `coalesce`).
+    let (queue, changes) = unbounded::<ObjectRef<HostRouter>>();
     let ctx = Arc::new(Context::new(
         client,
         settings,
         stores.clone(),
         metrics,
         reporter,
+        queue.clone(),
     ));
-
-    // Changes reach the routers through the coalescer (see `coalesce`).
-    let (queue, changes) = unbounded::<ObjectRef<HostRouter>>();
     let (coalesced, requested) = unbounded::<ObjectRef<HostRouter>>();
     let janitor_wake = Arc::new(Notify::new());
     // Dropped when this function returns: nothing of this run keeps writing afterwards.
