@@ -164,7 +164,7 @@ impl Suite {
             let timeout = shared.trial_timeout.max(at_least);
             run_on(&handle, async move {
                 let cluster = shared.cluster().await?;
-                let cx = TestContext::new(name, cluster)?;
+                let cx = TestContext::new(name.clone(), cluster)?;
                 let log_dir = cx.log_dir.clone();
                 let outcome = match tokio::time::timeout(timeout, body(cx)).await {
                     Ok(outcome) => outcome,
@@ -172,7 +172,10 @@ impl Suite {
                         "trial timed out after {timeout:?} (set {TRIAL_TIMEOUT_VAR} to change)"
                     )),
                 };
-                outcome.map_err(|err| anyhow!("{err:#}{}", log_tails(&log_dir)))
+                // The cause again after the logs: a CI log that keeps only its tail shows it.
+                outcome.map_err(|err| {
+                    anyhow!("{err:#}{}\n--- {name} failed: {err:#}", log_tails(&log_dir))
+                })
             })
         })
     }
