@@ -195,6 +195,58 @@ fn writes_per_service_change() {
     }
 }
 
+/// The compressed Proxy's piece size (`--compress-piece-hosts`): the bytes of the Proxy and
+/// the time to render one Service added with the memo of the render before, for 50,000
+/// Services with two ports (100,000 virtual hosts) and 5,000 with two.
+fn piece_sizes() {
+    println!();
+    println!(
+        "{:>10} {:>12} {:>12} {:>12}",
+        "services", "piece hosts", "proxy bytes", "with memo"
+    );
+    for (namespaces, per_ns) in [(50, 100), (500, 100)] {
+        let (ns, svcs) = cluster(namespaces, per_ns);
+        let router = router();
+        let extra: Vec<Service> = (0..5)
+            .map(|i| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("added-{i}"), "namespace": format!("team-{}", i * 7 % namespaces), "creationTimestamp": "2026-02-01T00:00:00Z"},
+                    "spec": {"ports": [{"name": "http", "port": 8080}]}
+                }))
+                .expect("service")
+            })
+            .collect();
+        for cut in [512, 256, 128, 64, 32] {
+            let settings = Settings {
+                compress_piece_hosts: std::num::NonZeroU64::new(cut).expect("not zero"),
+                ..Settings::default()
+            };
+            let mut records = view(&ns, &svcs);
+            let mut memo = Memo::default();
+            let out = render_with(&router, &records, &settings, &mut memo).expect("render");
+            let bytes = serde_json::to_vec(&out.gloo().expect("a Gloo router").proxy)
+                .map(|v| v.len())
+                .unwrap_or_default();
+            let mut warm = Vec::new();
+            for svc in &extra {
+                for record in RoutedService::all([svc]).iter() {
+                    records.services.insert(record.clone());
+                }
+                let start = Instant::now();
+                render_with(&router, &records, &settings, &mut memo).expect("render");
+                warm.push(start.elapsed());
+            }
+            println!(
+                "{:>10} {:>12} {:>12} {:>12.2?}",
+                svcs.len(),
+                cut,
+                bytes,
+                median(warm)
+            );
+        }
+    }
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -243,4 +295,5 @@ fn main() {
         );
     }
     writes_per_service_change();
+    piece_sizes();
 }

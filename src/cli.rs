@@ -174,7 +174,7 @@ struct SettingsArgs {
     /// A compressed Proxy is compressed in pieces that the next write reuses; on average one
     /// virtual host in this many starts a piece. Smaller: less compressed again when a Service
     /// changes, but each piece adds a block header: at 512 the Proxy is as small as compressed
-    /// in one pass, at 16 about a quarter larger, at 1 three times larger.
+    /// in one pass, at 128 2 % larger, at 16 about a quarter larger, at 1 three times larger.
     #[arg(long, env = "HOSTROUTER_COMPRESS_PIECE_HOSTS", default_value_t = crate::render::gloo::compressed_spec::CUT_EVERY)]
     compress_piece_hosts: NonZeroU64,
 

@@ -29,10 +29,12 @@ use sha2::{Digest, Sha256};
 use crate::render::RenderError;
 use crate::render::routes::VirtualHost;
 
-/// On average one virtual host in this many starts a piece (about 110 KiB of JSON per piece
+/// On average one virtual host in this many starts a piece (about 28 KiB of JSON per piece
 /// with the default host template). Smaller pieces are quicker to redo but each adds a block
-/// header (about 100 bytes) to the stream.
-pub const CUT_EVERY: NonZeroU64 = NonZeroU64::new(512).expect("not zero");
+/// header (about 100 bytes) to the stream. `make bench` ("piece hosts"), one Service added to
+/// 10,000 virtual hosts: 2.2 ms at 512, 0.94 ms at 128, 0.90 ms at 64; the Proxy 2.4 % larger
+/// at 128 than at 512, 4.8 % at 64.
+pub const CUT_EVERY: NonZeroU64 = NonZeroU64::new(128).expect("not zero");
 /// Deflate's window: how far back a piece may refer.
 const WINDOW: usize = 32 * 1024;
 
@@ -394,9 +396,10 @@ mod tests {
         std::io::Write::write_all(&mut one_pass, &json).unwrap();
         let one_pass = one_pass.finish().unwrap();
         assert!(pieces(&json, CUT_EVERY).count() > 5);
-        // Within 5 %: what the block headers of the pieces add.
+        // Within 7 % (5.3 % here, with short virtual hosts): what the block headers of the
+        // pieces add.
         assert!(
-            joined.len() * 100 <= one_pass.len() * 105,
+            joined.len() * 100 <= one_pass.len() * 107,
             "{} bytes in pieces, {} in one pass",
             joined.len(),
             one_pass.len()
