@@ -7,6 +7,7 @@
 //! runs them over a million cases in all (see the Makefile).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use hostrouter::api::HostRouter;
 use hostrouter::api::hostrouter::ProxyRef;
@@ -18,7 +19,9 @@ use hostrouter::controller::status::{
 };
 use hostrouter::render::routes::names::hostname_problem;
 use hostrouter::render::tls_secret::{TlsSecret, TlsSecretState};
-use hostrouter::render::{ClusterView, Memo, RoutedService, Settings, naming, render, render_with};
+use hostrouter::render::{
+    ClusterView, Memo, RoutedService, Settings, naming, render, render_with, routes,
+};
 use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -433,6 +436,56 @@ proptest! {
                 prop_assert_eq!(&warm.findings, &fresh.findings);
                 prop_assert_eq!(yaml(&warm), yaml(&fresh));
             }
+        }
+    }
+
+    /// Two routers that build the same route table (they differ in the Proxy's name, the
+    /// listener, how backends are named, Envoy's replicas) share one route memo, as the operator
+    /// keeps them, each with its own compressed pieces: every render gives the output of a fresh
+    /// one, and the second router of a step reuses the first one's virtual hosts (nothing is
+    /// built twice).
+    #[test]
+    fn routers_with_one_route_spec_share_a_route_memo(
+        (namespaces, services, later, router, _) in worlds(),
+        keep in prop::collection::vec(any::<bool>(), 12),
+    ) {
+        let settings = Settings {
+            compress_proxy_above_bytes: 0,
+            compress_piece_hosts: std::num::NonZeroU64::MIN,
+            ..Settings::default()
+        };
+        let mut twin = router.clone();
+        twin.metadata.name = Some("twin".into());
+        twin.spec.proxy_name = "twin".into();
+        twin.spec.listener.port += 1;
+        twin.spec.destination = hostrouter::api::hostrouter::Destination::Upstream;
+        twin.spec.envoy.replicas = Some(3);
+        prop_assert_eq!(
+            routes::sharing_key("default", &router.spec),
+            routes::sharing_key("default", &twin.spec)
+        );
+        let all: Vec<&Service> = services.iter().collect();
+        // Some of them, and the later ones in place of those of the same namespace and name.
+        let replaced: BTreeSet<_> = later.iter().map(|s| (&s.metadata.namespace, &s.metadata.name)).collect();
+        let mut some: Vec<&Service> = later.iter().collect();
+        some.extend(services.iter().zip(&keep).filter_map(|(s, k)| k.then_some(s)).filter(|s| !replaced.contains(&(&s.metadata.namespace, &s.metadata.name))));
+        let (mut mine, mut theirs) = (Memo::default(), Memo::default());
+        for services in [&all, &some, &all] {
+            let view = ClusterView {
+                namespaces: namespaces.iter().collect(),
+                services: RoutedService::all(services.iter().copied()),
+                tls_secrets: Vec::new(),
+            };
+            let first = render_with(&router, &view, &settings, &mut mine).unwrap();
+            // Handed over as the operator does (`Context::take_memo`).
+            theirs.routes = std::mem::take(&mut mine.routes);
+            theirs.settings = Some(settings.clone());
+            let second = render_with(&twin, &view, &settings, &mut theirs).unwrap();
+            mine.routes = std::mem::take(&mut theirs.routes);
+            prop_assert_eq!(yaml(&first), yaml(&render(&router, &view, &settings).unwrap()));
+            prop_assert_eq!(yaml(&second), yaml(&render(&twin, &view, &settings).unwrap()));
+            let hosts = |r: &hostrouter::render::Rendered| r.table.listeners[0].virtual_hosts.clone();
+            prop_assert!(hosts(&first).iter().zip(hosts(&second).iter()).all(|(a, b)| Arc::ptr_eq(a, b)));
         }
     }
 

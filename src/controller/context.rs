@@ -22,7 +22,7 @@ use crate::api::HostRouter;
 use crate::metrics::Metrics;
 use crate::render::naming::APPLIED_HASH_ANNOTATION;
 use crate::render::tls_secret::TlsSecret;
-use crate::render::{self, Settings};
+use crate::render::{self, Settings, routes};
 
 /// One line of a Warning about names left out: the Event reason, and the line.
 pub type DroppedLine = (&'static str, String);
@@ -110,8 +110,8 @@ pub struct Context {
     own_writes: Mutex<OwnWrites<WriteKey, ObjectRef<HostRouter>>>,
     /// Where a change that reaches a router goes (the coalescer, then the controller).
     queue: Queue,
-    /// Per router: what its next render may reuse of its last one (see [`render::Memo`]).
-    memos: Mutex<HashMap<ObjectRef<HostRouter>, render::Memo>>,
+    /// What the next renders may reuse of the last ones (see [`Memos`]).
+    memos: Mutex<Memos>,
     /// Renders running at once (see [`RENDERS_AT_ONCE`]).
     renders: tokio::sync::Semaphore,
 }
@@ -213,7 +213,7 @@ impl Context {
         if let Ok(mut f) = self.failures.lock() {
             f.retain(|k, _| present.contains(k));
         }
-        self.memos().retain(|k, _| present.contains(k));
+        self.memos().retain(|k| present.contains(k));
     }
 
     /// Waits for a turn to render (see [`RENDERS_AT_ONCE`]); the turn ends when the permit is
@@ -222,23 +222,24 @@ impl Context {
         self.renders.acquire().await.ok()
     }
 
-    /// Takes the router's render memo (an empty one the first time); [`Context::keep_memo`]
-    /// gives it back. A router is never reconciled twice at once, so nothing else wants it
-    /// meanwhile.
-    pub fn take_memo(&self, router: &ObjectRef<HostRouter>) -> render::Memo {
-        self.memos().remove(router).unwrap_or_default()
+    /// Takes the render memo of `router`, whose route table is shared by the routers with its
+    /// `table` key ([`routes::sharing_key`]); [`Context::keep_memo`] gives it back. A
+    /// router is never reconciled twice at once, and renders take turns, so nothing else
+    /// wants it meanwhile.
+    pub fn take_memo(&self, router: &ObjectRef<HostRouter>, table: &str) -> render::Memo {
+        self.memos().take(router, table, &self.settings)
     }
 
     /// Gives the memo back, unless the router is gone meanwhile (deleted while it waited for
     /// its turn to render): then `forget` has run and nothing would remove it again.
-    pub fn keep_memo(&self, router: ObjectRef<HostRouter>, memo: render::Memo) {
+    pub fn keep_memo(&self, router: ObjectRef<HostRouter>, table: String, memo: render::Memo) {
         let mut memos = self.memos();
         if self.stores.routers.get(&router).is_some() {
-            memos.insert(router, memo);
+            memos.keep(router, table, memo);
         }
     }
 
-    fn memos(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<HostRouter>, render::Memo>> {
+    fn memos(&self) -> std::sync::MutexGuard<'_, Memos> {
         self.memos.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -305,7 +306,7 @@ impl Context {
         if let Ok(mut seen) = self.reported_dropped.lock() {
             seen.remove(router);
         }
-        self.memos().remove(router);
+        self.memos().retain(|k| k != router);
         self.backoff_reset(router);
     }
 }
@@ -340,6 +341,59 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(500).saturating_mul(1 << exp).min(MAX)
 }
 
+/// What renders may reuse of the last ones: per router, its render memo (the compressed
+/// pieces of its Proxy) and the key of its route table; per key, one route table memo, shared
+/// by the routers that build equal tables (five routers selecting the same namespaces keep one
+/// table, and the first to render after a change does the work for all).
+#[derive(Default)]
+struct Memos {
+    routers: HashMap<ObjectRef<HostRouter>, (String, render::Memo)>,
+    tables: HashMap<String, routes::Memo>,
+}
+
+impl Memos {
+    fn take(
+        &mut self,
+        router: &ObjectRef<HostRouter>,
+        table: &str,
+        settings: &render::Settings,
+    ) -> render::Memo {
+        let mut memo = self
+            .routers
+            .remove(router)
+            .map(|(_, memo)| memo)
+            .unwrap_or_default();
+        if let Some(routes) = self.tables.remove(table) {
+            // Every kept table was made with the operator's settings: a router rendering for
+            // the first time may start from it.
+            memo.settings = Some(settings.clone());
+            memo.routes = routes;
+        } else {
+            memo.routes = routes::Memo::default();
+        }
+        memo
+    }
+
+    fn keep(&mut self, router: ObjectRef<HostRouter>, table: String, mut memo: render::Memo) {
+        self.tables
+            .insert(table.clone(), std::mem::take(&mut memo.routes));
+        self.routers.insert(router, (table, memo));
+        self.sweep();
+    }
+
+    /// Keeps the memos of the routers `keep` says, and the tables they use.
+    fn retain(&mut self, keep: impl Fn(&ObjectRef<HostRouter>) -> bool) {
+        self.routers.retain(|k, _| keep(k));
+        self.sweep();
+    }
+
+    /// Drops the tables no router uses.
+    fn sweep(&mut self) {
+        let used: HashSet<&String> = self.routers.values().map(|(t, _)| t).collect();
+        self.tables.retain(|t, _| used.contains(t));
+    }
+}
+
 /// An object the operator writes: kind, namespace, name.
 type WriteKey = (&'static str, String, String);
 
@@ -355,6 +409,36 @@ fn write_key<K: Resource>(kind: &'static str, obj: &K) -> Option<WriteKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routers_with_one_table_key_share_one_table_until_none_uses_it() {
+        let (a, b) = (
+            ObjectRef::new("a").within("ns"),
+            ObjectRef::new("b").within("ns"),
+        );
+        let settings = Settings::default();
+        let mut memos = Memos::default();
+        let first = memos.take(&a, "t", &settings);
+        assert!(first.settings.is_none(), "nothing kept yet");
+        memos.keep(a.clone(), "t".into(), first);
+        let shared = memos.take(&b, "t", &settings);
+        assert_eq!(
+            shared.settings.as_ref(),
+            Some(&settings),
+            "b's first render starts from a's table"
+        );
+        assert!(memos.tables.is_empty(), "taken");
+        memos.keep(b.clone(), "t".into(), shared);
+        assert_eq!(memos.tables.len(), 1);
+        // b moves to another table: "t" stays for a.
+        let moved = memos.take(&b, "u", &settings);
+        memos.keep(b.clone(), "u".into(), moved);
+        assert_eq!(memos.tables.len(), 2);
+        memos.retain(|r| *r != a);
+        assert_eq!(memos.tables.keys().collect::<Vec<_>>(), ["u"]);
+        memos.retain(|_| false);
+        assert!(memos.tables.is_empty() && memos.routers.is_empty());
+    }
 
     #[test]
     fn backoff_doubles_up_to_five_minutes() {

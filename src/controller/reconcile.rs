@@ -28,7 +28,7 @@ use crate::api::gloo::{self, Verdict};
 use crate::error::{Error, Result};
 use crate::metrics::ReconcileResult;
 use crate::render::routes::certificates::{Problem, ProblemKind};
-use crate::render::{self, ClusterView, Rendered, gateway_api};
+use crate::render::{self, ClusterView, Rendered, gateway_api, routes};
 
 /// How soon to look again while the watch caches are still listing.
 const INPUTS_RETRY: Duration = Duration::from_millis(200);
@@ -293,9 +293,12 @@ fn render_router(router: &HostRouter, ctx: &Context) -> Result<Rendered, render:
         tls_secrets: secrets.iter().map(|s| s.as_ref()).collect(),
     };
     let key = ObjectRef::from_obj(router);
-    let mut memo = ctx.take_memo(&key);
+    // Routers that build equal route tables share one (a key that cannot be made: their own).
+    let table =
+        routes::sharing_key(&secret_namespace, &router.spec).unwrap_or_else(|_| key.to_string());
+    let mut memo = ctx.take_memo(&key, &table);
     let rendered = render::render_with(router, &view, &ctx.settings, &mut memo);
-    ctx.keep_memo(key, memo);
+    ctx.keep_memo(key, table, memo);
     rendered
 }
 

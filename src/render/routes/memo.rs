@@ -13,6 +13,9 @@ use super::claims::{self, Claimant, Index, Outcome, claiming_order};
 use super::service::{Records, RoutedService};
 use super::{Action, Backend, Dropped, Input, PathPrefix, Route, VirtualHost};
 use crate::api::HostRouterSpec;
+use crate::api::envoy::EnvoySpec;
+use crate::api::hostrouter::{Destination, Listener};
+use crate::api::service::ServiceSpec;
 use crate::render::Tenancy;
 
 /// What the next render of a router may reuse of its route table. It changes how long a render
@@ -45,9 +48,38 @@ pub struct Memo {
 #[derive(Clone, Debug, PartialEq)]
 struct Basis {
     router_namespace: String,
+    /// The router's [`route_spec`].
     spec: HostRouterSpec,
     tenancy: Tenancy,
     namespaces: BTreeSet<String>,
+}
+
+/// The part of a router's spec its route table is made from: the spec without the fields that
+/// shape only other objects (the Proxy's name and namespace, the listener, how a backend is
+/// named, Envoy, its Service, the edge implementation). A field added to the spec counts
+/// until it is listed here. Routers of one namespace with equal route specs build equal
+/// tables, so they may share one memo (see [`sharing_key`]).
+pub fn route_spec(spec: &HostRouterSpec) -> HostRouterSpec {
+    HostRouterSpec {
+        proxy_name: String::new(),
+        proxy_namespace: None,
+        listener: Listener {
+            port: 0,
+            bind_address: String::new(),
+        },
+        destination: Destination::default(),
+        envoy: EnvoySpec::default(),
+        service: ServiceSpec::default(),
+        backend: None,
+        ..spec.clone()
+    }
+}
+
+/// A key equal for routers that may share a route memo: their namespace and [`route_spec`].
+/// A memo handed to a router built for other inputs starts over, so the key only decides how
+/// much is reused, never what is rendered.
+pub fn sharing_key(router_namespace: &str, spec: &HostRouterSpec) -> Result<String, String> {
+    serde_json::to_string(&(router_namespace, route_spec(spec))).map_err(|e| e.to_string())
 }
 
 /// The part of the table that comes from the Services.
@@ -71,9 +103,10 @@ impl Memo {
         all: &Records,
         selects: impl Fn(&RoutedService) -> bool,
     ) -> Table<'_> {
+        let spec = route_spec(input.spec);
         let basis_now = |b: &Basis| {
             b.router_namespace == input.router_namespace
-                && b.spec == *input.spec
+                && b.spec == spec
                 && b.tenancy == *input.tenancy
                 && b.namespaces.len() == namespaces.len()
                 && b.namespaces.iter().zip(namespaces).all(|(a, b)| a == b)
@@ -82,7 +115,7 @@ impl Memo {
             *self = Memo {
                 basis: Some(Basis {
                     router_namespace: input.router_namespace.to_owned(),
-                    spec: input.spec.clone(),
+                    spec,
                     tenancy: input.tenancy.clone(),
                     namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
                 }),

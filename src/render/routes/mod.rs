@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 pub use build::{Input, build};
 pub use claims::claiming_order;
-pub use memo::Memo;
+pub use memo::{Memo, sharing_key};
 
 /// Name of the plain-HTTP listener (also the Envoy container's and Service's port name).
 pub const HTTP: &str = "http";
