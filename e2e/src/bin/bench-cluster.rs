@@ -50,7 +50,8 @@ const USAGE: &str = "usage: bench-cluster [options]
                           --coalesce-window is 1s) [env BENCH_SAMPLE_GAP_MS; default 1500]
   --burst N               Services per burst [env BENCH_BURST; default 1000]
   --burst-reps N          bursts whose create time is measured, with and without the
-                          operator; the medians are compared [env BENCH_BURST_REPS; default 3]
+                          operator; the medians are compared (their spread is wide on two
+                          cores) [env BENCH_BURST_REPS; default 5]
   --concurrency N         creates in flight [env BENCH_CONCURRENCY; default 64]
   --routers N             HostRouters of the second burst [env BENCH_ROUTERS; default 5]
   --restart-settle-secs N after a restart, how long writes are counted [default 60]
@@ -171,7 +172,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>> {
         )?),
         burst: num(&env("BENCH_BURST").unwrap_or("1000".into()), "BENCH_BURST")? as usize,
         burst_reps: num(
-            &env("BENCH_BURST_REPS").unwrap_or("3".into()),
+            &env("BENCH_BURST_REPS").unwrap_or("5".into()),
             "BENCH_BURST_REPS",
         )? as usize,
         concurrency: num(
