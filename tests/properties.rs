@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use hostrouter::api::HostRouter;
-use hostrouter::api::hostrouter::ProxyRef;
+use hostrouter::api::hostrouter::{Destination, ProxyRef};
 use hostrouter::api::routing::{CertificateRef, HostsSpec, PathsSpec, TlsSpec};
 use hostrouter::api::selector::{LabelSelector, LabelSelectorOperator, LabelSelectorRequirement};
 use hostrouter::controller::claims::{self, Claim};
@@ -439,11 +439,11 @@ proptest! {
         }
     }
 
-    /// Two routers that build the same route table (they differ in the Proxy's name, the
-    /// listener, how backends are named, Envoy's replicas) share one route memo, as the operator
-    /// keeps them, each with its own compressed pieces: every render gives the output of a fresh
-    /// one, and the second router of a step reuses the first one's virtual hosts (nothing is
-    /// built twice).
+    /// Routers that build the same route table (they differ in the Proxy's name, the listener,
+    /// Envoy's replicas, how backends are named) share one route memo and the last compressed
+    /// pieces, as the operator keeps them: every render gives the output of a fresh one, each
+    /// router of a step reuses the first one's virtual hosts, and one whose virtual hosts are
+    /// the same text (not another destination form) reuses its pieces too.
     #[test]
     fn routers_with_one_route_spec_share_a_route_memo(
         (namespaces, services, later, router, _) in worlds(),
@@ -458,34 +458,57 @@ proptest! {
         twin.metadata.name = Some("twin".into());
         twin.spec.proxy_name = "twin".into();
         twin.spec.listener.port += 1;
-        twin.spec.destination = hostrouter::api::hostrouter::Destination::Upstream;
         twin.spec.envoy.replicas = Some(3);
-        prop_assert_eq!(
-            routes::sharing_key("default", &router.spec),
-            routes::sharing_key("default", &twin.spec)
-        );
+        let mut cousin = twin.clone();
+        cousin.metadata.name = Some("cousin".into());
+        cousin.spec.proxy_name = "cousin".into();
+        cousin.spec.destination = match router.spec.destination {
+            Destination::Kube => Destination::Upstream,
+            Destination::Upstream => Destination::Kube,
+        };
+        for other in [&twin, &cousin] {
+            prop_assert_eq!(
+                routes::sharing_key("default", &router.spec),
+                routes::sharing_key("default", &other.spec)
+            );
+        }
         let all: Vec<&Service> = services.iter().collect();
         // Some of them, and the later ones in place of those of the same namespace and name.
         let replaced: BTreeSet<_> = later.iter().map(|s| (&s.metadata.namespace, &s.metadata.name)).collect();
         let mut some: Vec<&Service> = later.iter().collect();
         some.extend(services.iter().zip(&keep).filter_map(|(s, k)| k.then_some(s)).filter(|s| !replaced.contains(&(&s.metadata.namespace, &s.metadata.name))));
-        let (mut mine, mut theirs) = (Memo::default(), Memo::default());
+        let routers = [&router, &twin, &cousin];
+        let mut memos = [Memo::default(), Memo::default(), Memo::default()];
+        let mut shared = hostrouter::render::Shared::default();
         for services in [&all, &some, &all] {
             let view = ClusterView {
                 namespaces: namespaces.iter().collect(),
                 services: RoutedService::all(services.iter().copied()),
                 tls_secrets: Vec::new(),
             };
-            let first = render_with(&router, &view, &settings, &mut mine).unwrap();
-            // Handed over as the operator does (`Context::take_memo`).
-            theirs.routes = std::mem::take(&mut mine.routes);
-            theirs.settings = Some(settings.clone());
-            let second = render_with(&twin, &view, &settings, &mut theirs).unwrap();
-            mine.routes = std::mem::take(&mut theirs.routes);
-            prop_assert_eq!(yaml(&first), yaml(&render(&router, &view, &settings).unwrap()));
-            prop_assert_eq!(yaml(&second), yaml(&render(&twin, &view, &settings).unwrap()));
-            let hosts = |r: &hostrouter::render::Rendered| r.table.listeners[0].virtual_hosts.clone();
-            prop_assert!(hosts(&first).iter().zip(hosts(&second).iter()).all(|(a, b)| Arc::ptr_eq(a, b)));
+            let mut hosts = Vec::new();
+            for (r, memo) in routers.iter().zip(memos.iter_mut()) {
+                // Handed from one to the next as the operator does (`Context::take_memo`).
+                memo.shared = std::mem::take(&mut shared);
+                memo.settings = Some(settings.clone());
+                let warm = render_with(r, &view, &settings, memo).unwrap();
+                shared = std::mem::take(&mut memo.shared);
+                prop_assert_eq!(yaml(&warm), yaml(&render(r, &view, &settings).unwrap()));
+                hosts.push(warm.table.listeners[0].virtual_hosts.clone());
+                if std::ptr::eq(*r, &twin) {
+                    // Only what differs: per listener, the piece that ends with its port and
+                    // the piece after it.
+                    prop_assert!(
+                        memo.proxy_pieces.compressed() <= 2 * warm.table.listeners.len(),
+                        "{} of {} pieces compressed again",
+                        memo.proxy_pieces.compressed(),
+                        memo.proxy_pieces.len()
+                    );
+                }
+            }
+            for other in &hosts[1..] {
+                prop_assert!(hosts[0].iter().zip(other).all(|(a, b)| Arc::ptr_eq(a, b)));
+            }
         }
     }
 

@@ -37,12 +37,15 @@ pub struct ProxySpec<'a> {
     pub listeners: Vec<Listener<'a>>,
 }
 
+/// The fields' order is the order of a compressed spec's JSON (a plain spec is stored with
+/// sorted keys): the virtual hosts come first, so that routers with the same routes on other
+/// ports write the same text up to their ends and share its compressed pieces.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Listener<'a> {
+    pub http_listener: HttpListener<'a>,
     pub bind_address: &'a str,
     pub bind_port: u32,
-    pub http_listener: HttpListener<'a>,
     pub name: &'a str,
     /// TLS: one filter chain per entry, chosen by SNI. Empty for plain HTTP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -22,7 +22,7 @@ use crate::api::HostRouter;
 use crate::metrics::Metrics;
 use crate::render::naming::APPLIED_HASH_ANNOTATION;
 use crate::render::tls_secret::TlsSecret;
-use crate::render::{self, Settings, routes};
+use crate::render::{self, Settings};
 
 /// One line of a Warning about names left out: the Event reason, and the line.
 pub type DroppedLine = (&'static str, String);
@@ -223,7 +223,7 @@ impl Context {
     }
 
     /// Takes the render memo of `router`, whose route table is shared by the routers with its
-    /// `table` key ([`routes::sharing_key`]); [`Context::keep_memo`] gives it back. A
+    /// `table` key ([`render::routes::sharing_key`]); [`Context::keep_memo`] gives it back. A
     /// router is never reconciled twice at once, and renders take turns, so nothing else
     /// wants it meanwhile.
     pub fn take_memo(&self, router: &ObjectRef<HostRouter>, table: &str) -> render::Memo {
@@ -348,7 +348,7 @@ fn backoff(failures: u32) -> Duration {
 #[derive(Default)]
 struct Memos {
     routers: HashMap<ObjectRef<HostRouter>, (String, render::Memo)>,
-    tables: HashMap<String, routes::Memo>,
+    tables: HashMap<String, render::Shared>,
 }
 
 impl Memos {
@@ -363,20 +363,20 @@ impl Memos {
             .remove(router)
             .map(|(_, memo)| memo)
             .unwrap_or_default();
-        if let Some(routes) = self.tables.remove(table) {
+        if let Some(shared) = self.tables.remove(table) {
             // Every kept table was made with the operator's settings: a router rendering for
             // the first time may start from it.
             memo.settings = Some(settings.clone());
-            memo.routes = routes;
+            memo.shared = shared;
         } else {
-            memo.routes = routes::Memo::default();
+            memo.shared = render::Shared::default();
         }
         memo
     }
 
     fn keep(&mut self, router: ObjectRef<HostRouter>, table: String, mut memo: render::Memo) {
         self.tables
-            .insert(table.clone(), std::mem::take(&mut memo.routes));
+            .insert(table.clone(), std::mem::take(&mut memo.shared));
         self.routers.insert(router, (table, memo));
         self.sweep();
     }

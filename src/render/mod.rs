@@ -241,9 +241,20 @@ pub struct Memo {
     /// The settings of the render that left the memo: with others, it starts over (what the
     /// compressed pieces hold depends on them).
     pub settings: Option<Settings>,
-    /// The router's last route table (see [`routes::Memo`]).
-    pub routes: routes::Memo,
+    /// What routers with the same route table may share (see [`routes::sharing_key`]).
+    pub shared: Shared,
     /// The compressed pieces of the router's last Proxy spec.
+    pub proxy_pieces: gloo::compressed_spec::Pieces,
+}
+
+/// The part of a [`Memo`] that routers with the same route table may share (the operator
+/// hands it from one to the next): the table, and the compressed pieces of the last Proxy
+/// rendered from it.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    /// The last route table (see [`routes::Memo`]).
+    pub routes: routes::Memo,
+    /// The compressed pieces of the last Proxy spec of any router with this table.
     pub proxy_pieces: gloo::compressed_spec::Pieces,
 }
 
@@ -323,7 +334,7 @@ pub fn render_with(
             path_template: path_template.as_ref(),
         },
         view,
-        &mut memo.routes,
+        &mut memo.shared.routes,
     )?;
 
     let proxy = proxy_ref(router, settings);
@@ -340,7 +351,10 @@ pub fn render_with(
             spec,
             &table,
             settings,
-            &mut memo.proxy_pieces,
+            gloo::compressed_spec::Known {
+                own: &mut memo.proxy_pieces,
+                shared: &mut memo.shared.proxy_pieces,
+            },
         )?)),
         Some(backend) => {
             // No Proxy: nothing of a former Gloo router's pieces will be reused.

@@ -52,7 +52,7 @@ const FINAL_EMPTY_BLOCK: [u8; 2] = [0x03, 0x00];
 /// The compressed pieces of a router's last render, by their keys (see [`keys`]).
 #[derive(Clone, Debug, Default)]
 pub struct Pieces {
-    by_key: HashMap<[u8; 32], Piece>,
+    by_key: HashMap<[u8; 32], Arc<Piece>>,
     /// How many pieces the last stream had to compress (the others were reused).
     compressed: usize,
     /// The length of the last text.
@@ -106,7 +106,10 @@ pub fn zlib(json: &[u8], cut_every: NonZeroU64, memo: &mut Pieces) -> Result<Vec
         &keys(&identities),
         |i| Ok(texts[i].to_vec()),
         |_| Vec::new(),
-        memo,
+        Known {
+            own: memo,
+            shared: &mut Pieces::default(),
+        },
     )
 }
 
@@ -135,17 +138,34 @@ impl Pieces {
     }
 }
 
-/// The zlib stream of the pieces known by `keys` (see [`keys`]), reusing the pieces of `memo`
-/// and leaving in it exactly the pieces of this stream. `text(i)` gives the text of piece `i`;
-/// it is asked only for the pieces `memo` does not hold and for the piece before each of them
-/// (the dictionary). `holds(i)` is what piece `i`'s identity refers to, kept with it.
+/// The pieces a render may reuse: the router's own (those of its last stream), and those of
+/// the last stream of any router with the same route table (a key names the same bytes
+/// whoever compressed them, see [`keys`]).
+pub struct Known<'a> {
+    pub own: &'a mut Pieces,
+    pub shared: &'a mut Pieces,
+}
+
+impl Known<'_> {
+    /// The length of the text of the piece known by `key`, when either memo keeps it.
+    pub fn len_of(&self, key: &[u8; 32]) -> Option<usize> {
+        self.own.len_of(key).or_else(|| self.shared.len_of(key))
+    }
+}
+
+/// The zlib stream of the pieces known by `keys` (see [`keys`]), reusing the pieces `known`
+/// keeps and leaving in both its memos exactly the pieces of this stream. `text(i)` gives the
+/// text of piece `i`; it is asked only for the pieces neither memo holds and for the piece
+/// before each of them (the dictionary). `holds(i)` is what piece `i`'s identity refers to,
+/// kept with it.
 pub fn zlib_of(
     keys: &[[u8; 32]],
     mut text: impl FnMut(usize) -> Result<Vec<u8>, RenderError>,
     mut holds: impl FnMut(usize) -> Vec<Arc<VirtualHost>>,
-    memo: &mut Pieces,
+    known: Known<'_>,
 ) -> Result<Vec<u8>, RenderError> {
-    let mut kept: HashMap<[u8; 32], Piece> = HashMap::with_capacity(keys.len());
+    let memo = known.own;
+    let mut kept: HashMap<[u8; 32], Arc<Piece>> = HashMap::with_capacity(keys.len());
     let mut out = Vec::with_capacity(memo.text_len / 16);
     out.extend_from_slice(&ZLIB_HEADER);
     let mut adler: Option<u32> = None;
@@ -155,7 +175,11 @@ pub fn zlib_of(
     for (i, key) in keys.iter().enumerate() {
         let mut this_text = None;
         if !kept.contains_key(key) {
-            let piece = match memo.by_key.remove(key) {
+            let piece = match memo
+                .by_key
+                .remove(key)
+                .or_else(|| known.shared.by_key.get(key).cloned())
+            {
                 Some(p) => p,
                 None => {
                     let dictionary = match (i, before.take()) {
@@ -165,11 +189,11 @@ pub fn zlib_of(
                     };
                     let t = text(i)?;
                     compressed += 1;
-                    let piece = deflate(
+                    let piece = Arc::new(deflate(
                         &t,
                         &dictionary[dictionary.len().saturating_sub(WINDOW)..],
                         holds(i),
-                    )?;
+                    )?);
                     this_text = Some(t);
                     piece
                 }
@@ -189,6 +213,11 @@ pub fn zlib_of(
     }
     out.extend_from_slice(&FINAL_EMPTY_BLOCK);
     out.extend_from_slice(&adler.unwrap_or(1).to_be_bytes());
+    *known.shared = Pieces {
+        by_key: kept.clone(),
+        compressed,
+        text_len,
+    };
     *memo = Pieces {
         by_key: kept,
         compressed,

@@ -45,9 +45,10 @@ pub fn objects(
     spec: &HostRouterSpec,
     table: &RouteTable,
     settings: &Settings,
-    memo: &mut compressed_spec::Pieces,
+    pieces: compressed_spec::Known<'_>,
 ) -> Result<Objects, RenderError> {
-    let (mut proxy, proxy_compressed) = proxy::proxy(id, table, spec.destination, settings, memo)?;
+    let (mut proxy, proxy_compressed) =
+        proxy::proxy(id, table, spec.destination, settings, pieces)?;
     let (mut config_map, bootstrap_sha256) = configmap::config_map(id, spec, settings)?;
     let mut deployment = deployment::deployment(id, spec, settings, &bootstrap_sha256);
     let mut service = service::service(id, spec);

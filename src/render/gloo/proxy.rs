@@ -24,7 +24,8 @@ use crate::render::{Identity, RenderError, Settings};
 use super::compressed_spec;
 
 /// The Proxy, and whether its spec was compressed. `pieces` holds the compressed pieces of the
-/// router's previous Proxy (see [`compressed_spec`]); they change the time taken, not the output.
+/// router's previous Proxy, and of the last Proxy of a router with the same route table (see
+/// [`compressed_spec`]); they change the time taken, not the output.
 ///
 /// A compressed spec is written piece by piece, and a piece is known by the virtual hosts it
 /// holds (the route table's memo shares those that did not change) and the text around them:
@@ -34,7 +35,7 @@ pub fn proxy(
     table: &RouteTable,
     destination: hostrouter::Destination,
     settings: &Settings,
-    pieces: &mut compressed_spec::Pieces,
+    pieces: compressed_spec::Known<'_>,
 ) -> Result<(DynamicObject, bool), RenderError> {
     let translate = Translate {
         destination,
@@ -52,7 +53,10 @@ pub fn proxy(
     .map_err(serialize)?;
     let parts = parts(&skeleton, table)?;
     let cuts = cuts(&parts, settings.compress_piece_hosts);
-    let identities: Vec<[u8; 32]> = cuts.iter().map(|c| identity(&parts[c.clone()])).collect();
+    let identities: Vec<[u8; 32]> = cuts
+        .iter()
+        .map(|c| identity(&translate, &parts[c.clone()]))
+        .collect();
     let keys = compressed_spec::keys(&identities);
     let text = |i: usize| -> Result<Vec<u8>, RenderError> {
         let mut out = Vec::new();
@@ -107,7 +111,7 @@ pub fn proxy(
         (json!({ "compressedSpec": base64 }), true)
     } else {
         // Small: written whole, as plain JSON.
-        *pieces = compressed_spec::Pieces::uncompressed(len);
+        *pieces.own = compressed_spec::Pieces::uncompressed(len);
         let plain = serde_json::to_value(ProxySpec {
             listeners: table
                 .listeners
@@ -295,10 +299,18 @@ fn cuts(parts: &[Part<'_>], cut_every: std::num::NonZeroU64) -> Vec<std::ops::Ra
     out
 }
 
-/// What identifies a piece's text: its text parts, and the addresses of its virtual hosts
-/// (each kept alive by the piece, see `compressed_spec`).
-fn identity(parts: &[Part<'_>]) -> [u8; 32] {
+/// What identifies a piece's text: how virtual hosts are translated (the same virtual host is
+/// other text with another destination form or Proxy namespace), its text parts, and the
+/// addresses of its virtual hosts (each kept alive by the piece, see `compressed_spec`).
+fn identity(translate: &Translate<'_>, parts: &[Part<'_>]) -> [u8; 32] {
     let mut h = Sha256::new();
+    let destination: u8 = match translate.destination {
+        hostrouter::Destination::Kube => 0,
+        hostrouter::Destination::Upstream => 1,
+    };
+    h.update([destination]);
+    h.update((translate.proxy_namespace.len() as u64).to_le_bytes());
+    h.update(translate.proxy_namespace.as_bytes());
     for part in parts {
         match part {
             Part::Text(t) => {
