@@ -184,6 +184,8 @@ struct State {
     events: Vec<Observed>,
     /// Proxy name → domain → when it was first seen in that Proxy.
     first_seen: HashMap<String, HashMap<String, Instant>>,
+    /// Proxies received and not yet read for their domains (see [`Recorder::observe`]).
+    undecoded: Vec<(Instant, DynamicObject)>,
     relists: u32,
     errors: Vec<String>,
 }
@@ -211,32 +213,21 @@ impl Recorder {
             .map_err(|_| anyhow::anyhow!("the recorder's lock is poisoned"))
     }
 
-    fn observe(&self, at: Instant, kind: &'static str, obj: &DynamicObject, action: Action) {
+    /// Records an event. A Proxy's domains are read only when someone asks for them
+    /// ([`Recorder::decode`]): inflating and scanning megabytes of spec per event, as it
+    /// arrives, would take the CPU of the creates being timed (the same burst without the
+    /// operator has no Proxy events to read). The time a domain was first seen is the time
+    /// its event arrived either way.
+    fn observe(&self, at: Instant, kind: &'static str, obj: DynamicObject, action: Action) {
         let name = obj.metadata.name.clone().unwrap_or_default();
-        let bytes = serde_json::to_vec(obj).map(|v| v.len()).unwrap_or(0);
+        let bytes = serde_json::to_vec(&obj).map(|v| v.len()).unwrap_or(0);
         let is_proxy = kind == "Proxy";
-        let accepted = is_proxy && gloo_accepted(obj, &self.gloo_namespace);
-        let domains = if is_proxy && action != Action::Deleted {
-            match proxy_domains(obj) {
-                Ok(d) => d,
-                Err(e) => {
-                    if let Ok(mut st) = self.lock() {
-                        st.errors.push(format!("Proxy {name}: {e:#}"));
-                    }
-                    Vec::new()
-                }
-            }
-        } else {
-            Vec::new()
-        };
+        let accepted = is_proxy && gloo_accepted(&obj, &self.gloo_namespace);
         let Ok(mut st) = self.lock() else {
             return;
         };
-        if is_proxy {
-            let seen = st.first_seen.entry(name.clone()).or_default();
-            for d in domains {
-                seen.entry(d).or_insert(at);
-            }
+        if is_proxy && action != Action::Deleted {
+            st.undecoded.push((at, obj));
         }
         st.events.push(Observed {
             at,
@@ -248,6 +239,23 @@ impl Recorder {
         });
         drop(st);
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Reads the domains of the Proxies received since the last call, in the order they
+    /// arrived.
+    fn decode(st: &mut State) {
+        for (at, obj) in std::mem::take(&mut st.undecoded) {
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            match proxy_domains(&obj) {
+                Ok(domains) => {
+                    let seen = st.first_seen.entry(name).or_default();
+                    for d in domains {
+                        seen.entry(d).or_insert(at);
+                    }
+                }
+                Err(e) => st.errors.push(format!("Proxy {name}: {e:#}")),
+            }
+        }
     }
 
     /// Starts watching `api` (of `kind`) in the background; events are recorded until the
@@ -282,7 +290,7 @@ impl Recorder {
             .with_context(|| format!("listing {kind}"))?;
         let now = Instant::now();
         for obj in &list.items {
-            self.observe(now, kind, obj, Action::Listed);
+            self.observe(now, kind, obj.clone(), Action::Listed);
         }
         let mut version = list
             .metadata
@@ -312,7 +320,7 @@ impl Recorder {
                 if let Some(v) = &obj.metadata.resource_version {
                     version.clone_from(v);
                 }
-                self.observe(at, kind, &obj, action);
+                self.observe(at, kind, obj, action);
             }
         }
     }
@@ -329,7 +337,8 @@ impl Recorder {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let missing = {
-                let st = self.lock()?;
+                let mut st = self.lock()?;
+                Self::decode(&mut st);
                 let seen = st.first_seen.get(proxy);
                 let mut latest: Option<Instant> = None;
                 let mut missing = Vec::new();
@@ -442,7 +451,9 @@ impl Recorder {
 
     /// Number of distinct domains seen so far in Proxy `proxy`.
     pub fn domains_seen(&self, proxy: &str) -> Result<usize> {
-        Ok(self.lock()?.first_seen.get(proxy).map_or(0, HashMap::len))
+        let mut st = self.lock()?;
+        Self::decode(&mut st);
+        Ok(st.first_seen.get(proxy).map_or(0, HashMap::len))
     }
 }
 
