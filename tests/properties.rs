@@ -309,6 +309,31 @@ fn unique(services: Vec<Service>) -> Vec<Service> {
         .collect()
 }
 
+/// Settings that compress every Proxy, one piece per virtual host: every piece and every
+/// dictionary is exercised.
+fn one_piece_per_host() -> Settings {
+    Settings {
+        compress_proxy_above_bytes: 0,
+        compress_piece_hosts: std::num::NonZeroU64::MIN,
+        ..Settings::default()
+    }
+}
+
+/// `later`, then the Services of `some` that none of `later` replaces (same namespace and
+/// name).
+fn with_later<'a>(some: &[&'a Service], later: &'a [Service]) -> Vec<&'a Service> {
+    let replaced: BTreeSet<_> = later
+        .iter()
+        .map(|s| (&s.metadata.namespace, &s.metadata.name))
+        .collect();
+    let mut out: Vec<&Service> = later.iter().collect();
+    out.extend(
+        some.iter()
+            .filter(|s| !replaced.contains(&(&s.metadata.namespace, &s.metadata.name))),
+    );
+    out
+}
+
 /// Render's output as one YAML text.
 fn yaml(r: &hostrouter::render::Rendered) -> String {
     [
@@ -397,11 +422,7 @@ proptest! {
         (namespaces, services, later, router, other_router) in worlds(),
         keep in prop::collection::vec(any::<bool>(), 12),
     ) {
-        let settings = Settings {
-            compress_proxy_above_bytes: 0,
-            compress_piece_hosts: std::num::NonZeroU64::MIN,
-            ..Settings::default()
-        };
+        let settings = one_piece_per_host();
         fn view<'a>(namespaces: &'a [Namespace], services: &[&'a Service]) -> ClusterView<'a> {
             ClusterView {
                 namespaces: namespaces.iter().collect(),
@@ -417,9 +438,7 @@ proptest! {
             .collect();
         some.reverse();
         // The later Services replace those of the same namespace and name.
-        let mut changed: Vec<&Service> = later.iter().collect();
-        let replaced: BTreeSet<_> = later.iter().map(|s| (&s.metadata.namespace, &s.metadata.name)).collect();
-        changed.extend(some.iter().filter(|s| !replaced.contains(&(&s.metadata.namespace, &s.metadata.name))));
+        let changed = with_later(&some, &later);
         let steps = [
             (&router, &all),
             (&router, &some),
@@ -449,11 +468,7 @@ proptest! {
         (namespaces, services, later, router, _) in worlds(),
         keep in prop::collection::vec(any::<bool>(), 12),
     ) {
-        let settings = Settings {
-            compress_proxy_above_bytes: 0,
-            compress_piece_hosts: std::num::NonZeroU64::MIN,
-            ..Settings::default()
-        };
+        let settings = one_piece_per_host();
         let mut twin = router.clone();
         twin.metadata.name = Some("twin".into());
         twin.spec.proxy_name = "twin".into();
@@ -473,10 +488,8 @@ proptest! {
             );
         }
         let all: Vec<&Service> = services.iter().collect();
-        // Some of them, and the later ones in place of those of the same namespace and name.
-        let replaced: BTreeSet<_> = later.iter().map(|s| (&s.metadata.namespace, &s.metadata.name)).collect();
-        let mut some: Vec<&Service> = later.iter().collect();
-        some.extend(services.iter().zip(&keep).filter_map(|(s, k)| k.then_some(s)).filter(|s| !replaced.contains(&(&s.metadata.namespace, &s.metadata.name))));
+        let kept: Vec<&Service> = services.iter().zip(&keep).filter_map(|(s, k)| k.then_some(s)).collect();
+        let some = with_later(&kept, &later);
         let routers = [&router, &twin, &cousin];
         let mut memos = [Memo::default(), Memo::default(), Memo::default()];
         let mut shared = hostrouter::render::Shared::default();
