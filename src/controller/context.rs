@@ -243,14 +243,9 @@ impl Context {
         self.memos.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `router` is about to write `desired` (of `kind`): until the write returns, a watch
+    /// The operator is about to write `desired` (of `kind`): until the write returns, a watch
     /// event of that object carrying the same applied hash may be its echo.
-    pub fn writing<K: Resource>(
-        &self,
-        router: &ObjectRef<HostRouter>,
-        kind: &'static str,
-        desired: &K,
-    ) {
+    pub fn writing<K: Resource>(&self, kind: &'static str, desired: &K) {
         if let Some(key) = write_key(kind, desired) {
             let stamp = desired
                 .meta()
@@ -258,20 +253,20 @@ impl Context {
                 .as_ref()
                 .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
                 .cloned();
-            self.own_writes().writing(key, router.clone(), stamp);
+            self.own_writes().writing(key, stamp);
         }
     }
 
     /// The write of `desired` (of `kind`) ended: `written` is the object as the API server
     /// returned it (its echo has that version), `None` when nothing was written. An event held
-    /// as a possible echo meanwhile that was somebody else's change reaches the router again.
+    /// as a possible echo meanwhile that was somebody else's change reaches its routers now.
     pub fn written<K: Resource>(&self, kind: &'static str, desired: &K, written: Option<&K>) {
         let Some(key) = write_key(kind, desired) else {
             return;
         };
         let version = written.and_then(|w| w.meta().resource_version.clone());
         let again = self.own_writes().written(key, version);
-        if let Some(router) = again {
+        for router in again {
             debug!(%router, kind, "a change by somebody else came during a write");
             // Closed only when the controller stops.
             let _ = self.queue.unbounded_send(router);
@@ -281,7 +276,14 @@ impl Context {
     /// Whether `obj` (of `kind`), as a watch delivers it, is the echo of the operator's own
     /// write: nothing to reconcile, since the write was a reconcile's outcome. Drift, a
     /// verdict or anything else written after it has another version.
-    pub fn is_own_echo<K: Resource>(&self, kind: &'static str, obj: &K) -> bool {
+    ///
+    /// `routers` are those the event reaches, reconciled after all if it turns out not to be.
+    pub fn is_own_echo<K: Resource>(
+        &self,
+        kind: &'static str,
+        obj: &K,
+        routers: &[ObjectRef<HostRouter>],
+    ) -> bool {
         let Some(key) = write_key(kind, obj) else {
             return false;
         };
@@ -294,7 +296,7 @@ impl Context {
                 .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
                 .map(String::as_str),
         };
-        self.own_writes().is_echo(&key, seen)
+        self.own_writes().is_echo(&key, seen, routers)
     }
 
     fn own_writes(&self) -> std::sync::MutexGuard<'_, OwnWrites<WriteKey, ObjectRef<HostRouter>>> {

@@ -6,9 +6,10 @@
 //! the write returned. While the write is in flight that version is not known yet, and an
 //! event carrying the write's applied hash may be its echo, or a change by somebody else to an
 //! object that still carries the hash of an earlier write (a status update of the Envoy
-//! Deployment, Gloo's verdict on the Proxy). Such an event is held as a suspect: when the
-//! write returns, a suspect of another version (or any suspect, when nothing was written) was
-//! somebody else's change, and the router is to be reconciled again.
+//! Deployment, Gloo's verdict on the Proxy). Such an event is held as a suspect, with the
+//! routers it reaches: when the write returns, a suspect of another version (or any suspect,
+//! when nothing was written) was somebody else's change, and its routers are to be reconciled
+//! after all.
 //!
 //! Pure bookkeeping; [`super::context::Context`] keeps one behind a lock.
 
@@ -23,14 +24,13 @@ pub struct OwnWrites<K, R> {
 
 #[derive(Debug)]
 struct OwnWrite<R> {
-    /// The router whose reconcile writes the object.
-    router: R,
     /// The applied hash the written object carries.
     stamp: Option<String>,
     /// Its version, once the write returned.
     version: Option<String>,
-    /// Versions of the events held as possible echoes while the write was in flight.
-    suspects: Vec<Option<String>>,
+    /// The events held as possible echoes while the write was in flight: their versions, and
+    /// the routers each reaches.
+    suspects: Vec<(Option<String>, Vec<R>)>,
 }
 
 /// A watch event of an object, as far as echoes go.
@@ -41,7 +41,7 @@ pub struct Seen<'a> {
     pub stamp: Option<&'a str>,
 }
 
-impl<K: Eq + Hash, R: Clone> Default for OwnWrites<K, R> {
+impl<K: Eq + Hash, R: Clone + PartialEq> Default for OwnWrites<K, R> {
     fn default() -> Self {
         Self {
             writes: HashMap::new(),
@@ -49,14 +49,13 @@ impl<K: Eq + Hash, R: Clone> Default for OwnWrites<K, R> {
     }
 }
 
-impl<K: Eq + Hash, R: Clone> OwnWrites<K, R> {
-    /// `router` is about to write `key` carrying `stamp` (it may turn out that nothing needs
-    /// writing).
-    pub fn writing(&mut self, key: K, router: R, stamp: Option<String>) {
+impl<K: Eq + Hash, R: Clone + PartialEq> OwnWrites<K, R> {
+    /// The operator is about to write `key` carrying `stamp` (it may turn out that nothing
+    /// needs writing).
+    pub fn writing(&mut self, key: K, stamp: Option<String>) {
         self.writes.insert(
             key,
             OwnWrite {
-                router,
                 stamp,
                 version: None,
                 suspects: Vec::new(),
@@ -64,9 +63,9 @@ impl<K: Eq + Hash, R: Clone> OwnWrites<K, R> {
         );
     }
 
-    /// Whether the event `seen` of `key` is to be dropped as the echo of a write (or held as
-    /// a suspect until the write in flight returns).
-    pub fn is_echo(&mut self, key: &K, seen: Seen<'_>) -> bool {
+    /// Whether the event `seen` of `key`, which reaches `routers`, is to be dropped as the echo
+    /// of a write (or held as a suspect until the write in flight returns).
+    pub fn is_echo(&mut self, key: &K, seen: Seen<'_>, routers: &[R]) -> bool {
         let Some(write) = self.writes.get_mut(key) else {
             return false;
         };
@@ -81,7 +80,9 @@ impl<K: Eq + Hash, R: Clone> OwnWrites<K, R> {
             None => {
                 let suspect = write.stamp.is_some() && seen.stamp == write.stamp.as_deref();
                 if suspect {
-                    write.suspects.push(seen.version.map(str::to_owned));
+                    write
+                        .suspects
+                        .push((seen.version.map(str::to_owned), routers.to_vec()));
                 }
                 suspect
             }
@@ -89,24 +90,34 @@ impl<K: Eq + Hash, R: Clone> OwnWrites<K, R> {
     }
 
     /// The write of `key` returned: `version` is the version the API server gave it, `None`
-    /// when nothing was written (unchanged, or the write failed). Returns the router to
-    /// reconcile again when an event held as a suspect meanwhile was somebody else's change.
-    pub fn written(&mut self, key: K, version: Option<String>) -> Option<R> {
-        let write = self.writes.remove(&key)?;
-        let foreign = write
-            .suspects
-            .iter()
-            .any(|s| version.is_none() || *s != version);
-        let echoed = version.is_some() && write.suspects.contains(&version);
-        let again = foreign.then(|| write.router.clone());
+    /// when nothing was written (unchanged, or the write failed). Returns the routers to
+    /// reconcile after all: those of the events held as suspects meanwhile that were somebody
+    /// else's change.
+    pub fn written(&mut self, key: K, version: Option<String>) -> Vec<R> {
+        let Some(write) = self.writes.remove(&key) else {
+            return Vec::new();
+        };
+        let mut echoed = false;
+        let mut again = Vec::new();
+        for (seen, routers) in write.suspects {
+            if version.is_some() && seen == version {
+                echoed = true;
+            } else {
+                for r in routers {
+                    if !again.contains(&r) {
+                        again.push(r);
+                    }
+                }
+            }
+        }
         if version.is_some() && !echoed {
             // The echo is still to come.
             self.writes.insert(
                 key,
                 OwnWrite {
+                    stamp: write.stamp,
                     version,
                     suspects: Vec::new(),
-                    ..write
                 },
             );
         }
@@ -126,6 +137,8 @@ mod tests {
 
     type Writes = OwnWrites<&'static str, &'static str>;
 
+    const NONE: Vec<&str> = Vec::new();
+
     fn seen<'a>(version: &'a str, stamp: &'a str) -> Seen<'a> {
         Seen {
             version: Some(version),
@@ -134,26 +147,31 @@ mod tests {
     }
 
     fn writing(w: &mut Writes, stamp: &str) {
-        w.writing("dep", "edge", Some(stamp.to_owned()));
+        w.writing("dep", Some(stamp.to_owned()));
+    }
+
+    /// An event of the Envoy Deployment that reaches its router.
+    fn event(w: &mut Writes, version: &str, stamp: &str) -> bool {
+        w.is_echo(&"dep", seen(version, stamp), &["edge"])
     }
 
     #[test]
     fn the_echo_after_the_write_returned_is_dropped_once() {
         let mut w = Writes::default();
         writing(&mut w, "h2");
-        assert_eq!(w.written("dep", Some("7".into())), None);
-        assert!(!w.is_echo(&"dep", seen("6", "h1")), "an older version");
-        assert!(w.is_echo(&"dep", seen("7", "h2")));
+        assert_eq!(w.written("dep", Some("7".into())), NONE);
+        assert!(!event(&mut w, "6", "h1"), "an older version");
+        assert!(event(&mut w, "7", "h2"));
         assert_eq!(w.pending(), 0);
-        assert!(!w.is_echo(&"dep", seen("8", "h2")), "a later change");
+        assert!(!event(&mut w, "8", "h2"), "a later change");
     }
 
     #[test]
     fn the_echo_before_the_write_returned_is_dropped() {
         let mut w = Writes::default();
         writing(&mut w, "h2");
-        assert!(w.is_echo(&"dep", seen("7", "h2")));
-        assert_eq!(w.written("dep", Some("7".into())), None);
+        assert!(event(&mut w, "7", "h2"));
+        assert_eq!(w.written("dep", Some("7".into())), NONE);
         assert_eq!(w.pending(), 0, "the echo was seen: nothing left to expect");
     }
 
@@ -163,48 +181,63 @@ mod tests {
         // it still carries the stamp of the last write.
         let mut w = Writes::default();
         writing(&mut w, "h1");
-        assert!(w.is_echo(&"dep", seen("9", "h1")), "held as a suspect");
-        assert_eq!(w.written("dep", None), Some("edge"));
+        assert!(event(&mut w, "9", "h1"), "held as a suspect");
+        assert_eq!(w.written("dep", None), ["edge"]);
         assert_eq!(w.pending(), 0);
-        assert!(!w.is_echo(&"dep", seen("10", "h1")));
+        assert!(!event(&mut w, "10", "h1"));
     }
 
     #[test]
     fn a_change_by_somebody_else_before_the_echo_reaches_the_router() {
         let mut w = Writes::default();
         writing(&mut w, "h1");
-        assert!(w.is_echo(&"dep", seen("8", "h1")), "held as a suspect");
-        assert!(w.is_echo(&"dep", seen("9", "h1")), "the echo");
-        assert_eq!(w.written("dep", Some("9".into())), Some("edge"));
+        assert!(event(&mut w, "8", "h1"), "held as a suspect");
+        assert!(event(&mut w, "9", "h1"), "the echo");
+        assert_eq!(w.written("dep", Some("9".into())), ["edge"]);
         assert_eq!(w.pending(), 0);
+    }
+
+    #[test]
+    fn a_change_by_somebody_else_reaches_every_router_it_reaches() {
+        // A Gateway one router writes and another attaches to: its status changes while the
+        // first writes it.
+        let mut w = Writes::default();
+        writing(&mut w, "h1");
+        assert!(w.is_echo(&"dep", seen("8", "h1"), &["edge", "other"]));
+        assert!(
+            w.is_echo(&"dep", seen("9", "h1"), &[]),
+            "reaches none (a status nobody reads)"
+        );
+        assert_eq!(w.written("dep", Some("11".into())), ["edge", "other"]);
     }
 
     #[test]
     fn a_suspect_of_another_version_leaves_the_echo_expected() {
         let mut w = Writes::default();
         writing(&mut w, "h1");
-        assert!(w.is_echo(&"dep", seen("8", "h1")));
-        assert_eq!(w.written("dep", Some("9".into())), Some("edge"));
-        assert!(w.is_echo(&"dep", seen("9", "h1")), "the echo, later");
+        assert!(event(&mut w, "8", "h1"));
+        assert_eq!(w.written("dep", Some("9".into())), ["edge"]);
+        assert!(event(&mut w, "9", "h1"), "the echo, later");
     }
 
     #[test]
     fn an_event_of_another_stamp_is_never_an_echo() {
         let mut w = Writes::default();
         writing(&mut w, "h2");
-        assert!(!w.is_echo(&"dep", seen("8", "h1")));
-        assert!(!w.is_echo(&"other", seen("8", "h2")));
-        w.writing("cm", "edge", None);
+        assert!(!event(&mut w, "8", "h1"));
+        assert!(!w.is_echo(&"other", seen("8", "h2"), &["edge"]));
+        w.writing("cm", None);
         assert!(
             !w.is_echo(
                 &"cm",
                 Seen {
                     version: Some("3"),
                     stamp: None
-                }
+                },
+                &["edge"]
             ),
             "an object without a stamp is never taken for a write in flight"
         );
-        assert_eq!(w.written("dep", None), None);
+        assert_eq!(w.written("dep", None), NONE);
     }
 }

@@ -640,7 +640,7 @@ where
                 Ok(Event::Apply(o)) => {
                     let targets = affected(&routers.state(), &o, Change::Applied);
                     // The echo of our own write: the reconcile that wrote it is done.
-                    if ctx.is_own_echo(kind, &o) {
+                    if ctx.is_own_echo(kind, &o, &targets) {
                         Vec::new()
                     } else {
                         targets

@@ -210,8 +210,7 @@ where
         .current
         .as_deref()
         .is_some_and(|c| stamped(c).is_some() && stamped(c) == stamped(p.desired));
-    let router_ref = ObjectRef::from_obj(router);
-    ctx.writing(&router_ref, p.kind, p.desired);
+    ctx.writing(p.kind, p.desired);
     let outcome = apply::converge(&p.api, &ctx.metrics, p.kind, p.desired, p.current).await;
     ctx.written(
         p.kind,
@@ -227,6 +226,7 @@ where
         p.desired.namespace().unwrap_or_default(),
         p.desired.name_any()
     );
+    let router_ref = ObjectRef::from_obj(router);
     // Events for what is news: an object created, or someone else's change reverted; not the
     // routine update that follows a change of the router or of the Services it routes.
     let event = match &outcome {
