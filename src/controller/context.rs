@@ -20,7 +20,7 @@ use super::events::Events;
 use super::watches::Queue;
 use crate::api::HostRouter;
 use crate::metrics::Metrics;
-use crate::render::naming::APPLIED_HASH_ANNOTATION;
+use crate::render::naming;
 use crate::render::tls_secret::TlsSecret;
 use crate::render::{self, Settings};
 
@@ -247,12 +247,7 @@ impl Context {
     /// event of that object carrying the same applied hash may be its echo.
     pub fn writing<K: Resource>(&self, kind: &'static str, desired: &K) {
         if let Some(key) = write_key(kind, desired) {
-            let stamp = desired
-                .meta()
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
-                .cloned();
+            let stamp = naming::applied_hash(desired.meta()).map(str::to_owned);
             self.own_writes().writing(key, stamp);
         }
     }
@@ -290,11 +285,7 @@ impl Context {
         let meta = obj.meta();
         let seen = Seen {
             version: meta.resource_version.as_deref(),
-            stamp: meta
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
-                .map(String::as_str),
+            stamp: naming::applied_hash(meta),
         };
         self.own_writes().is_echo(&key, seen, routers)
     }

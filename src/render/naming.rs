@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
@@ -38,6 +39,14 @@ pub const REPLICAS_FROM_ANNOTATION: &str = "hostrouter.io/replicas-from";
 pub const REPLICAS_FROM_AUTOSCALER: &str = "HorizontalPodAutoscaler";
 /// Finalizer that removes the Proxy, which lives in another namespace, before the router goes.
 pub const FINALIZER: &str = "hostrouter.io/proxy-cleanup";
+
+/// The [`APPLIED_HASH_ANNOTATION`] an object carries.
+pub fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()?
+        .get(APPLIED_HASH_ANNOTATION)
+        .map(String::as_str)
+}
 
 /// Label selector (string form) of every object HostRouter generates.
 pub fn managed_selector() -> String {

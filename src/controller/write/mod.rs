@@ -29,7 +29,7 @@ use super::triggers::{annotated_router, is_managed};
 use crate::api::HostRouter;
 use crate::api::gloo::Verdict;
 use crate::error::{Error, Result};
-use crate::render::naming::APPLIED_HASH_ANNOTATION;
+use crate::render::naming;
 use crate::render::{Objects, Rendered};
 
 /// What writing the objects found.
@@ -205,11 +205,11 @@ where
 {
     // What we applied last time, per the object's own stamp: when it equals what we apply now,
     // a difference was made by someone else.
-    let stamped = |o: &K| o.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
-    let drifted = p
-        .current
-        .as_deref()
-        .is_some_and(|c| stamped(c).is_some() && stamped(c) == stamped(p.desired));
+    let desired_stamp = naming::applied_hash(p.desired.meta());
+    let drifted = p.current.as_deref().is_some_and(|c| {
+        let stamp = naming::applied_hash(c.meta());
+        stamp.is_some() && stamp == desired_stamp
+    });
     ctx.writing(p.kind, p.desired);
     let outcome = apply::converge(&p.api, &ctx.metrics, p.kind, p.desired, p.current).await;
     ctx.written(
