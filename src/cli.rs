@@ -201,11 +201,20 @@ struct SettingsArgs {
     router_selector: Option<String>,
 
     /// At most one reconcile of a router per window: a change after a quiet window is
-    /// reconciled at once, changes that follow within it together at its end. Longer windows
-    /// mean fewer writes of a large Proxy during a deploy storm, and a wait of up to one window
-    /// for changes during one. `0s` reconciles every change.
+    /// reconciled after a short delay (`--coalesce-delay`), changes that follow within the
+    /// window together at its end. Longer windows mean fewer writes of a large Proxy during a
+    /// deploy storm, and a wait of up to one window for changes during one. `0s` reconciles
+    /// every change at once.
     #[arg(long, env = "HOSTROUTER_COALESCE_WINDOW", default_value = "1s", value_parser = humantime::parse_duration)]
     coalesce_window: Duration,
+
+    /// How long a change after a quiet window is held to see whether others follow. Alone, it
+    /// is reconciled after this delay; followed by another, the changes are a storm (a deploy,
+    /// `kubectl apply` of many Services) reconciled together a window after the first, so no
+    /// write lands in the middle of a storm shorter than the window. `0s` reconciles a storm's
+    /// first change at once, and writes each Proxy once more per storm.
+    #[arg(long, env = "HOSTROUTER_COALESCE_DELAY", default_value = "20ms", value_parser = humantime::parse_duration)]
+    coalesce_delay: Duration,
 }
 
 impl SettingsArgs {
@@ -446,7 +455,10 @@ async fn lead(
         client,
         settings,
         args.settings.router_selector.as_deref(),
-        args.settings.coalesce_window,
+        controller::coalesce::Timing {
+            window: args.settings.coalesce_window,
+            delay: args.settings.coalesce_delay,
+        },
         metrics.clone(),
         move |stores| {
             let _ = stores_cell.set(stores);

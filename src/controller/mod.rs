@@ -28,7 +28,6 @@ mod watches;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::channel::mpsc::unbounded;
 use futures::{StreamExt, future};
@@ -56,7 +55,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     router_selector: Option<&str>,
-    coalesce_window: Duration,
+    coalesce: coalesce::Timing,
     metrics: Arc<Metrics>,
     on_stores: impl FnOnce(Stores),
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -92,7 +91,7 @@ pub async fn run(
     );
     tasks.add(tokio::spawn(janitor::run(ctx.clone(), janitor_wake, queue)));
     tasks.add(tokio::spawn(coalesce::run(
-        coalesce_window,
+        coalesce,
         changes,
         coalesced,
         ctx.metrics.clone(),

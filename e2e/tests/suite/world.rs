@@ -122,6 +122,20 @@ impl World {
         Ok(())
     }
 
+    /// Creates the router `edge` in `app`, writing the world's Proxy, and waits for the Proxy
+    /// to hold the selected Service ports.
+    pub async fn create_edge(&self) -> Result<()> {
+        self.create_router(self.app.name(), "edge", &self.proxy_name)
+            .await?;
+        self.wait_domains(
+            "the Proxy to hold the selected Service ports",
+            self.expected_domains(&[]),
+            CONVERGE,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The domains in the Proxy, once it exists.
     pub async fn domains(&self) -> Result<BTreeSet<String>> {
         let proxy = proxy_api(&self.client, self.gloo.name())

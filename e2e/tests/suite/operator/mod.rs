@@ -10,6 +10,7 @@
 //! - [`faults`]: the control plane failing under the operator;
 //! - [`crash`]: the operator killed at random moments during churn;
 //! - [`churn`]: routers created and deleted over and over, with and without the operator;
+//! - [`coalescing`]: lone changes and storms of changes, and the Proxy writes they cost;
 //! - [`podsecurity`]: the Pods admitted at PodSecurity `restricted`;
 //! - [`rbac`]: every verb of the chart's RBAC is needed;
 //! - [`status`]: status and Events that tell the truth;
@@ -21,6 +22,7 @@
 
 mod admission;
 mod churn;
+mod coalescing;
 mod crash;
 mod dashboard;
 mod faults;
@@ -139,6 +141,7 @@ pub fn trials(suite: &Suite) -> Vec<Trial> {
         ),
     ]
     .into_iter()
+    .chain(coalescing::trials(suite))
     .chain(status::trials(suite))
     .chain(tenancy::trials(suite))
     .collect()

@@ -24,13 +24,7 @@ use crate::world::{CONVERGE, World, apply_service};
 pub(super) async fn routes_selected_namespaces(cx: &TestContext) -> Result<()> {
     let w = World::new(cx, &[]).await?;
     let ns = w.app.name();
-    w.create_router(ns, "edge", &w.proxy_name).await?;
-    w.wait_domains(
-        "the Proxy to hold the selected Service ports",
-        w.expected_domains(&[]),
-        CONVERGE,
-    )
-    .await?;
+    w.create_edge().await?;
     w.wait_condition(ns, "edge", "Programmed", "True", "Programmed")
         .await?;
 
@@ -268,9 +262,7 @@ pub(super) async fn routes_selected_namespaces(cx: &TestContext) -> Result<()> {
 /// Scenario 2: Services and namespace labels reach the Proxy within 2 s.
 pub(super) async fn follows_the_cluster(cx: &TestContext) -> Result<()> {
     let w = World::new(cx, &[]).await?;
-    w.create_router(w.app.name(), "edge", &w.proxy_name).await?;
-    w.wait_domains("the initial Proxy", w.expected_domains(&[]), CONVERGE)
-        .await?;
+    w.create_edge().await?;
     let reconciles_before = w
         .operator
         .metric(

@@ -1,0 +1,101 @@
+//! Coalescing on the real control plane: a lone Service waits for the delay and no longer; a
+//! storm of Services reaches the Proxy in one write, a window after its first change.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use futures::future::try_join_all;
+use hostrouter_e2e::{Suite, TestContext};
+use libtest_mimic::Trial;
+
+use crate::world::{CONVERGE, World, apply_service};
+
+/// The operator's `--coalesce-window` in this trial: long enough to tell a storm's one write
+/// at the window's end from a write at its start.
+const WINDOW: Duration = Duration::from_secs(3);
+/// Its `--coalesce-delay`: long enough that the creates of a storm, sent at once, reach the
+/// operator within it on a loaded machine.
+const DELAY: Duration = Duration::from_millis(600);
+/// Services created at once.
+const STORM: usize = 20;
+
+pub fn trials(suite: &Suite) -> Vec<Trial> {
+    vec![suite.trial(
+        "operator::a_storm_of_services_is_one_proxy_write_and_a_lone_one_waits_only_the_delay",
+        |cx| async move { storm_and_lone_change(&cx).await },
+    )]
+}
+
+async fn storm_and_lone_change(cx: &TestContext) -> Result<()> {
+    let window = format!("{}ms", WINDOW.as_millis());
+    let delay = format!("{}ms", DELAY.as_millis());
+    let w = World::new(
+        cx,
+        &["--coalesce-window", &window, "--coalesce-delay", &delay],
+    )
+    .await?;
+    let ns = w.app.name();
+    w.create_edge().await?;
+    let mut routed = Vec::new();
+
+    // A lone Service after a quiet window: routed once the delay is over, well within a window,
+    // in one write.
+    tokio::time::sleep(WINDOW).await;
+    let writes = w.operator.writes_of("Proxy", "apply").await?;
+    let start = Instant::now();
+    apply_service(&w.client, ns, "lone", &[("http", 80, "TCP")], None).await?;
+    routed.push(format!("{ns}-lone-80"));
+    w.wait_domains(
+        "a lone Service in the Proxy",
+        w.expected_domains(&routed),
+        CONVERGE,
+    )
+    .await?;
+    let lone_took = start.elapsed();
+    ensure!(
+        lone_took >= DELAY,
+        "a lone Service reached the Proxy {lone_took:?} after its create, before the delay ({DELAY:?})"
+    );
+    ensure!(
+        lone_took < WINDOW,
+        "a lone Service reached the Proxy {lone_took:?} after its create: held as a storm"
+    );
+    let lone = w.operator.writes_of("Proxy", "apply").await? - writes;
+    ensure!(lone == 1.0, "{lone} Proxy writes for a lone Service");
+
+    // A storm after a quiet window: every Service in the first write, a window after the first
+    // create, and no other write.
+    tokio::time::sleep(WINDOW).await;
+    let writes = w.operator.writes_of("Proxy", "apply").await?;
+    let start = Instant::now();
+    let names: Vec<String> = (0..STORM).map(|i| format!("storm-{i}")).collect();
+    try_join_all(
+        names
+            .iter()
+            .map(|name| apply_service(&w.client, ns, name, &[("http", 80, "TCP")], None)),
+    )
+    .await?;
+    routed.extend(names.iter().map(|name| format!("{ns}-{name}-80")));
+    w.wait_domains(
+        "a storm of Services in the Proxy",
+        w.expected_domains(&routed),
+        CONVERGE,
+    )
+    .await?;
+    let took = start.elapsed();
+    ensure!(
+        took >= WINDOW,
+        "a storm reached the Proxy {took:?} after its first create, before the window's end ({WINDOW:?})"
+    );
+    w.operator.settled_reconciles().await?;
+    let storm = w.operator.writes_of("Proxy", "apply").await? - writes;
+    ensure!(
+        storm == 1.0,
+        "{storm} Proxy writes for a storm of {STORM} Services"
+    );
+    eprintln!(
+        "{}: a lone Service routed after {lone_took:?}; a storm of {STORM} in {storm} write after {took:?}",
+        cx.name()
+    );
+    Ok(())
+}
