@@ -209,10 +209,11 @@ struct SettingsArgs {
     coalesce_window: Duration,
 
     /// How long a change after a quiet window is held to see whether others follow. Alone, it
-    /// is reconciled after this delay; followed by another, the changes are a storm (a deploy,
-    /// `kubectl apply` of many Services) reconciled together a window after the first, so no
-    /// write lands in the middle of a storm shorter than the window. `0s` reconciles a storm's
-    /// first change at once, and writes each Proxy once more per storm.
+    /// is reconciled after this delay; followed by another within it, the changes are a storm
+    /// (a deploy, `kubectl apply` of many Services) reconciled together a window after the
+    /// first, so no write lands in the middle of a storm shorter than the window. `0s`
+    /// reconciles a storm's first change at once, and writes each Proxy once more per storm. A
+    /// delay longer than the window counts as the window.
     #[arg(long, env = "HOSTROUTER_COALESCE_DELAY", default_value = "20ms", value_parser = humantime::parse_duration)]
     coalesce_delay: Duration,
 }

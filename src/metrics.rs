@@ -122,7 +122,7 @@ impl Metrics {
         )?;
         let queue_depth = IntGauge::new(
             "hostrouter_reconcile_queue_depth",
-            "Routers whose reconcile is held back to coalesce changes (see --coalesce-window)",
+            "Routers whose reconcile is held back to coalesce changes (see --coalesce-window and --coalesce-delay)",
         )?;
         registry.register(Box::new(watch_healthy.clone()))?;
         registry.register(Box::new(leader.clone()))?;

@@ -81,8 +81,11 @@ impl<K: Clone + Eq + Hash> Coalescer<K> {
     pub fn request(&mut self, key: K, now: Instant) -> bool {
         let Timing { window, delay } = self.timing;
         if let Some(hold) = self.held_at.get(&key).copied() {
-            // A second change during the delay: a storm, reconciled at the window's end.
-            if let Some(until) = hold.storm_until {
+            // A second change during the delay: a storm, reconciled at the window's end. One
+            // after the delay (its timer is late) joins the change about to go through.
+            if let Some(until) = hold.storm_until
+                && now < hold.slot.0
+            {
                 self.held.remove(&hold.slot);
                 self.hold(key, until, None);
             }
@@ -95,7 +98,10 @@ impl<K: Clone + Eq + Hash> Coalescer<K> {
                 false
             }
             _ if delay.is_zero() => {
-                self.last.insert(key, now);
+                // With no window there is nothing to remember (and nothing would forget it).
+                if !window.is_zero() {
+                    self.last.insert(key, now);
+                }
                 true
             }
             _ => {
@@ -218,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_change_goes_through_at_once() {
+    fn with_no_delay_a_lone_change_goes_through_at_once() {
         let t = Instant::now();
         let mut c = Coalescer::new(window(W));
         assert!(c.request("a", t));
@@ -267,6 +273,7 @@ mod tests {
             assert!(c.request("a", at(t, i)));
         }
         assert_eq!(c.held(), 0);
+        assert!(c.last.is_empty(), "nothing to remember without a window");
     }
 
     #[test]
@@ -327,6 +334,38 @@ mod tests {
     }
 
     #[test]
+    fn a_change_after_the_delay_joins_the_one_going_through() {
+        let t = Instant::now();
+        let mut c = Coalescer::new(delayed());
+        assert!(!c.request("a", t));
+        // The timer is late: a change at 25 ms, before the one of 0 ms went through, is no
+        // storm.
+        assert!(!c.request("a", at(t, 25)));
+        assert_eq!(c.next_due(), Some(t + D));
+        assert_eq!(c.due(at(t, 26)), vec!["a"]);
+        assert_eq!(c.held(), 0);
+    }
+
+    #[test]
+    fn keys_are_held_apart() {
+        let t = Instant::now();
+        let mut c = Coalescer::new(delayed());
+        // A storm of "a", a lone change of "b" in the middle of it.
+        assert!(!c.request("a", t));
+        assert!(!c.request("a", at(t, 5)));
+        assert!(!c.request("b", at(t, 10)));
+        assert_eq!(c.held(), 2);
+        assert_eq!(c.due(at(t, 30)), vec!["b"]);
+        assert!(c.due(at(t, 499)).is_empty());
+        assert_eq!(c.due(at(t, 500)), vec!["a"]);
+        // Each remembers its own last reconcile: "b" is held to 530 ms, "a" to 1 s.
+        assert!(!c.request("a", at(t, 510)));
+        assert!(!c.request("b", at(t, 510)));
+        assert_eq!(c.due(at(t, 530)), vec!["b"]);
+        assert_eq!(c.due(at(t, 1000)), vec!["a"]);
+    }
+
+    #[test]
     fn a_delay_longer_than_the_window_is_the_window() {
         let t = Instant::now();
         let mut c = Coalescer::new(Timing {
@@ -335,5 +374,9 @@ mod tests {
         });
         assert!(!c.request("a", t));
         assert_eq!(c.next_due(), Some(t + W));
+        // A second change changes nothing: the storm goes through at the same time.
+        assert!(!c.request("a", at(t, 100)));
+        assert_eq!(c.next_due(), Some(t + W));
+        assert_eq!(c.due(t + W), vec!["a"]);
     }
 }

@@ -60,6 +60,8 @@ async fn storm_and_lone_change(cx: &TestContext) -> Result<()> {
         lone_took < WINDOW,
         "a lone Service reached the Proxy {lone_took:?} after its create: held as a storm"
     );
+    // The operator counts a write once the API server answers, after the Proxy changed.
+    w.operator.settled_reconciles().await?;
     let lone = w.operator.writes_of("Proxy", "apply").await? - writes;
     ensure!(lone == 1.0, "{lone} Proxy writes for a lone Service");
 
