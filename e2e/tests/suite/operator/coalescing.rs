@@ -34,24 +34,11 @@ async fn storm_and_lone_change(cx: &TestContext) -> Result<()> {
         &["--coalesce-window", &window, "--coalesce-delay", &delay],
     )
     .await?;
-    let ns = w.app.name();
     w.create_edge().await?;
     let mut routed = Vec::new();
 
-    // A lone Service after a quiet window: routed once the delay is over, well within a window,
-    // in one write.
-    tokio::time::sleep(WINDOW).await;
-    let writes = w.operator.writes_of("Proxy", "apply").await?;
-    let start = Instant::now();
-    apply_service(&w.client, ns, "lone", &[("http", 80, "TCP")], None).await?;
-    routed.push(format!("{ns}-lone-80"));
-    w.wait_domains(
-        "a lone Service in the Proxy",
-        w.expected_domains(&routed),
-        CONVERGE,
-    )
-    .await?;
-    let lone_took = start.elapsed();
+    // A lone Service: routed once the delay is over, well within a window, in one write.
+    let (lone_took, lone) = create_after_a_quiet_window(&w, &["lone"], &mut routed).await?;
     ensure!(
         lone_took >= DELAY,
         "a lone Service reached the Proxy {lone_took:?} after its create, before the delay ({DELAY:?})"
@@ -60,37 +47,17 @@ async fn storm_and_lone_change(cx: &TestContext) -> Result<()> {
         lone_took < WINDOW,
         "a lone Service reached the Proxy {lone_took:?} after its create: held as a storm"
     );
-    // The operator counts a write once the API server answers, after the Proxy changed.
-    w.operator.settled_reconciles().await?;
-    let lone = w.operator.writes_of("Proxy", "apply").await? - writes;
     ensure!(lone == 1.0, "{lone} Proxy writes for a lone Service");
 
-    // A storm after a quiet window: every Service in the first write, a window after the first
-    // create, and no other write.
-    tokio::time::sleep(WINDOW).await;
-    let writes = w.operator.writes_of("Proxy", "apply").await?;
-    let start = Instant::now();
+    // A storm: every Service in the first write, a window after the first create, and no
+    // other write.
     let names: Vec<String> = (0..STORM).map(|i| format!("storm-{i}")).collect();
-    try_join_all(
-        names
-            .iter()
-            .map(|name| apply_service(&w.client, ns, name, &[("http", 80, "TCP")], None)),
-    )
-    .await?;
-    routed.extend(names.iter().map(|name| format!("{ns}-{name}-80")));
-    w.wait_domains(
-        "a storm of Services in the Proxy",
-        w.expected_domains(&routed),
-        CONVERGE,
-    )
-    .await?;
-    let took = start.elapsed();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (took, storm) = create_after_a_quiet_window(&w, &names, &mut routed).await?;
     ensure!(
         took >= WINDOW,
         "a storm reached the Proxy {took:?} after its first create, before the window's end ({WINDOW:?})"
     );
-    w.operator.settled_reconciles().await?;
-    let storm = w.operator.writes_of("Proxy", "apply").await? - writes;
     ensure!(
         storm == 1.0,
         "{storm} Proxy writes for a storm of {STORM} Services"
@@ -100,4 +67,36 @@ async fn storm_and_lone_change(cx: &TestContext) -> Result<()> {
         cx.name()
     );
     Ok(())
+}
+
+/// After a quiet window, creates the Services `names` (one port each) in `app` at once: how
+/// long until the Proxy holds them (and `routed`, to which they are added), and how many
+/// Proxy writes that took, counted once the operator is quiet (it counts a write when the API
+/// server answers, after the Proxy changed).
+async fn create_after_a_quiet_window(
+    w: &World,
+    names: &[&str],
+    routed: &mut Vec<String>,
+) -> Result<(Duration, f64)> {
+    let ns = w.app.name();
+    tokio::time::sleep(WINDOW).await;
+    let writes = w.operator.writes_of("Proxy", "apply").await?;
+    let start = Instant::now();
+    try_join_all(
+        names
+            .iter()
+            .map(|name| apply_service(&w.client, ns, name, &[("http", 80, "TCP")], None)),
+    )
+    .await?;
+    routed.extend(names.iter().map(|name| format!("{ns}-{name}-80")));
+    w.wait_domains(
+        &format!("{} new Service(s) in the Proxy", names.len()),
+        w.expected_domains(routed),
+        CONVERGE,
+    )
+    .await?;
+    let took = start.elapsed();
+    w.operator.settled_reconciles().await?;
+    let written = w.operator.writes_of("Proxy", "apply").await? - writes;
+    Ok((took, written))
 }
