@@ -629,6 +629,16 @@ where
     let tx = queue.clone();
     let routers = ctx.stores.routers.clone();
     let ctx = ctx.clone();
+    // Only the routers this operator manages: an object written for a router of another
+    // instance (another shard) names that router, which nothing here reconciles; sent on, it
+    // would only wait in the coalescer.
+    let managed = {
+        let routers = routers.clone();
+        move |mut targets: Vec<ObjectRef<HostRouter>>| {
+            targets.retain(|r| routers.get(r).is_some());
+            targets
+        }
+    };
     tokio::spawn(async move {
         ctx.metrics.set_watch_healthy(kind, true);
         let mut stream = std::pin::pin!(stream);
@@ -638,7 +648,7 @@ where
             }
             let targets = match event {
                 Ok(Event::Apply(o)) => {
-                    let targets = affected(&routers.state(), &o, Change::Applied);
+                    let targets = managed(affected(&routers.state(), &o, Change::Applied));
                     // The echo of our own write: the reconcile that wrote it is done.
                     if ctx.is_own_echo(kind, &o, &targets) {
                         Vec::new()
@@ -646,7 +656,7 @@ where
                         targets
                     }
                 }
-                Ok(Event::Delete(o)) => affected(&routers.state(), &o, Change::Deleted),
+                Ok(Event::Delete(o)) => managed(affected(&routers.state(), &o, Change::Deleted)),
                 // The mapper sees listed objects (to remember their state); reconciling waits
                 // for the listing to finish.
                 Ok(Event::InitApply(o)) => {

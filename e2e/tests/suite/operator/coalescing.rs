@@ -3,10 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use futures::future::try_join_all;
+use hostrouter_e2e::operator::TRIAL_LABEL;
+use hostrouter_e2e::resources::routers;
 use hostrouter_e2e::{Suite, TestContext};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use libtest_mimic::Trial;
+use serde_json::json;
 
 use crate::world::{CONVERGE, World, apply_service};
 
@@ -62,6 +68,10 @@ async fn storm_and_lone_change(cx: &TestContext) -> Result<()> {
         storm == 1.0,
         "{storm} Proxy writes for a storm of {STORM} Services"
     );
+    // Objects written for a router this operator does not manage (another shard's) reach no
+    // router here: a burst of changes to one leaves nothing waiting in the coalescer.
+    held_for_nothing_when_another_shards_object_changes(&w).await?;
+
     eprintln!(
         "{}: a lone Service routed after {lone_took:?}; a storm of {STORM} in {storm} write after {took:?}",
         cx.name()
@@ -99,4 +109,59 @@ async fn create_after_a_quiet_window(
     w.operator.settled_reconciles().await?;
     let written = w.operator.writes_of("Proxy", "apply").await? - writes;
     Ok((took, written))
+}
+
+/// A router of another shard (not this operator's), and a ConfigMap it owns labelled as the
+/// operator's: changes to it are seen by this operator's watch, and hold no reconcile.
+async fn held_for_nothing_when_another_shards_object_changes(w: &World) -> Result<()> {
+    let ns = w.app.name();
+    let mut manifest = w.router_manifest(ns, "foreign", "foreign-proxy");
+    manifest["metadata"]["labels"] = json!({TRIAL_LABEL: "another-shard"});
+    let foreign = routers(&w.client, ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value::<DynamicObject>(manifest)?,
+        )
+        .await
+        .context("creating another shard's HostRouter")?;
+    let config_map: ConfigMap = serde_json::from_value(json!({
+        "metadata": {
+            "name": "foreign-envoy",
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "hostrouter"},
+            "ownerReferences": [{
+                "apiVersion": "hostrouter.io/v1alpha1",
+                "kind": "HostRouter",
+                "name": "foreign",
+                "uid": foreign.uid().context("the router's uid")?,
+                "controller": true,
+            }],
+        },
+        "data": {"change": "0"},
+    }))?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(w.client.clone(), ns);
+    config_maps
+        .create(&PostParams::default(), &config_map)
+        .await?;
+    for i in 1..=3 {
+        config_maps
+            .patch(
+                "foreign-envoy",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"change": i.to_string()}})),
+            )
+            .await?;
+    }
+    // Within the delay and the window after the changes: a router key held for them would
+    // still be waiting.
+    tokio::time::sleep(DELAY / 2).await;
+    let held = w
+        .operator
+        .metric("hostrouter_reconcile_queue_depth", &[])
+        .await?;
+    ensure!(
+        held == 0.0,
+        "{held} reconciles held after changes to another shard's objects"
+    );
+    Ok(())
 }
