@@ -380,3 +380,52 @@ mod tests {
         assert_eq!(c.due(t + W), vec!["a"]);
     }
 }
+
+#[cfg(test)]
+mod stress {
+    use super::*;
+
+    #[test]
+    fn random_requests_are_always_released() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for timing in [
+            (500, 20),
+            (500, 0),
+            (0, 20),
+            (100, 100),
+            (100, 300),
+            (3000, 600),
+        ] {
+            let t = Instant::now();
+            let mut c = Coalescer::new(Timing {
+                window: Duration::from_millis(timing.0),
+                delay: Duration::from_millis(timing.1),
+            });
+            let mut now = t;
+            for _ in 0..20_000 {
+                now += Duration::from_micros(next() % 50_000);
+                if next() % 3 == 0 {
+                    c.due(now);
+                }
+                let key = next() % 4;
+                c.request(key, now);
+                assert_eq!(c.held.len(), c.held_at.len(), "{timing:?}");
+                for (k, h) in &c.held_at {
+                    assert_eq!(c.held.get(&h.slot), Some(k), "{timing:?}");
+                }
+                if let Some(due) = c.next_due() {
+                    assert!(
+                        due <= now + Duration::from_millis(timing.0.max(timing.1)),
+                        "{timing:?}"
+                    );
+                }
+            }
+        }
+    }
+}
